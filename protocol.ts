@@ -1,0 +1,1113 @@
+/**
+ * The wire format shared by the TCP image uploader (`client.ts`) and receiver
+ * (`server.ts`), compatible byte for byte with the original Python scripts.
+ *
+ * A frame is a 16-digit zero-padded decimal header holding the body length L,
+ * then the body: a 32-byte name field and the padded standard base64 of the
+ * file. Our server answers each frame with one acknowledgement line; the
+ * original client never reads it. `PROTOCOL.md` has the full rules.
+ *
+ * @example Encode a frame and read it back
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bytesSource, encodeFrame, FrameReader, parseName } from "./protocol.ts";
+ *
+ * const frame = encodeFrame("cat", new Uint8Array([1, 2, 3]));
+ * const reader = new FrameReader(bytesSource(frame));
+ * const head = await reader.readHead();
+ * assert.equal(parseName(head!.nameField), "cat");
+ * const data = [];
+ * for await (const chunk of reader.data()) data.push(...chunk);
+ * assert.deepEqual(data, [1, 2, 3]);
+ * ```
+ *
+ * @module
+ */
+
+/**
+ * Bytes in the length header.
+ *
+ * @example Header size
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeHeader, HEADER_SIZE } from "./protocol.ts";
+ *
+ * assert.equal(encodeHeader(32).length, HEADER_SIZE);
+ * ```
+ */
+export const HEADER_SIZE = 16;
+
+/**
+ * Bytes in the name field at the start of every body.
+ *
+ * @example Name field size
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeName, NAME_SIZE } from "./protocol.ts";
+ *
+ * assert.equal(encodeName("a").length, NAME_SIZE);
+ * ```
+ */
+export const NAME_SIZE = 32;
+
+/**
+ * Largest payload of one UDP datagram over IPv4.
+ *
+ * @example Datagram limit
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MAX_DATAGRAM_SIZE } from "./protocol.ts";
+ *
+ * assert.equal(MAX_DATAGRAM_SIZE, 65_535 - 20 - 8);
+ * ```
+ */
+export const MAX_DATAGRAM_SIZE = 65_507;
+
+/**
+ * Default largest body length L a server accepts: 512 MiB, about 384 MiB of
+ * image.
+ *
+ * @example Default frame limit
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_MAX_FRAME_SIZE, parseByteSize } from "./protocol.ts";
+ *
+ * assert.equal(DEFAULT_MAX_FRAME_SIZE, parseByteSize("512M"));
+ * ```
+ */
+export const DEFAULT_MAX_FRAME_SIZE = 512 * 1024 * 1024;
+
+/**
+ * Longest acknowledgement line accepted, newline included.
+ *
+ * @example Acknowledgement limit
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeAck, MAX_ACK_SIZE } from "./protocol.ts";
+ *
+ * assert.ok(encodeAck({ ok: false, message: "x".repeat(5000) }).length <= MAX_ACK_SIZE);
+ * ```
+ */
+export const MAX_ACK_SIZE = 1024;
+
+/** What went wrong in a frame; see {@linkcode ProtocolError}. */
+export type ProtocolErrorCode =
+  | "header"
+  | "size"
+  | "name"
+  | "base64"
+  | "truncated"
+  | "timeout"
+  | "idle";
+
+/**
+ * A frame or acknowledgement broke the protocol. After a `name` or `base64`
+ * error the rest of the body can be skipped and the connection goes on
+ * ({@linkcode ProtocolError.recoverable}); after any other the connection is
+ * out of step and must be closed.
+ *
+ * @example Tell a recoverable error from a fatal one
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseHeader, ProtocolError } from "./protocol.ts";
+ *
+ * try {
+ *   parseHeader(new TextEncoder().encode("+000000000000100"));
+ *   assert.fail("accepted a plus sign");
+ * } catch (error) {
+ *   assert.ok(error instanceof ProtocolError);
+ *   assert.equal(error.code, "header");
+ *   assert.equal(error.recoverable, false);
+ * }
+ * ```
+ */
+export class ProtocolError extends Error {
+  /** Which rule was broken. */
+  readonly code: ProtocolErrorCode;
+
+  /**
+   * Creates the error.
+   *
+   * @param code Which rule was broken.
+   * @param message Sentence-case text with the detail after a colon.
+   */
+  constructor(code: ProtocolErrorCode, message: string) {
+    super(message);
+    this.name = "ProtocolError";
+    this.code = code;
+  }
+
+  /** Whether skipping the rest of the body puts the stream back in step. */
+  get recoverable(): boolean {
+    return this.code === "name" || this.code === "base64";
+  }
+}
+
+const encoder = new TextEncoder();
+const latin1 = new TextDecoder("latin1");
+const utf8 = new TextDecoder();
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+const DIGIT_0 = 0x30;
+const DIGIT_9 = 0x39;
+
+/**
+ * Quotes at most 80 bytes of untrusted input for an error message, escaping
+ * everything that is not printable ASCII.
+ *
+ * @param bytes The offending input.
+ * @returns A double-quoted string, with `…` after it when cut.
+ *
+ * @example Quote a request line
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { quoteBytes } from "./protocol.ts";
+ *
+ * assert.equal(quoteBytes(new TextEncoder().encode("GET /\r\n")), '"GET /\\r\\n"');
+ * ```
+ */
+export function quoteBytes(bytes: Uint8Array): string {
+  const shown = bytes.subarray(0, 80);
+  const text = JSON.stringify(latin1.decode(shown)).replace(
+    /[^\x20-\x7e]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
+  return bytes.length > shown.length ? `${text}…` : text;
+}
+
+/**
+ * Encodes a body length as the 16-digit zero-padded header.
+ *
+ * @param bodyLength Bytes in the body: 32 for the name plus the base64 length.
+ * @returns The 16 header bytes.
+ * @throws {RangeError} If the length is not a whole number from 32 to 10^16 - 1.
+ *
+ * @example Encode a header
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeHeader } from "./protocol.ts";
+ *
+ * assert.equal(new TextDecoder().decode(encodeHeader(1234)), "0000000000001234");
+ * ```
+ */
+export function encodeHeader(bodyLength: number): Uint8Array {
+  if (
+    !Number.isSafeInteger(bodyLength) || bodyLength < NAME_SIZE ||
+    bodyLength >= 10 ** HEADER_SIZE
+  ) {
+    throw new RangeError(`Cannot encode header: invalid body length ${bodyLength}`);
+  }
+  return encoder.encode(String(bodyLength).padStart(HEADER_SIZE, "0"));
+}
+
+/**
+ * Returns the index of the first byte in `bytes` that is not an ASCII digit,
+ * or -1.
+ */
+function firstNonDigit(bytes: Uint8Array): number {
+  return bytes.findIndex((byte) => byte < DIGIT_0 || byte > DIGIT_9);
+}
+
+/**
+ * Parses a 16-byte header strictly: exactly sixteen ASCII digits, nothing
+ * else, checked against the limit before the caller allocates anything.
+ *
+ * @param header The 16 header bytes.
+ * @param maxFrameSize The largest body length accepted.
+ * @returns The body length L.
+ * @throws {ProtocolError} `header` for anything but 16 digits or L < 32,
+ * `size` for L above the limit.
+ *
+ * @example Parse a header
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseHeader } from "./protocol.ts";
+ *
+ * const header = new TextEncoder().encode("0000000000000100");
+ * assert.equal(parseHeader(header), 100);
+ * assert.throws(() => parseHeader(header, 99), /exceeds the limit/);
+ * ```
+ */
+export function parseHeader(
+  header: Uint8Array,
+  maxFrameSize: number = DEFAULT_MAX_FRAME_SIZE,
+): number {
+  if (header.length !== HEADER_SIZE || firstNonDigit(header) !== -1) {
+    throw new ProtocolError(
+      "header",
+      `Cannot parse header: expected 16 digits, got ${quoteBytes(header)}`,
+    );
+  }
+  // Number() is safe here: the bytes are known to be digits only.
+  const bodyLength = Number(latin1.decode(header));
+  if (bodyLength < NAME_SIZE) {
+    throw new ProtocolError(
+      "header",
+      `Cannot parse header: body length ${bodyLength} is shorter than the ${NAME_SIZE}-byte name`,
+    );
+  }
+  if (bodyLength > maxFrameSize) {
+    throw new ProtocolError(
+      "size",
+      `Frame too large: body length ${bodyLength} exceeds the limit of ${maxFrameSize}`,
+    );
+  }
+  return bodyLength;
+}
+
+/**
+ * Checks that a name is safe as a single file name inside an output folder
+ * and fits the name field.
+ *
+ * @param name The name, without extension.
+ * @returns The name's UTF-8 bytes.
+ * @throws {ProtocolError} `name`, saying which rule the name breaks.
+ */
+function checkName(name: string): Uint8Array {
+  const bytes = encoder.encode(name);
+  const problem = name === ""
+    ? "it is empty"
+    : bytes.length > NAME_SIZE
+    ? `it is ${bytes.length} bytes, more than ${NAME_SIZE}`
+    // deno-lint-ignore no-control-regex
+    : /[\x00-\x1f\x7f-\x9f]/.test(name)
+    ? "it contains a control character"
+    : /[/\\]/.test(name)
+    ? "it contains a slash or backslash"
+    : name.startsWith(".")
+    ? "it starts with a dot"
+    : name.endsWith(" ")
+    ? "it ends with a space"
+    : name.includes("\ufffd")
+    ? "it is not valid UTF-8"
+    : undefined;
+  if (problem !== undefined) {
+    throw new ProtocolError(
+      "name",
+      `Invalid name: ${problem}: ${quoteBytes(bytes)}`,
+    );
+  }
+  return bytes;
+}
+
+/**
+ * Encodes a name into the 32-byte name field, padded on the right with NUL
+ * bytes. A name that does not fit is refused, never cut.
+ *
+ * @param name A file name without extension: at most 32 bytes of UTF-8, no
+ * slash, backslash, control character or leading dot, no trailing space.
+ * @returns The 32-byte name field.
+ * @throws {ProtocolError} `name`, when the name breaks a rule.
+ *
+ * @example Pad a short name
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeName } from "./protocol.ts";
+ *
+ * const field = encodeName("猫");
+ * assert.deepEqual([...field.subarray(0, 4)], [0xe7, 0x8c, 0xab, 0]);
+ * assert.throws(() => encodeName("x".repeat(33)), /more than 32/);
+ * ```
+ */
+export function encodeName(name: string): Uint8Array {
+  const field = new Uint8Array(NAME_SIZE);
+  field.set(checkName(name));
+  return field;
+}
+
+/**
+ * Decodes and checks a 32-byte name field: the UTF-8 name, then NUL padding
+ * to the end. A name of exactly 32 bytes, as the original client sends, has
+ * no padding.
+ *
+ * @param field The 32 bytes after the header.
+ * @returns The name, safe to use as a file name inside the output folder.
+ * @throws {ProtocolError} `name`, when the field is not a safe name.
+ *
+ * @example Decode a name field
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeName, parseName } from "./protocol.ts";
+ *
+ * assert.equal(parseName(encodeName("0123abcd")), "0123abcd");
+ * assert.throws(() => parseName(new TextEncoder().encode("../".repeat(10) + "ab")), /slash/);
+ * ```
+ */
+export function parseName(field: Uint8Array): string {
+  if (field.length !== NAME_SIZE) {
+    throw new RangeError(
+      `Cannot parse name: expected ${NAME_SIZE} bytes, got ${field.length}`,
+    );
+  }
+  const nul = field.indexOf(0);
+  const nameBytes = nul === -1 ? field : field.subarray(0, nul);
+  if (nul !== -1 && field.subarray(nul).some((byte) => byte !== 0)) {
+    throw new ProtocolError(
+      "name",
+      `Invalid name: it contains a NUL byte: ${quoteBytes(field)}`,
+    );
+  }
+  let name: string;
+  try {
+    name = strictUtf8.decode(nameBytes);
+  } catch {
+    throw new ProtocolError(
+      "name",
+      `Invalid name: it is not valid UTF-8: ${quoteBytes(nameBytes)}`,
+    );
+  }
+  checkName(name);
+  return name;
+}
+
+/**
+ * Returns the length of the padded base64 encoding of `byteLength` bytes.
+ *
+ * @param byteLength Bytes before encoding.
+ * @returns Characters after encoding: 4 for every 3 bytes or part of 3.
+ *
+ * @example Base64 length
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { base64Length } from "./protocol.ts";
+ *
+ * assert.deepEqual([0, 1, 3, 4].map(base64Length), [0, 4, 4, 8]);
+ * ```
+ */
+export function base64Length(byteLength: number): number {
+  return Math.ceil(byteLength / 3) * 4;
+}
+
+/**
+ * Encodes a whole frame in memory: header, name field and base64 data.
+ * `client.ts` streams large files instead; this suits small ones and tests.
+ *
+ * @param name The name, as for {@linkcode encodeName}.
+ * @param data The file's bytes.
+ * @returns The frame, ready to write.
+ *
+ * @example Encode a frame
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeFrame } from "./protocol.ts";
+ *
+ * const frame = encodeFrame("a", new Uint8Array([0xff]));
+ * assert.equal(frame.length, 16 + 32 + 4);
+ * assert.equal(new TextDecoder().decode(frame.subarray(0, 16)), "0000000000000036");
+ * ```
+ */
+export function encodeFrame(name: string, data: Uint8Array): Uint8Array {
+  const nameField = encodeName(name);
+  const base64 = data.toBase64();
+  const frame = new Uint8Array(HEADER_SIZE + NAME_SIZE + base64.length);
+  frame.set(encodeHeader(NAME_SIZE + base64.length));
+  frame.set(nameField, HEADER_SIZE);
+  encoder.encodeInto(base64, frame.subarray(HEADER_SIZE + NAME_SIZE));
+  return frame;
+}
+
+/**
+ * Something bytes can be read from, as `Deno.Conn` and `Deno.FsFile` are.
+ */
+export interface ByteSource {
+  /**
+   * Reads into `buffer`.
+   *
+   * @param buffer Where to put the bytes.
+   * @returns The number of bytes read, or `null` at end of input.
+   */
+  read(buffer: Uint8Array): Promise<number | null>;
+}
+
+/**
+ * Wraps bytes in memory as a {@linkcode ByteSource} that returns them in
+ * chunks of the given sizes, for tests and for frames kept in memory.
+ *
+ * @param bytes The bytes to return.
+ * @param chunkSizes Sizes of successive reads, cycled; a read never returns
+ * more than the buffer holds.
+ * @returns A source that ends after the last byte.
+ *
+ * @example Read one byte at a time
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bytesSource } from "./protocol.ts";
+ *
+ * const source = bytesSource(new Uint8Array([7, 8]), [1]);
+ * const buffer = new Uint8Array(10);
+ * assert.equal(await source.read(buffer), 1);
+ * assert.equal(await source.read(buffer), 1);
+ * assert.equal(await source.read(buffer), null);
+ * ```
+ */
+export function bytesSource(
+  bytes: Uint8Array,
+  chunkSizes: readonly number[] = [Infinity],
+): ByteSource {
+  let offset = 0;
+  let turn = 0;
+  return {
+    read(buffer) {
+      if (offset >= bytes.length) return Promise.resolve(null);
+      const want = Math.max(1, chunkSizes[turn++ % chunkSizes.length]);
+      const n = Math.min(want, buffer.length, bytes.length - offset);
+      buffer.set(bytes.subarray(offset, offset + n));
+      offset += n;
+      return Promise.resolve(n);
+    },
+  };
+}
+
+/**
+ * Settles like `promise`, or rejects with a `timeout` {@linkcode ProtocolError}
+ * once `ms` milliseconds have passed. The timer is always cleared.
+ *
+ * @param promise The wait to bound.
+ * @param ms The deadline in milliseconds; `Infinity` for none.
+ * @param what What was awaited, for the error message.
+ * @returns The value of `promise`.
+ *
+ * @example Bound a wait
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { withDeadline } from "./protocol.ts";
+ *
+ * await assert.rejects(withDeadline(new Promise(() => {}), 10, "data"), /Timed out waiting for data/);
+ * assert.equal(await withDeadline(Promise.resolve(1), 10, "data"), 1);
+ * ```
+ */
+export async function withDeadline<T>(
+  promise: Promise<T>,
+  ms: number,
+  what: string,
+): Promise<T> {
+  if (ms === Infinity) return await promise;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new ProtocolError(
+                "timeout",
+                `Timed out waiting for ${what}: nothing for ${formatDuration(ms)}`,
+              ),
+            ),
+          Math.max(0, ms),
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Writes all of `bytes`, looping over short writes.
+ *
+ * @param writer Anything with `write`, such as `Deno.Conn` or `Deno.FsFile`.
+ * @param bytes The bytes to write.
+ * @returns Once every byte is written.
+ *
+ * @example Write everything
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { writeAll } from "./protocol.ts";
+ *
+ * const seen: number[] = [];
+ * // A writer that takes one byte per call.
+ * const writer = {
+ *   write: (p: Uint8Array) => {
+ *     seen.push(p[0]);
+ *     return Promise.resolve(1);
+ *   },
+ * };
+ * await writeAll(writer, new Uint8Array([1, 2, 3]));
+ * assert.deepEqual(seen, [1, 2, 3]);
+ * ```
+ */
+export async function writeAll(
+  writer: { write(p: Uint8Array): Promise<number> },
+  bytes: Uint8Array,
+): Promise<void> {
+  for (let offset = 0; offset < bytes.length;) {
+    offset += await writer.write(bytes.subarray(offset));
+  }
+}
+
+/** Options for {@linkcode FrameReader}. */
+export interface FrameReaderOptions {
+  /**
+   * Largest body length L accepted.
+   * @default {DEFAULT_MAX_FRAME_SIZE}
+   */
+  maxFrameSize?: number;
+  /**
+   * Milliseconds allowed for the header and name field of a frame to arrive,
+   * counted from when {@linkcode FrameReader.readHead} is called.
+   * @default {30_000}
+   */
+  headerTimeout?: number;
+  /**
+   * Milliseconds allowed without a single byte while reading a body.
+   * @default {60_000}
+   */
+  idleTimeout?: number;
+  /**
+   * Size of the read buffer in bytes, a multiple of 4 from 64 up.
+   * @default {262_144}
+   */
+  bufferSize?: number;
+}
+
+/** The start of a frame, as returned by {@linkcode FrameReader.readHead}. */
+export interface FrameHead {
+  /** L, the body length from the header. */
+  bodyLength: number;
+  /** The raw 32-byte name field; check it with {@linkcode parseName}. */
+  nameField: Uint8Array;
+  /** Bytes of base64 after the name field: L - 32. */
+  dataLength: number;
+}
+
+/**
+ * Reads frames from a stream, whatever its chunking, holding at most one
+ * read buffer in memory: a body is handed out in decoded chunks, never whole.
+ *
+ * Call {@linkcode FrameReader.readHead}, then consume the body with
+ * {@linkcode FrameReader.data}, {@linkcode FrameReader.raw} or
+ * {@linkcode FrameReader.skipBody}, then read the next head. After a
+ * `timeout` error a read may still be pending: close the source.
+ *
+ * @example Read two frames that arrive one byte at a time
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bytesSource, encodeFrame, FrameReader, parseName } from "./protocol.ts";
+ *
+ * const stream = new Uint8Array([...encodeFrame("a", new Uint8Array(5)), ...encodeFrame("b", new Uint8Array(0))]);
+ * const reader = new FrameReader(bytesSource(stream, [1]));
+ * const names = [];
+ * for (let head; (head = await reader.readHead()) !== null;) {
+ *   names.push(parseName(head.nameField));
+ *   await reader.skipBody();
+ * }
+ * assert.deepEqual(names, ["a", "b"]);
+ * ```
+ */
+export class FrameReader {
+  readonly #source: ByteSource;
+  readonly #maxFrameSize: number;
+  readonly #headerTimeout: number;
+  readonly #idleTimeout: number;
+  readonly #buffer: Uint8Array;
+  readonly #decoded: Uint8Array;
+  #start = 0;
+  #end = 0;
+  #remaining = 0;
+
+  /**
+   * Creates a reader.
+   *
+   * @param source Where the frames come from.
+   * @param options Limits and deadlines.
+   */
+  constructor(source: ByteSource, options: FrameReaderOptions = {}) {
+    const bufferSize = options.bufferSize ?? 262_144;
+    if (!Number.isSafeInteger(bufferSize) || bufferSize < 64 || bufferSize % 4 !== 0) {
+      throw new RangeError(
+        `Cannot create frame reader: buffer size must be a multiple of 4 from 64 up, got ${bufferSize}`,
+      );
+    }
+    this.#source = source;
+    this.#maxFrameSize = options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE;
+    this.#headerTimeout = options.headerTimeout ?? 30_000;
+    this.#idleTimeout = options.idleTimeout ?? 60_000;
+    this.#buffer = new Uint8Array(bufferSize);
+    this.#decoded = new Uint8Array(bufferSize / 4 * 3);
+  }
+
+  /** Bytes of the current body not yet consumed. */
+  get remaining(): number {
+    return this.#remaining;
+  }
+
+  /**
+   * Reads once more into the buffer, compacting it first when full.
+   *
+   * @returns False at end of input.
+   */
+  async #fill(ms: number, what: string): Promise<boolean> {
+    // Keep reads large: move the few unconsumed bytes to the front once the
+    // free tail is short.
+    if (this.#start > 0 && this.#buffer.length - this.#end < this.#buffer.length / 4) {
+      this.#buffer.copyWithin(0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    const n = await withDeadline(
+      this.#source.read(this.#buffer.subarray(this.#end)),
+      ms,
+      what,
+    );
+    if (n === null) return false;
+    this.#end += n;
+    return true;
+  }
+
+  /** Bytes buffered and not yet consumed. */
+  get #buffered(): number {
+    return this.#end - this.#start;
+  }
+
+  /**
+   * Reads the header and name field of the next frame.
+   *
+   * @returns The frame's head, or `null` when the input ends cleanly between
+   * frames.
+   * @throws {ProtocolError} `header` or `size` for a bad header as soon as a
+   * bad byte arrives; `truncated` when the input ends inside the head;
+   * `idle` when no byte arrives before the header deadline, `timeout` when
+   * some but not all do.
+   */
+  async readHead(): Promise<FrameHead | null> {
+    if (this.#remaining !== 0) {
+      throw new TypeError(
+        `Cannot read head: ${this.#remaining} bytes of the previous body are unread`,
+      );
+    }
+    const deadline = performance.now() + this.#headerTimeout;
+    const headSize = HEADER_SIZE + NAME_SIZE;
+    while (this.#buffered < headSize) {
+      const seen = this.#buffer.subarray(
+        this.#start,
+        this.#start + Math.min(this.#buffered, HEADER_SIZE),
+      );
+      if (firstNonDigit(seen) !== -1) parseHeader(seen);
+      let more: boolean;
+      try {
+        more = await this.#fill(deadline - performance.now(), "a frame header");
+      } catch (error) {
+        if (error instanceof ProtocolError && this.#buffered === 0) {
+          throw new ProtocolError("idle", "Connection idle: no frame started");
+        }
+        throw error;
+      }
+      if (!more) {
+        if (this.#buffered === 0) return null;
+        throw new ProtocolError(
+          "truncated",
+          `Input ended inside a frame header: got ${this.#buffered} of ${headSize} bytes`,
+        );
+      }
+    }
+    const headerEnd = this.#start + HEADER_SIZE;
+    const bodyLength = parseHeader(
+      this.#buffer.subarray(this.#start, headerEnd),
+      this.#maxFrameSize,
+    );
+    const nameField = this.#buffer.slice(headerEnd, headerEnd + NAME_SIZE);
+    this.#start += headSize;
+    this.#remaining = bodyLength - NAME_SIZE;
+    return { bodyLength, nameField, dataLength: this.#remaining };
+  }
+
+  /** Makes at least one body byte available, or throws `truncated`. */
+  async #fillBody(): Promise<void> {
+    if (!await this.#fill(this.#idleTimeout, "frame data")) {
+      throw new ProtocolError(
+        "truncated",
+        `Input ended inside a frame body: ${this.#remaining} bytes missing`,
+      );
+    }
+  }
+
+  /**
+   * Yields the rest of the current body as it arrives, undecoded. Each chunk
+   * is a view into the read buffer, valid until the next one is requested.
+   *
+   * @returns The body's bytes in order.
+   * @throws {ProtocolError} `truncated` or `timeout`.
+   */
+  async *raw(): AsyncGenerator<Uint8Array> {
+    while (this.#remaining > 0) {
+      if (this.#buffered === 0) await this.#fillBody();
+      const n = Math.min(this.#buffered, this.#remaining);
+      const chunk = this.#buffer.subarray(this.#start, this.#start + n);
+      this.#start += n;
+      this.#remaining -= n;
+      yield chunk;
+    }
+  }
+
+  /**
+   * Yields the decoded file data of the current body. The base64 must be
+   * standard, padded and canonical, with no whitespace. Each chunk is a view
+   * into a reused buffer, valid until the next one is requested.
+   *
+   * @returns The file's bytes in order.
+   * @throws {ProtocolError} `base64` for bad data (recoverable: call
+   * {@linkcode FrameReader.skipBody}), `truncated` or `timeout`.
+   */
+  async *data(): AsyncGenerator<Uint8Array> {
+    if (this.#remaining % 4 !== 0) {
+      throw new ProtocolError(
+        "base64",
+        `Cannot decode data: length ${this.#remaining} is not a multiple of 4`,
+      );
+    }
+    let decodedSoFar = 0;
+    while (this.#remaining > 0) {
+      if (this.#buffered < 4) await this.#fillBody();
+      const available = Math.min(this.#buffered, this.#remaining);
+      const n = available - available % 4;
+      if (n === 0) continue;
+      const last = n === this.#remaining;
+      const chunk = this.#buffer.subarray(this.#start, this.#start + n);
+      const written = decodeBase64Chunk(chunk, this.#decoded, last, decodedSoFar);
+      this.#start += n;
+      this.#remaining -= n;
+      decodedSoFar += written;
+      yield this.#decoded.subarray(0, written);
+    }
+  }
+
+  /**
+   * Reads and discards the rest of the current body, so the next frame can
+   * be read after a recoverable error.
+   *
+   * @returns Once the body is consumed.
+   * @throws {ProtocolError} `truncated` or `timeout`.
+   */
+  async skipBody(): Promise<void> {
+    for await (const _ of this.raw()) { /* discarded */ }
+  }
+}
+
+const EQUALS = 0x3d;
+
+/**
+ * Decodes one chunk of a body's base64 into `out`, refusing whitespace and
+ * padding before the last chunk, which `setFromBase64` would accept.
+ *
+ * @returns The number of bytes decoded.
+ */
+function decodeBase64Chunk(
+  chunk: Uint8Array,
+  out: Uint8Array,
+  last: boolean,
+  offset: number,
+): number {
+  const padding = last ? (chunk.at(-1) === EQUALS ? 1 : 0) + (chunk.at(-2) === EQUALS ? 1 : 0) : 0;
+  const expected = chunk.length / 4 * 3 - padding;
+  let written: number;
+  try {
+    ({ written } = out.setFromBase64(latin1.decode(chunk), {
+      lastChunkHandling: "strict",
+    }));
+  } catch (error) {
+    throw new ProtocolError(
+      "base64",
+      `Cannot decode data near byte ${offset}: ${(error as Error).message}`,
+    );
+  }
+  // Skipped whitespace or early padding leaves fewer bytes than the length implies.
+  if (written !== expected) {
+    throw new ProtocolError(
+      "base64",
+      `Cannot decode data near byte ${offset}: whitespace or padding inside the data`,
+    );
+  }
+  return written;
+}
+
+/** A server's answer to one frame. */
+export type Ack =
+  | {
+    /** The file is complete under its final name. */
+    ok: true;
+    /** The file name it was saved under, inside the output folder. */
+    file: string;
+    /** Bytes of file data saved. */
+    bytes: number;
+  }
+  | {
+    /** The frame was refused and nothing was saved. */
+    ok: false;
+    /** Why, in one line. */
+    message: string;
+  };
+
+/**
+ * Encodes an acknowledgement line: `OK <bytes> <file>\n` or
+ * `ERR <message>\n`, at most {@linkcode MAX_ACK_SIZE} bytes.
+ *
+ * @param ack The answer to send.
+ * @returns The line's bytes.
+ *
+ * @example Encode both kinds
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeAck } from "./protocol.ts";
+ *
+ * const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+ * assert.equal(text(encodeAck({ ok: true, file: "cat.jpg", bytes: 42 })), "OK 42 cat.jpg\n");
+ * assert.equal(text(encodeAck({ ok: false, message: "File exists\nreally" })), "ERR File exists really\n");
+ * ```
+ */
+export function encodeAck(ack: Ack): Uint8Array {
+  const line = ack.ok ? `OK ${ack.bytes} ${ack.file}` : `ERR ${ack.message}`;
+  const bytes = encoder.encode(line.replace(/[\r\n]+/g, " "));
+  // Cutting may split a UTF-8 character; parseAck decodes leniently.
+  const cut = bytes.subarray(0, MAX_ACK_SIZE - 1);
+  const out = new Uint8Array(cut.length + 1);
+  out.set(cut);
+  out[cut.length] = 0x0a;
+  return out;
+}
+
+/**
+ * Parses one acknowledgement line, without its newline.
+ *
+ * @param line The line's bytes.
+ * @returns The answer.
+ * @throws {SyntaxError} If the line is neither form.
+ *
+ * @example Parse both kinds
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseAck } from "./protocol.ts";
+ *
+ * const bytes = (text: string) => new TextEncoder().encode(text);
+ * assert.deepEqual(parseAck(bytes("OK 42 cat.jpg")), { ok: true, bytes: 42, file: "cat.jpg" });
+ * assert.deepEqual(parseAck(bytes("ERR Disk full")), { ok: false, message: "Disk full" });
+ * assert.throws(() => parseAck(bytes("HELLO")), SyntaxError);
+ * ```
+ */
+export function parseAck(line: Uint8Array): Ack {
+  const text = utf8.decode(line);
+  const ok = /^OK (0|[1-9][0-9]{0,15}) (.+)$/.exec(text);
+  if (ok) return { ok: true, bytes: Number(ok[1]), file: ok[2] };
+  if (text.startsWith("ERR ")) return { ok: false, message: text.slice(4) };
+  throw new SyntaxError(
+    `Cannot parse acknowledgement: expected OK or ERR, got ${quoteBytes(line)}`,
+  );
+}
+
+/**
+ * Reads newline-terminated lines of bounded length from a stream.
+ *
+ * @example Read lines split across reads
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bytesSource, LineReader } from "./protocol.ts";
+ *
+ * const lines = new LineReader(bytesSource(new TextEncoder().encode("OK 1 a\nERR b\n"), [3]), 100);
+ * const text = (bytes: Uint8Array | null) => bytes && new TextDecoder().decode(bytes);
+ * assert.equal(text(await lines.readLine()), "OK 1 a");
+ * assert.equal(text(await lines.readLine()), "ERR b");
+ * assert.equal(await lines.readLine(), null);
+ * ```
+ */
+export class LineReader {
+  readonly #source: ByteSource;
+  readonly #buffer: Uint8Array;
+  #start = 0;
+  #end = 0;
+
+  /**
+   * Creates a reader.
+   *
+   * @param source Where the lines come from.
+   * @param maxLineSize The longest line accepted, newline included.
+   */
+  constructor(source: ByteSource, maxLineSize: number) {
+    this.#source = source;
+    this.#buffer = new Uint8Array(maxLineSize);
+  }
+
+  /**
+   * Reads the next line.
+   *
+   * @param ms How long to wait for it.
+   * @returns A copy of the line without its newline, or `null` at a clean end.
+   * @throws {RangeError} For a line longer than the limit.
+   * @throws {ProtocolError} `truncated` when the input ends inside a line,
+   * `timeout` when the deadline passes.
+   */
+  async readLine(ms: number = Infinity): Promise<Uint8Array | null> {
+    const deadline = performance.now() + ms;
+    let scanned = this.#start;
+    for (;;) {
+      const newline = this.#buffer.subarray(scanned, this.#end).indexOf(0x0a);
+      if (newline !== -1) {
+        const lineEnd = scanned + newline;
+        const line = this.#buffer.slice(this.#start, lineEnd);
+        this.#start = lineEnd + 1;
+        return line;
+      }
+      scanned = this.#end;
+      if (this.#start > 0) {
+        this.#buffer.copyWithin(0, this.#start, this.#end);
+        this.#end -= this.#start;
+        scanned -= this.#start;
+        this.#start = 0;
+      }
+      if (this.#end === this.#buffer.length) {
+        throw new RangeError(
+          `Line too long: more than ${this.#buffer.length} bytes: ${quoteBytes(this.#buffer)}`,
+        );
+      }
+      const n = await withDeadline(
+        this.#source.read(this.#buffer.subarray(this.#end)),
+        deadline - performance.now(),
+        "a line",
+      );
+      if (n === null) {
+        if (this.#end === 0) return null;
+        throw new ProtocolError(
+          "truncated",
+          `Input ended inside a line: ${quoteBytes(this.#buffer.subarray(0, this.#end))}`,
+        );
+      }
+      this.#end += n;
+    }
+  }
+}
+
+/**
+ * Detects an image type from its first bytes.
+ *
+ * @param head At least the first 12 bytes of the file, or all of a shorter one.
+ * @returns `jpg`, `png`, `gif`, `webp`, `bmp`, `tiff`, or `bin` for anything else.
+ *
+ * @example Sniff a PNG
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sniffExtension } from "./protocol.ts";
+ *
+ * assert.equal(sniffExtension(new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])), "png");
+ * assert.equal(sniffExtension(new Uint8Array([1, 2, 3])), "bin");
+ * ```
+ */
+export function sniffExtension(head: Uint8Array): string {
+  const startsWith = (bytes: number[], at = 0) =>
+    head.length >= at + bytes.length && bytes.every((b, i) => head[at + i] === b);
+  const ascii = (text: string) => [...text].map((c) => c.charCodeAt(0));
+  if (startsWith([0xff, 0xd8, 0xff])) return "jpg";
+  if (startsWith([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return "png";
+  if (startsWith(ascii("GIF87a")) || startsWith(ascii("GIF89a"))) return "gif";
+  if (startsWith(ascii("RIFF")) && startsWith(ascii("WEBP"), 8)) return "webp";
+  if (startsWith(ascii("BM"))) return "bmp";
+  if (startsWith([0x49, 0x49, 0x2a, 0x00]) || startsWith([0x4d, 0x4d, 0x00, 0x2a])) {
+    return "tiff";
+  }
+  return "bin";
+}
+
+const SIZE_UNITS: Record<string, number> = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
+
+/**
+ * Parses a byte count written as a whole number with an optional binary
+ * suffix `K`, `M` or `G` (optionally followed by `B` or `iB`).
+ *
+ * @param text The count, such as `65536`, `64K` or `1GiB`.
+ * @returns The number of bytes.
+ * @throws {SyntaxError} If the text is not such a count.
+ *
+ * @example Parse sizes
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseByteSize } from "./protocol.ts";
+ *
+ * assert.equal(parseByteSize("64K"), 65536);
+ * assert.equal(parseByteSize("2GiB"), 2 * 1024 ** 3);
+ * assert.throws(() => parseByteSize("1e3"), SyntaxError);
+ * ```
+ */
+export function parseByteSize(text: string): number {
+  const match = /^([0-9]{1,15})(?:([KMG])(?:i?B)?)?$/i.exec(text.trim());
+  if (!match) {
+    throw new SyntaxError(
+      `Cannot parse size: expected a number with an optional K, M or G, got ${
+        JSON.stringify(text.slice(0, 80))
+      }`,
+    );
+  }
+  return Number(match[1]) * SIZE_UNITS[(match[2] ?? "").toUpperCase()];
+}
+
+/**
+ * Parses a TCP or UDP port number.
+ *
+ * @param text The port, from 0 (any free port) to 65535.
+ * @returns The port.
+ * @throws {SyntaxError} If the text is not such a number.
+ *
+ * @example Parse ports
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parsePort } from "./protocol.ts";
+ *
+ * assert.equal(parsePort("9999"), 9999);
+ * assert.throws(() => parsePort("65536"), SyntaxError);
+ * ```
+ */
+export function parsePort(text: string): number {
+  const port = /^[0-9]{1,5}$/.test(text) ? Number(text) : NaN;
+  if (!(port <= 65_535)) {
+    throw new SyntaxError(
+      `Cannot parse port: expected 0 to 65535, got ${JSON.stringify(text.slice(0, 80))}`,
+    );
+  }
+  return port;
+}
+
+/**
+ * Formats a byte count for people, in binary units.
+ *
+ * @param bytes The count.
+ * @returns Such as `512 B`, `64.0 KiB` or `1.50 GiB`.
+ *
+ * @example Format sizes
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatBytes } from "./protocol.ts";
+ *
+ * assert.equal(formatBytes(512), "512 B");
+ * assert.equal(formatBytes(1536 * 1024 * 1024), "1.50 GiB");
+ * ```
+ */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 ? 1 : 2)} ${units[unit]}`;
+}
+
+/**
+ * Formats a duration for people.
+ *
+ * @param ms The duration in milliseconds.
+ * @returns Such as `850 ms`, `2.5 s` or `3 min 20 s`.
+ *
+ * @example Format durations
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatDuration } from "./protocol.ts";
+ *
+ * assert.equal(formatDuration(850), "850 ms");
+ * assert.equal(formatDuration(200_000), "3 min 20 s");
+ * ```
+ */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  const seconds = Math.round(ms / 1000);
+  return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+}
