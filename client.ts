@@ -1,0 +1,661 @@
+#!/usr/bin/env -S deno run --allow-net --allow-read
+/**
+ * TCP image uploader: sends every matching file in the given folders to
+ * `server.ts` (or, with `--legacy`, to the original Python server) and
+ * reports each file the server did not confirm.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import {
+  base64Length,
+  encodeHeader,
+  encodeName,
+  formatBytes,
+  formatDuration,
+  HEADER_SIZE,
+  LineReader,
+  MAX_ACK_SIZE,
+  NAME_SIZE,
+  parseAck,
+  parsePort,
+  withDeadline,
+  writeAll,
+} from "./protocol.ts";
+
+/** A file chosen for upload. */
+export interface UploadFile {
+  /** Where it is read from. */
+  path: string;
+  /** The name sent in the frame: the file name without its extension. */
+  name: string;
+}
+
+/** What happened to one file. */
+export interface FileResult {
+  /** Where it was read from. */
+  path: string;
+  /** Confirmed by the server (or, with `legacy`, sent completely). */
+  ok: boolean;
+  /** Bytes of file data. */
+  bytes: number;
+  /** The name the server saved it under, when it said. */
+  savedAs?: string;
+  /** Why it failed. */
+  message?: string;
+}
+
+/** Options for {@linkcode collectFiles}. */
+export interface CollectOptions {
+  /**
+   * Extensions to pick from folders, compared without case.
+   * @default {["jpg"]}
+   */
+  extensions?: string[];
+  /**
+   * Descend into sub-folders.
+   * @default {false}
+   */
+  recursive?: boolean;
+  /**
+   * Index of the first file to send, as the original's `start_idx`.
+   * @default {0}
+   */
+  start?: number;
+  /**
+   * Files per batch, as the original's `batch_size`.
+   * @default {20}
+   */
+  batchSize?: number;
+  /**
+   * Batches to send at most, as the original's `max_batch`.
+   * @default {10_000}
+   */
+  maxBatch?: number;
+}
+
+/** Files picked by {@linkcode collectFiles}, and those that cannot be sent. */
+export interface Selection {
+  /** Files to send, in order. */
+  files: UploadFile[];
+  /** Selected files that cannot be sent, with the reason. */
+  skipped: FileResult[];
+}
+
+/**
+ * Returns the name a file is sent under: its base name without the last
+ * extension. (The original's `rstrip('.jpg')` also ate trailing `.`, `j`, `p`
+ * and `g` characters of the name itself.)
+ *
+ * @param path The file's path.
+ * @returns The name for the frame.
+ */
+export function nameFor(path: string): string {
+  const base = path.slice(path.lastIndexOf("/") + 1);
+  const dot = base.lastIndexOf(".");
+  return dot > 0 ? base.slice(0, dot) : base;
+}
+
+async function listFolder(folder: string, recursive: boolean, into: string[]): Promise<void> {
+  for await (const entry of Deno.readDir(folder)) {
+    const path = folder.endsWith("/") ? folder + entry.name : `${folder}/${entry.name}`;
+    if (entry.isDirectory && recursive) await listFolder(path, recursive, into);
+    else if (!entry.isDirectory) into.push(path);
+  }
+}
+
+/**
+ * Picks the files to send: each file named, and the files with a matching
+ * extension in each folder named, sorted by path; then the original's
+ * batching selects `batchSize * maxBatch` of them from `start`.
+ *
+ * @param paths Folders and files.
+ * @param options Which files to take.
+ * @returns The files to send and the selected files that cannot be sent.
+ * @throws {Deno.errors.NotFound} If a path does not exist.
+ */
+export async function collectFiles(
+  paths: string[],
+  options: CollectOptions = {},
+): Promise<Selection> {
+  const extensions = new Set((options.extensions ?? ["jpg"]).map((e) => e.toLowerCase()));
+  const candidates: string[] = [];
+  for (const path of paths) {
+    const info = await Deno.stat(path);
+    if (!info.isDirectory) {
+      candidates.push(path);
+      continue;
+    }
+    const found: string[] = [];
+    await listFolder(path, options.recursive ?? false, found);
+    candidates.push(
+      ...found.filter((file) => extensions.has(file.slice(file.lastIndexOf(".") + 1).toLowerCase()))
+        .sort(),
+    );
+  }
+  const start = options.start ?? 0;
+  const count = (options.batchSize ?? 20) * (options.maxBatch ?? 10_000);
+  const selection: Selection = { files: [], skipped: [] };
+  for (const path of candidates.slice(start, start + count)) {
+    const name = nameFor(path);
+    try {
+      encodeName(name);
+      selection.files.push({ path, name });
+    } catch (error) {
+      selection.skipped.push({ path, ok: false, bytes: 0, message: (error as Error).message });
+    }
+  }
+  return selection;
+}
+
+/** Options for {@linkcode uploadFiles}. */
+export interface UploadOptions {
+  /**
+   * Server address.
+   * @default {"127.0.0.1"}
+   */
+  host?: string;
+  /**
+   * Server port.
+   * @default {9999}
+   */
+  port?: number;
+  /**
+   * Connections used in parallel.
+   * @default {4}
+   */
+  concurrency?: number;
+  /**
+   * Milliseconds allowed to connect, for each write, and for each answer
+   * after a frame is sent; the original used 50 s.
+   * @default {50_000}
+   */
+  timeout?: number;
+  /**
+   * Talk to the original server: one frame per connection, no
+   * acknowledgement; a file counts as sent when the server has read it all
+   * and closed.
+   * @default {false}
+   */
+  legacy?: boolean;
+  /**
+   * Frames sent ahead of their acknowledgement on one connection.
+   * @default {32}
+   */
+  window?: number;
+  /**
+   * Called once for every file, as soon as its fate is known.
+   * @default {() => {}}
+   */
+  onResult?: (result: FileResult) => void;
+}
+
+/** Bytes of file read per chunk: a multiple of 3, so chunks encode alone. */
+const CHUNK_SIZE = 3 * 65_536;
+
+/** Reads until `buffer` is full or the file ends. */
+async function readFull(file: Deno.FsFile, buffer: Uint8Array): Promise<number> {
+  let filled = 0;
+  while (filled < buffer.length) {
+    const n = await file.read(buffer.subarray(filled));
+    if (n === null) break;
+    filled += n;
+  }
+  return filled;
+}
+
+async function connectWithin(host: string, port: number, ms: number): Promise<Deno.TcpConn> {
+  const connecting = Deno.connect({ hostname: host, port });
+  try {
+    const conn = await withDeadline(connecting, ms, `a connection to ${host}:${port}`);
+    conn.setNoDelay(true);
+    return conn;
+  } catch (error) {
+    connecting.then((late) => late.close(), () => {});
+    throw error;
+  }
+}
+
+/**
+ * Streams files as frames, reusing one chunk of memory whatever the file
+ * size: a frame's header, name and first data leave in one write.
+ */
+class FrameWriter {
+  readonly #raw = new Uint8Array(CHUNK_SIZE);
+  readonly #out = new Uint8Array(HEADER_SIZE + NAME_SIZE + base64Length(CHUNK_SIZE));
+  readonly #encoder = new TextEncoder();
+  /** Whether part of the last frame reached the wire. */
+  started = false;
+
+  /**
+   * Sends one file.
+   *
+   * @returns Bytes of file data sent.
+   * @throws {Error} When the file cannot be read, or changes while being
+   * sent; {@linkcode FrameWriter.started} tells whether part of the frame
+   * was already written.
+   */
+  async send(conn: Deno.Conn, entry: UploadFile, timeout: number): Promise<number> {
+    this.started = false;
+    using file = await Deno.open(entry.path);
+    const info = await file.stat();
+    if (!info.isFile) throw new TypeError(`Cannot send ${entry.path}: not a regular file`);
+    const size = info.size;
+    let offset = HEADER_SIZE + NAME_SIZE;
+    this.#out.set(encodeHeader(NAME_SIZE + base64Length(size)));
+    this.#out.set(encodeName(entry.name), HEADER_SIZE);
+    let sent = 0;
+    do {
+      const want = Math.min(CHUNK_SIZE, size - sent);
+      const n = await readFull(file, this.#raw.subarray(0, want));
+      // The header promised `size` bytes: a file that shrinks or grows cannot be sent.
+      if (n < want || (sent + n === size && await file.read(new Uint8Array(1)) !== null)) {
+        throw new Deno.errors.InvalidData(`Cannot send ${entry.path}: it changed while being sent`);
+      }
+      const { written } = this.#encoder.encodeInto(
+        this.#raw.subarray(0, n).toBase64(),
+        this.#out.subarray(offset),
+      );
+      this.started = true;
+      await withDeadline(
+        writeAll(conn, this.#out.subarray(0, offset + written)),
+        timeout,
+        "the server to read",
+      );
+      offset = 0;
+      sent += n;
+    } while (sent < size);
+    return size;
+  }
+}
+
+/** A frame sent and waiting for its acknowledgement. */
+interface Pending {
+  entry: UploadFile;
+  bytes: number;
+}
+
+/**
+ * One connection to our server, sending frames ahead of their
+ * acknowledgements and matching the answers to them in order.
+ */
+class Uploader {
+  readonly #conn: Deno.TcpConn;
+  readonly #timeout: number;
+  readonly #window: number;
+  readonly #report: (result: FileResult) => void;
+  readonly #writer = new FrameWriter();
+  readonly #pending: Pending[] = [];
+  readonly #acks: Promise<void>;
+  #wake = Promise.withResolvers<void>();
+  #room = Promise.withResolvers<void>();
+  #sending = true;
+  /** Why no more frames can be sent on this connection, once that is so. */
+  broken: string | undefined;
+
+  constructor(
+    conn: Deno.TcpConn,
+    options: Required<Pick<UploadOptions, "timeout" | "window" | "onResult">>,
+  ) {
+    this.#conn = conn;
+    this.#timeout = options.timeout;
+    this.#window = options.window;
+    this.#report = options.onResult;
+    this.#acks = this.#readAcks();
+  }
+
+  async #readAcks(): Promise<void> {
+    const lines = new LineReader(this.#conn, MAX_ACK_SIZE);
+    try {
+      for (;;) {
+        while (this.#pending.length === 0) {
+          if (!this.#sending) return;
+          await this.#wake.promise;
+          this.#wake = Promise.withResolvers();
+        }
+        const line = await lines.readLine(this.#timeout);
+        if (line === null) throw new Error("the server closed the connection");
+        const ack = parseAck(line);
+        const { entry, bytes } = this.#pending.shift()!;
+        this.#room.resolve();
+        this.#report(
+          ack.ok ? { path: entry.path, bytes, ok: true, savedAs: ack.file } : {
+            path: entry.path,
+            bytes,
+            ok: false,
+            message: `Refused by the server: ${ack.message}`,
+          },
+        );
+      }
+    } catch (error) {
+      const message = `Connection lost: ${(error as Error).message}`;
+      this.broken ??= message;
+      for (const { entry, bytes } of this.#pending.splice(0)) {
+        this.#report({ path: entry.path, bytes, ok: false, message });
+      }
+      this.#room.resolve();
+      closeQuietly(this.#conn);
+    }
+  }
+
+  /**
+   * Sends one file, waiting first for room in the window.
+   *
+   * @returns False when the connection broke before the file could go.
+   */
+  async send(entry: UploadFile): Promise<boolean> {
+    while (this.#pending.length >= this.#window && !this.broken) {
+      await this.#room.promise;
+      this.#room = Promise.withResolvers();
+    }
+    if (this.broken) return false;
+    let bytes: number;
+    try {
+      bytes = await this.#writer.send(this.#conn, entry, this.#timeout);
+    } catch (error) {
+      const message = (error as Error).message;
+      this.#report({ path: entry.path, ok: false, bytes: 0, message });
+      if (this.#writer.started) {
+        // The stream is out of step: let the answers to earlier frames arrive, send no more.
+        this.broken = `Connection ended after a failed frame: ${message}`;
+        this.#sending = false;
+        this.#wake.resolve();
+        this.#conn.closeWrite().catch(() => {});
+      }
+      return true;
+    }
+    this.#pending.push({ entry, bytes });
+    this.#wake.resolve();
+    return true;
+  }
+
+  /** Waits for the answers to everything sent, then closes. */
+  async close(): Promise<void> {
+    this.#sending = false;
+    this.#wake.resolve();
+    await this.#acks;
+    closeQuietly(this.#conn);
+  }
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
+  }
+}
+
+/** Sends one file to the original server: one connection, no answer. */
+async function sendLegacy(
+  entry: UploadFile,
+  host: string,
+  port: number,
+  timeout: number,
+  writer: FrameWriter,
+): Promise<number> {
+  using conn = await connectWithin(host, port, timeout);
+  const bytes = await writer.send(conn, entry, timeout);
+  // The original server reads until it has the body or the input ends, then closes.
+  await conn.closeWrite();
+  const sink = new Uint8Array(4096);
+  while (await withDeadline(conn.read(sink), timeout, "the server to close") !== null) {
+    // The original server sends nothing; anything it does send is ignored.
+  }
+  return bytes;
+}
+
+/** Totals of an upload. */
+export interface UploadReport {
+  /** Files confirmed (or, with `legacy`, sent). */
+  confirmed: number;
+  /** Bytes of file data in those files. */
+  bytes: number;
+  /** Every file that failed, with the reason. */
+  failed: FileResult[];
+}
+
+/**
+ * Uploads files over `concurrency` connections, reusing each connection for
+ * many files, and reports each file's fate through `onResult`.
+ *
+ * @param files The files to send.
+ * @param options Server, parallelism, deadlines and mode.
+ * @returns The totals, with every failure.
+ */
+export async function uploadFiles(
+  files: UploadFile[],
+  options: UploadOptions = {},
+): Promise<UploadReport> {
+  const host = options.host ?? "127.0.0.1";
+  const port = options.port ?? 9999;
+  const timeout = options.timeout ?? 50_000;
+  const report: UploadReport = { confirmed: 0, bytes: 0, failed: [] };
+  const onResult = (result: FileResult) => {
+    if (result.ok) {
+      report.confirmed++;
+      report.bytes += result.bytes;
+    } else {
+      report.failed.push(result);
+    }
+    options.onResult?.(result);
+  };
+  const queue = files.values();
+
+  async function legacyWorker(): Promise<void> {
+    const writer = new FrameWriter();
+    for (const entry of queue) {
+      try {
+        const bytes = await sendLegacy(entry, host, port, timeout, writer);
+        onResult({ path: entry.path, ok: true, bytes });
+      } catch (error) {
+        onResult({ path: entry.path, ok: false, bytes: 0, message: (error as Error).message });
+      }
+    }
+  }
+
+  async function worker(): Promise<void> {
+    let uploader: Uploader | undefined;
+    for (const entry of queue) {
+      // A connection that broke before the file left gets one fresh try.
+      for (let attempt = 1;; attempt++) {
+        if (uploader?.broken) {
+          await uploader.close();
+          uploader = undefined;
+        }
+        try {
+          uploader ??= new Uploader(await connectWithin(host, port, timeout), {
+            timeout,
+            window: options.window ?? 32,
+            onResult,
+          });
+        } catch (error) {
+          const message = `Cannot connect to ${host}:${port}: ${(error as Error).message}`;
+          onResult({ path: entry.path, ok: false, bytes: 0, message });
+          break;
+        }
+        if (await uploader.send(entry)) break;
+        if (attempt === 2) {
+          onResult({ path: entry.path, ok: false, bytes: 0, message: uploader.broken! });
+          break;
+        }
+      }
+    }
+    await uploader?.close();
+  }
+
+  const workers = Math.max(1, Math.min(options.concurrency ?? 4, files.length));
+  await Promise.all(Array.from({ length: workers }, options.legacy ? legacyWorker : worker));
+  return report;
+}
+
+const USAGE = `Usage: deno run --allow-net --allow-read client.ts [options] DIR|FILE...
+
+Uploads the images in each DIR (and each FILE named) to server.ts and reports
+every file the server did not confirm.
+
+Options:
+  --host HOST          server address (default 127.0.0.1)
+  --port PORT          server port (default 9999)
+  --ext LIST           extensions to pick from folders, comma-separated
+                       (default jpg)
+  -r, --recursive      descend into sub-folders
+  --start N            skip the first N files (default 0)
+  --batch-size N       files per batch, as the original (default 20)
+  --max-batch N        send at most N batches (default 10000)
+  -c, --concurrency N  parallel connections (default 4)
+  --timeout SEC        deadline to connect, per write and per answer (default 50)
+  --legacy             talk to the original Python server: one file per
+                       connection, no acknowledgement
+  -v, --verbose        one line per file sent
+  -h, --help           show this help
+
+Exit status: 0 when every selected file was confirmed (with --legacy: sent),
+1 when any failed, 2 on a usage error.`;
+
+function parseWhole(flag: string, text: string, min: number): number {
+  if (!/^[0-9]{1,9}$/.test(text) || Number(text) < min) {
+    throw new SyntaxError(
+      `Invalid ${flag}: expected a whole number from ${min}, got ${
+        JSON.stringify(text.slice(0, 80))
+      }`,
+    );
+  }
+  return Number(text);
+}
+
+async function main(): Promise<void> {
+  let parsed;
+  try {
+    const { values, positionals } = parseArgs({
+      args: Deno.args,
+      allowPositionals: true,
+      options: {
+        host: { type: "string", default: "127.0.0.1" },
+        port: { type: "string", default: "9999" },
+        ext: { type: "string", default: "jpg" },
+        recursive: { type: "boolean", short: "r", default: false },
+        start: { type: "string", default: "0" },
+        "batch-size": { type: "string", default: "20" },
+        "max-batch": { type: "string", default: "10000" },
+        concurrency: { type: "string", short: "c", default: "4" },
+        timeout: { type: "string", default: "50" },
+        legacy: { type: "boolean", default: false },
+        verbose: { type: "boolean", short: "v", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+    if (values.help) {
+      console.log(USAGE);
+      Deno.exit(0);
+    }
+    if (positionals.length === 0) {
+      throw new TypeError("Missing DIR: name at least one folder or file");
+    }
+    if (!/^[0-9]{1,6}(\.[0-9]+)?$/.test(values.timeout) || Number(values.timeout) === 0) {
+      throw new SyntaxError(
+        `Invalid --timeout: expected seconds, got ${JSON.stringify(values.timeout.slice(0, 80))}`,
+      );
+    }
+    parsed = {
+      paths: positionals,
+      collect: {
+        extensions: values.ext.split(",").map((e) => e.trim().replace(/^\./, "")).filter(Boolean),
+        recursive: values.recursive,
+        start: parseWhole("--start", values.start, 0),
+        batchSize: parseWhole("--batch-size", values["batch-size"], 1),
+        maxBatch: parseWhole("--max-batch", values["max-batch"], 1),
+      },
+      upload: {
+        host: values.host,
+        port: parsePort(values.port),
+        concurrency: parseWhole("--concurrency", values.concurrency, 1),
+        timeout: Number(values.timeout) * 1000,
+        legacy: values.legacy,
+      },
+      verbose: values.verbose,
+    };
+  } catch (error) {
+    console.error(`client.ts: ${firstSentence(error)}\nTry 'client.ts --help'.`);
+    Deno.exit(2);
+  }
+
+  let selection: Selection;
+  try {
+    selection = await collectFiles(parsed.paths, parsed.collect);
+  } catch (error) {
+    console.error(`client.ts: ${firstSentence(error)}`);
+    Deno.exit(error instanceof Deno.errors.NotCapable ? 2 : 1);
+  }
+  for (const skipped of selection.skipped) {
+    console.error(`skipped ${skipped.path}: ${skipped.message}`);
+  }
+  const { host, port, concurrency, legacy } = parsed.upload;
+  const total = selection.files.length + selection.skipped.length;
+  if (total === 0) {
+    console.error(
+      `client.ts: No files to send: none matching *.${parsed.collect.extensions.join(", *.")}`,
+    );
+    Deno.exit(0);
+  }
+
+  const tty = Deno.stdout.isTerminal();
+  const encoder = new TextEncoder();
+  const started = performance.now();
+  let done = selection.skipped.length;
+  let doneBytes = 0;
+  const progress = () => {
+    const seconds = (performance.now() - started) / 1000;
+    const rate = doneBytes / seconds;
+    const eta = done > 0 ? (seconds / done) * (total - done) * 1000 : NaN;
+    const line = `${done}/${total} files  ${formatBytes(doneBytes)}  ${formatBytes(rate)}/s  ETA ${
+      Number.isFinite(eta) ? formatDuration(eta) : "?"
+    }`;
+    Deno.stdout.writeSync(encoder.encode(`\r\x1b[K${line}`));
+  };
+  const ticker = tty ? setInterval(progress, 250) : undefined;
+  const clearProgress = () => tty && Deno.stdout.writeSync(encoder.encode("\r\x1b[K"));
+
+  console.log(
+    `sending ${selection.files.length} files to ${host}:${port} over ${concurrency} connection${
+      concurrency === 1 ? "" : "s"
+    }${legacy ? " (legacy)" : ""}`,
+  );
+  let report: UploadReport;
+  try {
+    report = await uploadFiles(selection.files, {
+      ...parsed.upload,
+      onResult(result) {
+        done++;
+        doneBytes += result.bytes;
+        if (!result.ok) {
+          clearProgress();
+          console.error(`failed ${result.path}: ${result.message}`);
+        } else if (parsed.verbose) {
+          clearProgress();
+          console.log(`sent ${result.path}${result.savedAs ? ` as ${result.savedAs}` : ""}`);
+        }
+      },
+    });
+  } finally {
+    clearInterval(ticker);
+    clearProgress();
+  }
+  const elapsed = performance.now() - started;
+  const failed = report.failed.length + selection.skipped.length;
+  console.log(
+    `${legacy ? "sent" : "confirmed"} ${report.confirmed} of ${total} files (${
+      formatBytes(report.bytes)
+    }) in ${formatDuration(elapsed)}, ${(report.bytes / 1e6 / (elapsed / 1000)).toFixed(1)} MB/s${
+      failed > 0 ? `; ${failed} failed` : ""
+    }`,
+  );
+  Deno.exit(failed > 0 ? 1 : 0);
+}
+
+function firstSentence(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split(/\. |\n/)[0];
+}
+
+if (import.meta.main) await main();

@@ -1,0 +1,519 @@
+#!/usr/bin/env -S deno run --allow-net --allow-read=uploads --allow-write=uploads
+/**
+ * TCP image receiver: accepts frames from `client.ts` or the original Python
+ * client and saves each file complete under its final name, or not at all.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import {
+  type Ack,
+  DEFAULT_MAX_FRAME_SIZE,
+  encodeAck,
+  formatBytes,
+  formatDuration,
+  type FrameHead,
+  FrameReader,
+  parseByteSize,
+  parseName,
+  parsePort,
+  ProtocolError,
+  sniffExtension,
+  withDeadline,
+  writeAll,
+} from "./protocol.ts";
+
+/** Options for {@linkcode startServer}. */
+export interface ServerOptions {
+  /**
+   * Address to listen on.
+   * @default {"0.0.0.0"}
+   */
+  host?: string;
+  /**
+   * Port to listen on; 0 for any free port.
+   * @default {9999}
+   */
+  port?: number;
+  /**
+   * Folder the files are saved in; created when missing.
+   * @default {"uploads"}
+   */
+  out?: string;
+  /**
+   * Store each frame body byte for byte as `00000`, `00001`, … like the
+   * original server, instead of decoding it to `<name>.<ext>`.
+   * @default {false}
+   */
+  raw?: boolean;
+  /**
+   * Largest body length L accepted.
+   * @default {DEFAULT_MAX_FRAME_SIZE}
+   */
+  maxFrameSize?: number;
+  /**
+   * Connections served at once; more are refused.
+   * @default {256}
+   */
+  maxConnections?: number;
+  /**
+   * Milliseconds allowed for a frame's header and name to arrive.
+   * @default {30_000}
+   */
+  headerTimeout?: number;
+  /**
+   * Milliseconds allowed without a byte while a body arrives, and for an
+   * acknowledgement to be taken.
+   * @default {60_000}
+   */
+  idleTimeout?: number;
+  /**
+   * Called for everything worth a log line.
+   * @default {() => {}}
+   */
+  onEvent?: (event: ServerEvent) => void;
+}
+
+/** Something that happened on the server, for the log. */
+export type ServerEvent =
+  | {
+    type: "saved";
+    peer: string;
+    file: string;
+    bytes: number;
+    ms: number;
+    /** The same content was already saved under this name: nothing written. */
+    duplicate: boolean;
+  }
+  | { type: "rejected"; peer: string; message: string }
+  | { type: "refused"; peer: string; message: string }
+  | { type: "accept-error"; message: string };
+
+/** Counts kept while the server runs. */
+export interface ServerStats {
+  /** Files saved, duplicates included. */
+  files: number;
+  /** Of those, identical re-uploads that wrote nothing. */
+  duplicates: number;
+  /** Bytes of file data received in saved files. */
+  bytes: number;
+  /** Frames and connections that failed. */
+  errors: number;
+}
+
+/** A running server. */
+export interface UploadServer extends AsyncDisposable {
+  /** The address actually bound, with the real port. */
+  readonly addr: Deno.NetAddr;
+  /** Counts so far. */
+  readonly stats: Readonly<ServerStats>;
+  /**
+   * Stops accepting, lets frames in progress finish within `drainMs`, then
+   * closes every connection.
+   *
+   * @param drainMs How long frames in progress may take.
+   * @returns The final counts.
+   */
+  shutdown(drainMs?: number): Promise<ServerStats>;
+}
+
+const TEMP_PREFIX = ".upload-";
+const TEMP_SUFFIX = ".part";
+
+function peerOf(conn: Deno.Conn): string {
+  const addr = conn.remoteAddr as Deno.NetAddr;
+  return addr.hostname.includes(":")
+    ? `[${addr.hostname}]:${addr.port}`
+    : `${addr.hostname}:${addr.port}`;
+}
+
+function joinPath(folder: string, name: string): string {
+  return folder.endsWith("/") ? folder + name : `${folder}/${name}`;
+}
+
+function rawName(index: number): string {
+  return String(index).padStart(5, "0");
+}
+
+/** Finds the first free index after the numbered files already in `out`. */
+async function nextRawIndex(out: string): Promise<number> {
+  let next = 0;
+  for await (const entry of Deno.readDir(out)) {
+    if (/^[0-9]{5,15}$/.test(entry.name)) next = Math.max(next, Number(entry.name) + 1);
+  }
+  return next;
+}
+
+/** Compares two files byte for byte, reading both in bounded chunks. */
+async function sameContent(pathA: string, pathB: string): Promise<boolean> {
+  using fileA = await Deno.open(pathA);
+  using fileB = await Deno.open(pathB);
+  const [statA, statB] = await Promise.all([fileA.stat(), fileB.stat()]);
+  if (statA.size !== statB.size) return false;
+  const bufferA = new Uint8Array(65_536);
+  const bufferB = new Uint8Array(65_536);
+  for (;;) {
+    const n = await fileA.read(bufferA);
+    if (n === null) return true;
+    let filled = 0;
+    while (filled < n) {
+      const m = await fileB.read(bufferB.subarray(filled, n));
+      if (m === null) return false;
+      filled += m;
+    }
+    for (let i = 0; i < n; i++) if (bufferA[i] !== bufferB[i]) return false;
+  }
+}
+
+/**
+ * Starts listening and serving. Frames are saved to a temporary file in the
+ * output folder and hard-linked to their final name only when complete, so a
+ * final name never shows a partial file and never replaces another file.
+ *
+ * @param options Address, folder, limits and the event callback.
+ * @returns The running server.
+ */
+export async function startServer(options: ServerOptions = {}): Promise<UploadServer> {
+  const out = options.out ?? "uploads";
+  const raw = options.raw ?? false;
+  const maxConnections = options.maxConnections ?? 256;
+  const idleTimeout = options.idleTimeout ?? 60_000;
+  const readerOptions = {
+    maxFrameSize: options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE,
+    headerTimeout: options.headerTimeout ?? 30_000,
+    idleTimeout,
+  };
+  const emit = options.onEvent ?? (() => {});
+  await Deno.mkdir(out, { recursive: true });
+  let rawIndex = raw ? await nextRawIndex(out) : 0;
+  const listener = Deno.listen({
+    hostname: options.host ?? "0.0.0.0",
+    port: options.port ?? 9999,
+  });
+  const stats: ServerStats = { files: 0, duplicates: 0, bytes: 0, errors: 0 };
+  /** Each open connection, and whether a frame is in progress on it. */
+  const connections = new Map<Deno.Conn, { busy: boolean }>();
+  const handlers = new Set<Promise<void>>();
+  let stopping = false;
+
+  /** Links the finished temporary file to its final name without replacing anything. */
+  async function commit(
+    tempPath: string,
+    name: string,
+  ): Promise<{ file: string; duplicate: boolean }> {
+    for (;;) {
+      const file = raw ? rawName(rawIndex++) : name;
+      try {
+        await Deno.link(tempPath, joinPath(out, file));
+        return { file, duplicate: false };
+      } catch (error) {
+        if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+        if (raw) continue;
+        if (await sameContent(tempPath, joinPath(out, file))) return { file, duplicate: true };
+        throw new Deno.errors.AlreadyExists(
+          `Cannot save ${file}: a different file of that name exists`,
+        );
+      }
+    }
+  }
+
+  /** Receives one body into a temporary file and commits it. */
+  async function receive(reader: FrameReader, head: FrameHead) {
+    const name = raw ? "" : parseName(head.nameField);
+    const tempPath = joinPath(out, `${TEMP_PREFIX}${crypto.randomUUID()}${TEMP_SUFFIX}`);
+    try {
+      let bytes = 0;
+      const sniffed = new Uint8Array(12);
+      {
+        using file = await Deno.open(tempPath, { write: true, createNew: true });
+        if (raw) {
+          await writeAll(file, head.nameField);
+          bytes = head.bodyLength;
+          for await (const chunk of reader.raw()) await writeAll(file, chunk);
+        } else {
+          for await (const chunk of reader.data()) {
+            if (bytes < sniffed.length) {
+              sniffed.set(chunk.subarray(0, sniffed.length - bytes), bytes);
+            }
+            bytes += chunk.length;
+            await writeAll(file, chunk);
+          }
+        }
+      }
+      const extension = sniffExtension(sniffed.subarray(0, Math.min(bytes, sniffed.length)));
+      return { ...await commit(tempPath, `${name}.${extension}`), bytes };
+    } finally {
+      await Deno.remove(tempPath).catch(() => {});
+    }
+  }
+
+  async function reply(conn: Deno.Conn, ack: Ack): Promise<void> {
+    // The original client closes without reading: a failed write is expected.
+    await withDeadline(writeAll(conn, encodeAck(ack)), idleTimeout, "the client to read")
+      .catch(() => {});
+  }
+
+  async function serve(conn: Deno.Conn, state: { busy: boolean }): Promise<void> {
+    const peer = peerOf(conn);
+    const reader = new FrameReader(conn, readerOptions);
+    try {
+      while (!stopping) {
+        state.busy = false;
+        const head = await reader.readHead();
+        if (head === null) break;
+        state.busy = true;
+        const started = performance.now();
+        try {
+          const saved = await receive(reader, head);
+          stats.files++;
+          stats.bytes += saved.bytes;
+          if (saved.duplicate) stats.duplicates++;
+          emit({ type: "saved", peer, ...saved, ms: performance.now() - started });
+          await reply(conn, { ok: true, file: saved.file, bytes: saved.bytes });
+        } catch (error) {
+          if (error instanceof ProtocolError && !error.recoverable) throw error;
+          if (!(error instanceof Error)) throw error;
+          stats.errors++;
+          emit({ type: "rejected", peer, message: error.message });
+          await reader.skipBody();
+          await reply(conn, { ok: false, message: error.message });
+        }
+      }
+    } catch (error) {
+      const quiet = error instanceof ProtocolError
+        ? error.code === "idle"
+        : !state.busy && (stopping || isDisconnect(error));
+      if (!quiet) {
+        stats.errors++;
+        const message = error instanceof Error ? error.message : String(error);
+        emit({ type: "rejected", peer, message });
+        if (error instanceof ProtocolError) await reply(conn, { ok: false, message });
+      }
+    } finally {
+      connections.delete(conn);
+      closeQuietly(conn);
+    }
+  }
+
+  function track(conn: Deno.TcpConn): void {
+    if (connections.size >= maxConnections) {
+      const message = `Server busy: ${maxConnections} connections already open`;
+      emit({ type: "refused", peer: peerOf(conn), message });
+      conn.write(encodeAck({ ok: false, message })).catch(() => {}).finally(() =>
+        closeQuietly(conn)
+      );
+      return;
+    }
+    const state = { busy: false };
+    connections.set(conn, state);
+    conn.setNoDelay(true);
+    const handler = serve(conn, state).finally(() => handlers.delete(handler));
+    handlers.add(handler);
+  }
+
+  const accepting = (async () => {
+    while (!stopping) {
+      try {
+        track(await listener.accept());
+      } catch (error) {
+        if (stopping || error instanceof Deno.errors.BadResource) break;
+        // Out of descriptors and the like: keep accepting once it passes.
+        emit({ type: "accept-error", message: (error as Error).message });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  })();
+
+  let stopped: Promise<ServerStats> | undefined;
+  async function stop(drainMs: number): Promise<ServerStats> {
+    stopping = true;
+    listener.close();
+    await accepting;
+    for (const [conn, state] of connections) if (!state.busy) closeQuietly(conn);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        Promise.all(handlers),
+        new Promise((resolve) => timer = setTimeout(resolve, drainMs)),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+    for (const conn of connections.keys()) closeQuietly(conn);
+    await Promise.all(handlers);
+    return { ...stats };
+  }
+
+  const shutdown = (drainMs = 10_000) => stopped ??= stop(drainMs);
+  return {
+    addr: listener.addr,
+    stats,
+    shutdown,
+    async [Symbol.asyncDispose]() {
+      await shutdown();
+    },
+  };
+}
+
+function isDisconnect(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted;
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
+  }
+}
+
+const USAGE = `Usage: deno run --allow-net --allow-read=DIR --allow-write=DIR server.ts [options]
+
+Receives images uploaded by client.ts (or the original Python client) and
+saves each one as DIR/<name>.<ext>, complete or not at all.
+
+Options:
+  --host HOST              address to listen on (default 0.0.0.0)
+  --port PORT              port to listen on, 0 for any free port (default 9999)
+  --out DIR                folder to save files in (default uploads)
+  --raw                    store each frame body as DIR/00000, 00001, ... like
+                           the original server, instead of decoding it
+  --max-frame-size SIZE    largest frame body accepted, e.g. 64M (default 512M)
+  --max-connections N      connections served at once (default 256)
+  --header-timeout SEC     time allowed for a frame header to arrive (default 30)
+  --idle-timeout SEC       time allowed without data inside a frame (default 60)
+  --drain-timeout SEC      on SIGINT/SIGTERM, time frames in progress may
+                           take to finish (default 10)
+  -q, --quiet              no line per saved file
+  -h, --help               show this help
+
+Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a usage error.`;
+
+function parseSeconds(flag: string, text: string): number {
+  if (!/^[0-9]{1,9}(\.[0-9]+)?$/.test(text)) {
+    throw new SyntaxError(
+      `Invalid ${flag}: expected seconds, got ${JSON.stringify(text.slice(0, 80))}`,
+    );
+  }
+  return Number(text) * 1000;
+}
+
+function parseCount(flag: string, text: string): number {
+  if (!/^[1-9][0-9]{0,8}$/.test(text)) {
+    throw new SyntaxError(
+      `Invalid ${flag}: expected a whole number from 1, got ${JSON.stringify(text.slice(0, 80))}`,
+    );
+  }
+  return Number(text);
+}
+
+async function main(): Promise<void> {
+  let options: ServerOptions & { quiet: boolean; drainTimeout: number };
+  try {
+    const { values } = parseArgs({
+      args: Deno.args,
+      options: {
+        host: { type: "string", default: "0.0.0.0" },
+        port: { type: "string", default: "9999" },
+        out: { type: "string", default: "uploads" },
+        raw: { type: "boolean", default: false },
+        "max-frame-size": { type: "string", default: String(DEFAULT_MAX_FRAME_SIZE) },
+        "max-connections": { type: "string", default: "256" },
+        "header-timeout": { type: "string", default: "30" },
+        "idle-timeout": { type: "string", default: "60" },
+        "drain-timeout": { type: "string", default: "10" },
+        quiet: { type: "boolean", short: "q", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+    if (values.help) {
+      console.log(USAGE);
+      Deno.exit(0);
+    }
+    options = {
+      host: values.host,
+      port: parsePort(values.port),
+      out: values.out,
+      raw: values.raw,
+      maxFrameSize: parseByteSize(values["max-frame-size"]),
+      maxConnections: parseCount("--max-connections", values["max-connections"]),
+      headerTimeout: parseSeconds("--header-timeout", values["header-timeout"]),
+      idleTimeout: parseSeconds("--idle-timeout", values["idle-timeout"]),
+      drainTimeout: parseSeconds("--drain-timeout", values["drain-timeout"]),
+      quiet: values.quiet,
+    };
+  } catch (error) {
+    console.error(`server.ts: ${firstSentence(error)}\nTry 'server.ts --help'.`);
+    Deno.exit(2);
+  }
+
+  const out = options.out!;
+  for (const name of ["read", "write"] as const) {
+    const { state } = await Deno.permissions.query({ name, path: out });
+    if (state !== "granted") {
+      console.error(
+        `server.ts: Missing ${name} permission for ${out}: add --allow-read=${out} --allow-write=${out}`,
+      );
+      Deno.exit(2);
+    }
+  }
+
+  const started = performance.now();
+  let server: UploadServer;
+  try {
+    server = await startServer({
+      ...options,
+      onEvent(event) {
+        switch (event.type) {
+          case "saved":
+            if (!options.quiet) {
+              console.log(
+                `${event.duplicate ? "already have" : "saved"} ${event.file} (${
+                  formatBytes(event.bytes)
+                } in ${formatDuration(event.ms)}) from ${event.peer}`,
+              );
+            }
+            break;
+          case "rejected":
+          case "refused":
+            console.error(`${event.type} ${event.peer}: ${event.message}`);
+            break;
+          case "accept-error":
+            console.error(`accept failed: ${event.message}`);
+            break;
+        }
+      },
+    });
+  } catch (error) {
+    console.error(`server.ts: Cannot start: ${firstSentence(error)}`);
+    Deno.exit(error instanceof Deno.errors.NotCapable ? 2 : 1);
+  }
+  const { hostname, port } = server.addr;
+  console.log(`listening on ${hostname}:${port}, saving to ${out}${options.raw ? " (raw)" : ""}`);
+
+  const shutdown = async (signal: Deno.Signal) => {
+    console.error(`${signal}: finishing frames in progress`);
+    const stats = await server.shutdown(options.drainTimeout);
+    console.log(
+      `stopped: ${stats.files} files (${
+        formatBytes(stats.bytes)
+      }), ${stats.duplicates} already had, ${stats.errors} errors, in ${
+        formatDuration(performance.now() - started)
+      }`,
+    );
+    Deno.exit(0);
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => void shutdown(signal));
+  }
+}
+
+function firstSentence(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split(/\. |\n/)[0];
+}
+
+if (import.meta.main) await main();

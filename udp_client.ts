@@ -1,0 +1,168 @@
+#!/usr/bin/env -S deno run --allow-net
+/**
+ * UDP datagram sender: sends each line typed (or piped in) as one datagram,
+ * like the original interactive client; `exit` or end of input stops.
+ *
+ * @module
+ */
+import dgram from "node:dgram";
+import { parseArgs } from "node:util";
+import { type ByteSource, MAX_DATAGRAM_SIZE, parsePort } from "./protocol.ts";
+
+/** One line read by {@linkcode readLines}. */
+export type LineResult =
+  | { ok: true; line: Uint8Array }
+  | { ok: false; tooLong: number };
+
+/**
+ * Splits a stream into lines at `\n`, holding at most `maxLineSize` bytes: a
+ * longer line is read to its end, discarded and reported by its size.
+ *
+ * @param source Where the lines come from.
+ * @param maxLineSize The longest line kept, without its newline.
+ * @returns Each line without its newline, or the size of one too long; a
+ * last line without a newline counts.
+ */
+export async function* readLines(
+  source: ByteSource,
+  maxLineSize: number,
+): AsyncGenerator<LineResult> {
+  const buffer = new Uint8Array(Math.max(maxLineSize + 1, 4096));
+  let start = 0;
+  let end = 0;
+  /** Bytes of an overlong line seen so far; -1 while the line fits. */
+  let overflow = -1;
+  for (;;) {
+    const newline = buffer.subarray(start, end).indexOf(0x0a);
+    if (newline !== -1) {
+      const lineEnd = start + newline;
+      if (overflow >= 0) {
+        yield { ok: false, tooLong: overflow + newline };
+        overflow = -1;
+      } else {
+        yield { ok: true, line: buffer.slice(start, lineEnd) };
+      }
+      start = lineEnd + 1;
+      continue;
+    }
+    buffer.copyWithin(0, start, end);
+    end -= start;
+    start = 0;
+    if (overflow >= 0 || end > maxLineSize) {
+      overflow = Math.max(overflow, 0) + end;
+      end = 0;
+    }
+    const n = await source.read(buffer.subarray(end));
+    if (n === null) {
+      if (overflow >= 0) yield { ok: false, tooLong: overflow + end };
+      else if (end > 0) yield { ok: true, line: buffer.slice(0, end) };
+      return;
+    }
+    end += n;
+  }
+}
+
+/** Sends datagrams to one address. */
+export interface UdpSender extends Disposable {
+  /**
+   * Sends one datagram.
+   *
+   * @param payload At most {@linkcode MAX_DATAGRAM_SIZE} bytes.
+   * @throws {RangeError} For a larger payload, before anything is sent.
+   */
+  send(payload: Uint8Array): Promise<void>;
+}
+
+function tooLong(bytes: number): RangeError {
+  return new RangeError(
+    `Line too long for one datagram: ${bytes} bytes, the limit is ${MAX_DATAGRAM_SIZE}`,
+  );
+}
+
+/**
+ * Opens a UDP socket that sends to `host:port`.
+ *
+ * @param host The receiver's address.
+ * @param port The receiver's port.
+ * @returns The sender; dispose of it to close the socket.
+ */
+export function createUdpSender(host: string, port: number): UdpSender {
+  const socket = dgram.createSocket(host.includes(":") ? "udp6" : "udp4");
+  return {
+    send(payload) {
+      if (payload.length > MAX_DATAGRAM_SIZE) {
+        return Promise.reject(tooLong(payload.length));
+      }
+      return new Promise((resolve, reject) =>
+        socket.send(payload, port, host, (error) => error ? reject(error) : resolve())
+      );
+    },
+    [Symbol.dispose]() {
+      socket.close();
+    },
+  };
+}
+
+/** Lines are trimmed before sending, so a longer line may still fit. */
+const MAX_LINE_SIZE = 4 * MAX_DATAGRAM_SIZE;
+
+const USAGE = `Usage: deno run --allow-net udp_client.ts [options]
+
+Sends each line of standard input, trimmed, as one UDP datagram. On a
+terminal it prompts for each line. The line "exit", or the end of input, stops.
+
+Options:
+  --host HOST   receiver address (default 127.0.0.1)
+  --port PORT   receiver port (default 9999)
+  -h, --help    show this help
+
+Exit status: 0 when every line was sent, 1 when any was not, 2 on a usage
+error. A line may hold at most ${MAX_DATAGRAM_SIZE} bytes.`;
+
+async function main(): Promise<void> {
+  let host: string;
+  let port: number;
+  try {
+    const { values } = parseArgs({
+      args: Deno.args,
+      options: {
+        host: { type: "string", default: "127.0.0.1" },
+        port: { type: "string", default: "9999" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+    if (values.help) {
+      console.log(USAGE);
+      Deno.exit(0);
+    }
+    host = values.host;
+    port = parsePort(values.port);
+  } catch (error) {
+    console.error(`udp_client.ts: ${(error as Error).message.split(/\. |\n/)[0]}`);
+    console.error("Try 'udp_client.ts --help'.");
+    Deno.exit(2);
+  }
+
+  const interactive = Deno.stdin.isTerminal();
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  const prompt = () => interactive && Deno.stdout.writeSync(encoder.encode("data: "));
+  using sender = createUdpSender(host, port);
+  let failures = 0;
+  prompt();
+  for await (const result of readLines(Deno.stdin, MAX_LINE_SIZE)) {
+    try {
+      if (!result.ok) throw tooLong(result.tooLong);
+      const text = decoder.decode(result.line).trim();
+      if (text === "exit") break;
+      await sender.send(encoder.encode(text));
+    } catch (error) {
+      failures++;
+      console.error(`udp_client.ts: ${(error as Error).message}`);
+    }
+    prompt();
+  }
+  Deno.exit(failures > 0 ? 1 : 0);
+}
+
+if (import.meta.main) await main();

@@ -1,0 +1,177 @@
+#!/usr/bin/env -S deno run --allow-net
+/**
+ * UDP datagram printer: prints every datagram it receives as one line of
+ * text, like the original, but whole (up to 65,507 bytes, not 1,024) and
+ * unable to drive the terminal.
+ *
+ * @module
+ */
+import dgram from "node:dgram";
+import { parseArgs } from "node:util";
+import { MAX_DATAGRAM_SIZE, parsePort } from "./protocol.ts";
+
+const decoder = new TextDecoder();
+// C0 and C1 controls, DEL, line and paragraph separators, and bidirectional
+// overrides: everything that could move the cursor or reorder the line.
+// deno-lint-ignore no-control-regex
+const UNSAFE = /[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const NAMED: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+/**
+ * Turns a datagram into one printable line: UTF-8 decoded with invalid bytes
+ * replaced by U+FFFD, control characters escaped as `\n`, `\x1b`, `\u202e`.
+ *
+ * @param bytes The datagram's payload.
+ * @returns The line, without a newline.
+ */
+export function formatDatagram(bytes: Uint8Array): string {
+  return decoder.decode(bytes).replace(UNSAFE, (c) => {
+    const code = c.charCodeAt(0);
+    return NAMED[c] ??
+      (code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16)}`);
+  });
+}
+
+/** Options for {@linkcode startUdpServer}. */
+export interface UdpServerOptions {
+  /**
+   * Address to listen on.
+   * @default {"0.0.0.0"}
+   */
+  host?: string;
+  /**
+   * Port to listen on; 0 for any free port.
+   * @default {9999}
+   */
+  port?: number;
+  /**
+   * Kernel receive buffer in bytes, so bursts are queued rather than dropped.
+   * @default {4_194_304}
+   */
+  receiveBufferSize?: number;
+}
+
+/** A running UDP server. */
+export interface UdpServer {
+  /** The address actually bound, with the real port. */
+  readonly address: { address: string; port: number };
+  /** Datagrams received so far. */
+  readonly received: number;
+  /** Stops listening. */
+  close(): Promise<void>;
+}
+
+/**
+ * Binds a UDP socket and calls `onDatagram` with every payload. It never
+ * replies to anyone.
+ *
+ * @param onDatagram Called with each datagram's payload, valid only during
+ * the call.
+ * @param options Address and buffer size.
+ * @returns The running server.
+ */
+export function startUdpServer(
+  onDatagram: (payload: Uint8Array) => void,
+  options: UdpServerOptions = {},
+): Promise<UdpServer> {
+  const host = options.host ?? "0.0.0.0";
+  const socket = dgram.createSocket({
+    type: host.includes(":") ? "udp6" : "udp4",
+    recvBufferSize: options.receiveBufferSize ?? 4 * 1024 * 1024,
+  });
+  let received = 0;
+  socket.on("message", (payload: Uint8Array) => {
+    received++;
+    onDatagram(payload);
+  });
+  return new Promise((resolve, reject) => {
+    socket.once("error", reject);
+    socket.bind(options.port ?? 9999, host, () => {
+      socket.off("error", reject);
+      resolve({
+        address: socket.address(),
+        get received() {
+          return received;
+        },
+        close: () => new Promise<void>((done) => socket.close(() => done())),
+      });
+    });
+  });
+}
+
+const USAGE = `Usage: deno run --allow-net udp_server.ts [options]
+
+Prints every UDP datagram received as one line: UTF-8 text as is, invalid
+bytes as U+FFFD, control characters escaped (\\n, \\x1b, ...).
+
+Options:
+  --host HOST   address to listen on (default 0.0.0.0)
+  --port PORT   port to listen on, 0 for any free port (default 9999)
+  -h, --help    show this help
+
+Exit status: 0 after SIGINT/SIGTERM, 1 on a runtime error, 2 on a usage error.
+Datagrams up to ${MAX_DATAGRAM_SIZE} bytes are printed whole.`;
+
+async function main(): Promise<void> {
+  let host: string;
+  let port: number;
+  try {
+    const { values } = parseArgs({
+      args: Deno.args,
+      options: {
+        host: { type: "string", default: "0.0.0.0" },
+        port: { type: "string", default: "9999" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+    if (values.help) {
+      console.log(USAGE);
+      Deno.exit(0);
+    }
+    host = values.host;
+    port = parsePort(values.port);
+  } catch (error) {
+    console.error(`udp_server.ts: ${(error as Error).message.split(/\. |\n/)[0]}`);
+    console.error("Try 'udp_server.ts --help'.");
+    Deno.exit(2);
+  }
+
+  // Lines are batched so a flood costs one write per burst, not per datagram.
+  const encoder = new TextEncoder();
+  let batch = "";
+  let flushTimer: ReturnType<typeof setTimeout> | undefined;
+  const flush = () => {
+    clearTimeout(flushTimer);
+    flushTimer = undefined;
+    const bytes = encoder.encode(batch);
+    batch = "";
+    for (let offset = 0; offset < bytes.length;) {
+      offset += Deno.stdout.writeSync(bytes.subarray(offset));
+    }
+  };
+  let server: UdpServer;
+  try {
+    server = await startUdpServer((payload) => {
+      batch += formatDatagram(payload) + "\n";
+      if (batch.length >= 65_536) flush();
+      else flushTimer ??= setTimeout(flush, 5);
+    }, { host, port });
+  } catch (error) {
+    console.error(`udp_server.ts: Cannot listen on ${host}:${port}: ${(error as Error).message}`);
+    Deno.exit(error instanceof Deno.errors.NotCapable ? 2 : 1);
+  }
+  const { address, port: boundPort } = server.address;
+  console.log(`listening on ${address}:${boundPort}`);
+
+  const shutdown = async (signal: Deno.Signal) => {
+    await server.close();
+    flush();
+    console.error(`${signal}: stopped after ${server.received} datagrams`);
+    Deno.exit(0);
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => void shutdown(signal));
+  }
+}
+
+if (import.meta.main) await main();
