@@ -277,7 +277,7 @@ function checkName(name: string): Uint8Array {
     ? "it starts with a dot"
     : name.endsWith(" ")
     ? "it ends with a space"
-    : name.includes("\ufffd")
+    : !name.isWellFormed() || name.includes("\ufffd")
     ? "it is not valid UTF-8"
     : undefined;
   if (problem !== undefined) {

@@ -1,0 +1,199 @@
+import assert from "node:assert/strict";
+import { collectFiles, type FileResult, nameFor, uploadFiles } from "../client.ts";
+import { sniffExtension } from "../protocol.ts";
+import { startServer } from "../server.ts";
+import { fakeJpeg, listFolder, makeImages } from "./helpers.ts";
+
+const names: [string, string][] = [
+  ["dir/0123abcd.jpg", "0123abcd"],
+  ["dog.jpg", "dog"],
+  ["archive.tar.gz", "archive.tar"],
+  ["no_extension", "no_extension"],
+  [".hidden", ".hidden"],
+];
+for (const [path, name] of names) {
+  Deno.test(`nameFor() sends ${JSON.stringify(path)} as ${JSON.stringify(name)}`, () => {
+    assert.equal(nameFor(path), name);
+  });
+}
+
+Deno.test("collectFiles() picks matching extensions without case, sorted, and recurses only when asked", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${dir}/sub`);
+    for (const file of ["b.jpg", "a.JPG", "c.png", "d.txt", "sub/e.jpg"]) {
+      await Deno.writeFile(`${dir}/${file}`, fakeJpeg(10));
+    }
+    const flat = await collectFiles([dir]);
+    assert.deepEqual(flat.files.map((f) => f.path), [`${dir}/a.JPG`, `${dir}/b.jpg`]);
+    const deep = await collectFiles([dir], { extensions: ["jpg", "png"], recursive: true });
+    assert.deepEqual(deep.files.map((f) => f.name), ["a", "b", "c", "e"]);
+    const named = await collectFiles([`${dir}/d.txt`]);
+    assert.deepEqual(named.files.map((f) => f.name), ["d"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("collectFiles() applies the original's start, batch size and batch count", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    for (let i = 0; i < 10; i++) await Deno.writeFile(`${dir}/${i}.jpg`, new Uint8Array(1));
+    const picked = await collectFiles([dir], { start: 3, batchSize: 2, maxBatch: 2 });
+    assert.deepEqual(picked.files.map((f) => f.name), ["3", "4", "5", "6"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("collectFiles() reports a file whose name cannot be sent and keeps the rest", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/${"x".repeat(40)}.jpg`, new Uint8Array(1));
+    await Deno.writeFile(`${dir}/ok.jpg`, new Uint8Array(1));
+    const picked = await collectFiles([dir]);
+    assert.deepEqual(picked.files.map((f) => f.name), ["ok"]);
+    assert.equal(picked.skipped.length, 1);
+    assert.match(picked.skipped[0].message!, /40 bytes, more than 32/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("collectFiles() fails for a path that does not exist", async () => {
+  await assert.rejects(collectFiles(["/nonexistent/folder"]), Deno.errors.NotFound);
+});
+
+async function withServerAndImages(
+  sizes: number[],
+  body: (
+    port: number,
+    input: string,
+    out: string,
+    images: Map<string, Uint8Array>,
+  ) => Promise<void>,
+) {
+  const input = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  const server = await startServer({ host: "127.0.0.1", port: 0, out });
+  try {
+    await body(server.addr.port, input, out, await makeImages(input, sizes));
+  } finally {
+    await server.shutdown(1000);
+    await Deno.remove(input, { recursive: true });
+    await Deno.remove(out, { recursive: true });
+  }
+}
+
+for (const concurrency of [1, 3, 8]) {
+  Deno.test(`uploadFiles() delivers every file byte for byte over ${concurrency} connection(s)`, async () => {
+    const sizes = [0, 1, 2, 3, 100, 65_536, 196_608, 196_609, 1_000_000, ...Array(30).fill(2000)];
+    await withServerAndImages(sizes, async (port, input, out, images) => {
+      const { files } = await collectFiles([input]);
+      const results: FileResult[] = [];
+      const report = await uploadFiles(files, {
+        port,
+        concurrency,
+        onResult: (r) => results.push(r),
+      });
+      assert.deepEqual(report.failed, []);
+      assert.equal(report.confirmed, sizes.length);
+      assert.equal(results.length, sizes.length);
+      assert.equal(report.bytes, sizes.reduce((a, b) => a + b, 0));
+      for (const [name, bytes] of images) {
+        const file = `${out}/${name}.${sniffExtension(bytes)}`;
+        assert.deepEqual(await Deno.readFile(file), bytes, name);
+      }
+    });
+  });
+}
+
+Deno.test("uploadFiles() reports a file the server refuses and still delivers the rest", async () => {
+  await withServerAndImages([100, 200, 300], async (port, input, out, images) => {
+    const [taken] = images.keys();
+    await Deno.writeFile(`${out}/${taken}.jpg`, fakeJpeg(50));
+    const { files } = await collectFiles([input]);
+    const report = await uploadFiles(files, { port, concurrency: 1 });
+    assert.equal(report.confirmed, 2);
+    assert.equal(report.failed.length, 1);
+    assert.match(report.failed[0].path, new RegExp(taken));
+    assert.match(report.failed[0].message!, /Refused by the server: .*different file/);
+    assert.equal((await listFolder(out)).length, 3);
+  });
+});
+
+Deno.test("uploadFiles() reports a file it cannot read and still delivers the rest", async () => {
+  await withServerAndImages([100, 200], async (port, input, out) => {
+    const { files } = await collectFiles([input]);
+    files.splice(1, 0, { path: `${input}/vanished.jpg`, name: "vanished" });
+    await Deno.mkdir(`${input}/folder.jpg`);
+    files.push({ path: `${input}/folder.jpg`, name: "folder" });
+    const report = await uploadFiles(files, { port, concurrency: 1 });
+    assert.equal(report.confirmed, 2);
+    assert.deepEqual(report.failed.map((f) => f.path).sort(), [
+      `${input}/folder.jpg`,
+      `${input}/vanished.jpg`,
+    ]);
+    assert.match(
+      report.failed.find((f) => f.path.endsWith("folder.jpg"))!.message!,
+      /not a regular file/,
+    );
+    assert.equal((await listFolder(out)).length, 2);
+  });
+});
+
+Deno.test("uploadFiles() fails every file with a reason when no server listens", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  const report = await uploadFiles([{ path: "/dev/null", name: "a" }, {
+    path: "/dev/null",
+    name: "b",
+  }], {
+    port,
+    concurrency: 1,
+  });
+  assert.equal(report.confirmed, 0);
+  assert.equal(report.failed.length, 2);
+  for (const failure of report.failed) {
+    assert.match(failure.message!, /Cannot connect to 127\.0\.0\.1/);
+  }
+});
+
+Deno.test("uploadFiles() fails files whose answer never comes, after the timeout", async () => {
+  // A server that reads everything and never answers, as the original does.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted: Deno.Conn[] = [];
+  const serving = (async () => {
+    for await (const conn of listener) {
+      accepted.push(conn);
+      (async () => {
+        const sink = new Uint8Array(65_536);
+        while (await conn.read(sink).catch(() => null) !== null) { /* discard */ }
+      })();
+    }
+  })();
+  const dir = await Deno.makeTempDir();
+  try {
+    await makeImages(dir, [10]);
+    const { files } = await collectFiles([dir]);
+    const report = await uploadFiles(files, { port: listener.addr.port, timeout: 200 });
+    assert.equal(report.confirmed, 0);
+    assert.match(report.failed[0].message!, /Timed out waiting for a line/);
+  } finally {
+    listener.close();
+    for (const conn of accepted) conn.close();
+    await serving.catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("uploadFiles() in legacy mode counts a file sent once the server has read it and closed", async () => {
+  await withServerAndImages([10, 20], async (port, input, out) => {
+    const { files } = await collectFiles([input]);
+    // Our server answers and keeps the connection; legacy half-closes, so the server closes too.
+    const report = await uploadFiles(files, { port, legacy: true });
+    assert.equal(report.confirmed, 2);
+    assert.equal((await listFolder(out)).length, 2);
+  });
+});

@@ -1,0 +1,197 @@
+/** Shared helpers for the tests: subprocesses, test data and byte sources. */
+
+/** The project folder, with a trailing slash. */
+export const ROOT = new URL("../", import.meta.url).pathname;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Encodes text as UTF-8. */
+export function utf8(text: string): Uint8Array {
+  return encoder.encode(text);
+}
+
+/** Joins byte arrays. */
+export function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+/** A small deterministic PRNG (mulberry32), so a failing split can be replayed. */
+export function random(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Random bytes of any length (getRandomValues takes 64 KiB at a time). */
+export function randomBytes(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let offset = 0; offset < size; offset += 65_536) {
+    crypto.getRandomValues(bytes.subarray(offset, Math.min(size, offset + 65_536)));
+  }
+  return bytes;
+}
+
+/** Random bytes behind a JPEG signature, like a real photo to the sniffer. */
+export function fakeJpeg(size: number): Uint8Array {
+  const bytes = randomBytes(size);
+  bytes.set([0xff, 0xd8, 0xff, 0xe0].slice(0, size));
+  return bytes;
+}
+
+/** Writes `count` fake JPEGs named by 32 hex characters, as the original's data set. */
+export async function makeImages(
+  folder: string,
+  sizes: number[],
+): Promise<Map<string, Uint8Array>> {
+  await Deno.mkdir(folder, { recursive: true });
+  const files = new Map<string, Uint8Array>();
+  for (const size of sizes) {
+    const name = [...crypto.getRandomValues(new Uint8Array(16))]
+      .map((b) => b.toString(16).padStart(2, "0")).join("");
+    const bytes = fakeJpeg(size);
+    await Deno.writeFile(`${folder}/${name}.jpg`, bytes);
+    files.set(name, bytes);
+  }
+  return files;
+}
+
+/** Lists a folder's file names, sorted. */
+export async function listFolder(folder: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(folder)) names.push(entry.name);
+  return names.sort();
+}
+
+/** A child process whose output is collected as it arrives. */
+export class Spawned implements AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  stdout = "";
+  stderr = "";
+  readonly #pumps: Promise<void>[];
+
+  constructor(command: string, args: string[], options: { stdin?: boolean; cwd?: string } = {}) {
+    this.child = new Deno.Command(command, {
+      args,
+      cwd: options.cwd,
+      stdin: options.stdin ? "piped" : "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#pumps = [
+      this.#pump(this.child.stdout, (text) => this.stdout += text),
+      this.#pump(this.child.stderr, (text) => this.stderr += text),
+    ];
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>, append: (text: string) => void) {
+    const textDecoder = new TextDecoder();
+    for await (const chunk of stream) append(textDecoder.decode(chunk, { stream: true }));
+  }
+
+  /** Waits until stdout matches `pattern`, failing after `ms` with what was printed. */
+  async waitFor(pattern: RegExp, ms = 15_000): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const match = this.stdout.match(pattern);
+      if (match) return match;
+      if (Date.now() > deadline) {
+        throw new Error(
+          `Timed out waiting for ${pattern}: stdout ${JSON.stringify(this.stdout)}, stderr ${
+            JSON.stringify(this.stderr)
+          }`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /** Writes to the child's stdin. */
+  async write(text: string): Promise<void> {
+    const writer = this.child.stdin.getWriter();
+    await writer.write(utf8(text));
+    writer.releaseLock();
+  }
+
+  /** Waits for the child to exit, after closing its stdin if piped. */
+  async wait(ms = 30_000): Promise<Deno.CommandStatus> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const status = await Promise.race([
+        this.child.status,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            this.child.kill("SIGKILL");
+            reject(
+              new Error(
+                `Process did not exit within ${ms} ms: stderr ${JSON.stringify(this.stderr)}`,
+              ),
+            );
+          }, ms);
+        }),
+      ]);
+      await Promise.all(this.#pumps);
+      return status;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Sends `signal` and waits for the exit. */
+  stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
+    try {
+      this.child.kill(signal);
+    } catch {
+      // Already exited.
+    }
+    return this.wait();
+  }
+
+  async [Symbol.asyncDispose]() {
+    try {
+      this.child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await this.child.status;
+    await Promise.all(this.#pumps);
+  }
+}
+
+/** Runs a project script with Deno and the given permission flags. */
+export function denoScript(script: string, flags: string[], args: string[], options = {}): Spawned {
+  return new Spawned(Deno.execPath(), ["run", ...flags, `${ROOT}${script}`, ...args], options);
+}
+
+/** Runs a command to its end and returns its status and output. */
+export async function run(
+  command: string,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const { code, stdout, stderr } = await new Deno.Command(command, { args, stdin: "null" })
+    .output();
+  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+}
+
+/** Starts `server.ts` on a free loopback port saving into `out`. */
+export async function spawnServer(
+  out: string,
+  args: string[] = [],
+): Promise<{ server: Spawned; port: number }> {
+  const server = denoScript(
+    "server.ts",
+    ["--allow-net=127.0.0.1", `--allow-read=${out}`, `--allow-write=${out}`],
+    ["--host", "127.0.0.1", "--port", "0", "--out", out, ...args],
+  );
+  const match = await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/);
+  return { server, port: Number(match[1]) };
+}

@@ -1,0 +1,384 @@
+import assert from "node:assert/strict";
+import {
+  type ByteSource,
+  bytesSource,
+  encodeAck,
+  encodeFrame,
+  encodeHeader,
+  encodeName,
+  FrameReader,
+  LineReader,
+  MAX_ACK_SIZE,
+  parseAck,
+  parseByteSize,
+  parseHeader,
+  parseName,
+  parsePort,
+  ProtocolError,
+  type ProtocolErrorCode,
+  sniffExtension,
+} from "../protocol.ts";
+import { concat, random, randomBytes, utf8 } from "./helpers.ts";
+
+/** A source that returns `bytes` and then never answers again. */
+function stallingSource(bytes: Uint8Array): ByteSource {
+  let given = false;
+  return {
+    read(buffer) {
+      if (given) return new Promise(() => {});
+      given = true;
+      buffer.set(bytes);
+      return Promise.resolve(bytes.length);
+    },
+  };
+}
+
+async function readAll(reader: FrameReader): Promise<{ name: string; data: Uint8Array }[]> {
+  const frames = [];
+  for (let head; (head = await reader.readHead()) !== null;) {
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of reader.data()) chunks.push(chunk.slice());
+    frames.push({ name: parseName(head.nameField), data: concat(...chunks) });
+  }
+  return frames;
+}
+
+async function assertProtocolError(
+  promise: Promise<unknown>,
+  code: ProtocolErrorCode,
+  message?: RegExp,
+): Promise<void> {
+  await assert.rejects(promise, (error) => {
+    assert.ok(error instanceof ProtocolError, `expected a ProtocolError, got ${error}`);
+    assert.equal(error.code, code, error.message);
+    if (message) assert.match(error.message, message);
+    return true;
+  });
+}
+
+const badHeaders: [string, string | Uint8Array, ProtocolErrorCode][] = [
+  ["a plus sign", "+000000000000100", "header"],
+  ["a minus sign", "-000000000000100", "header"],
+  ["a leading space", " 000000000000100", "header"],
+  ["a trailing space", "000000000000100 ", "header"],
+  ["a hexadecimal prefix", "0x00000000000100", "header"],
+  ["an exponent", "00000000000001e3", "header"],
+  ["a decimal point", "0000000000100.00", "header"],
+  ["full-width digits", "０００００１", "header"],
+  ["an HTTP request line", "GET / HTTP/1.1\r\n", "header"],
+  ["NUL bytes", new Uint8Array(16), "header"],
+  ["a length of zero", "0000000000000000", "header"],
+  ["a length below the name size", "0000000000000031", "header"],
+  ["a length above 2^53", "9999999999999999", "size"],
+  ["a length above the default limit", "0000000536870913", "size"],
+];
+
+for (const [what, header, code] of badHeaders) {
+  Deno.test(`readHead() rejects a header with ${what}`, async () => {
+    const bytes = typeof header === "string" ? utf8(header) : header;
+    const frame = concat(bytes, new Uint8Array(64).fill(0x41));
+    await assertProtocolError(new FrameReader(bytesSource(frame)).readHead(), code);
+    await assertProtocolError(new FrameReader(bytesSource(frame, [1])).readHead(), code);
+  });
+}
+
+Deno.test("parseHeader() quotes at most 80 bytes of the offending input", () => {
+  assert.throws(() => parseHeader(utf8("GET / HTTP/1.1\r\n")), {
+    message: 'Cannot parse header: expected 16 digits, got "GET / HTTP/1.1\\r\\n"',
+  });
+  assert.throws(() => parseHeader(new Uint8Array(300).fill(0x7a)), {
+    message: `Cannot parse header: expected 16 digits, got "${"z".repeat(80)}"…`,
+  });
+});
+
+Deno.test("parseHeader() accepts both size-limit boundaries and rejects one past each", () => {
+  assert.equal(parseHeader(utf8("0000000000000032"), 1000), 32);
+  assert.equal(parseHeader(utf8("0000000000001000"), 1000), 1000);
+  assert.throws(() => parseHeader(utf8("0000000000000031"), 1000), { name: "ProtocolError" });
+  assert.throws(() => parseHeader(utf8("0000000000001001"), 1000), /exceeds the limit of 1000/);
+});
+
+Deno.test("readHead() rejects a bad header byte without waiting for all sixteen", async () => {
+  const reader = new FrameReader(stallingSource(utf8("GET ")), { headerTimeout: 60_000 });
+  await assertProtocolError(reader.readHead(), "header", /"GET "/);
+});
+
+Deno.test("encodeHeader() refuses lengths that cannot be framed", () => {
+  for (const length of [31, -1, 1.5, 10 ** 16, NaN]) {
+    assert.throws(() => encodeHeader(length), RangeError, String(length));
+  }
+});
+
+Deno.test("FrameReader decodes frames the same whatever the chunking", async () => {
+  const sizes = [0, 1, 2, 3, 4, 5, 100, 65_536, 200_001];
+  const frames = sizes.map((size, i) => ({ name: `file${i}`, data: randomBytes(size) }));
+  const stream = concat(...frames.map(({ name, data }) => encodeFrame(name, data)));
+  for (let seed = 1; seed <= 40; seed++) {
+    const next = random(seed);
+    const chunkSizes = Array.from({ length: 50 }, () => 1 + Math.floor(next() ** 3 * 70_000));
+    const bufferSize = seed % 2 === 0 ? 64 : 262_144;
+    const reader = new FrameReader(bytesSource(stream, chunkSizes), { bufferSize });
+    const got = await readAll(reader);
+    assert.equal(got.length, frames.length, `seed ${seed}`);
+    got.forEach((frame, i) => {
+      assert.equal(frame.name, frames[i].name, `seed ${seed}`);
+      assert.deepEqual(frame.data, frames[i].data, `seed ${seed}, frame ${i}`);
+    });
+  }
+});
+
+Deno.test("FrameReader reads frames split into single bytes", async () => {
+  const data = crypto.getRandomValues(new Uint8Array(1000));
+  const stream = concat(encodeFrame("a", data), encodeFrame("b", new Uint8Array(0)));
+  const got = await readAll(new FrameReader(bytesSource(stream, [1]), { bufferSize: 64 }));
+  assert.deepEqual(got.map((f) => f.name), ["a", "b"]);
+  assert.deepEqual(got[0].data, data);
+  assert.equal(got[1].data.length, 0);
+});
+
+Deno.test("FrameReader reads a frame from the original client's three writes", async () => {
+  // The original sends str(len).zfill(16), a 32-character name, then base64.
+  const b64 = utf8(new Uint8Array([1, 2, 3, 4]).toBase64());
+  const name = "0123456789abcdef0123456789abcdef";
+  const stream = concat(utf8(String(32 + b64.length).padStart(16, "0")), utf8(name), b64);
+  const [frame] = await readAll(new FrameReader(bytesSource(stream)));
+  assert.equal(frame.name, name);
+  assert.deepEqual([...frame.data], [1, 2, 3, 4]);
+});
+
+Deno.test("FrameReader never holds a whole large body: chunks stay under the buffer size", async () => {
+  const data = new Uint8Array(3 * 1024 * 1024);
+  const reader = new FrameReader(bytesSource(encodeFrame("big", data)), { bufferSize: 4096 });
+  await reader.readHead();
+  let largest = 0;
+  let total = 0;
+  for await (const chunk of reader.data()) {
+    largest = Math.max(largest, chunk.length);
+    total += chunk.length;
+  }
+  assert.equal(total, data.length);
+  assert.ok(largest <= 3072, `largest chunk ${largest}`);
+});
+
+const badBodies: [string, string][] = [
+  ["a character outside the alphabet", "QUJD!EVG"],
+  ["base64url characters", "QUJD-_VG"],
+  ["a length that is not a multiple of 4", "QUJDREV"],
+  ["missing padding", "QUJDRA"],
+  ["non-canonical padding bits", "QUJDRB=="],
+  ["padding in the middle", "QQ==QUJD"],
+  ["whitespace inside", "QUJD  REVG  "],
+  ["a newline inside", "QUJD\nREVG\n=="],
+  ["a byte above 0x7f", "QUJD\u00e9EVG"],
+];
+
+for (const [what, body] of badBodies) {
+  Deno.test(`data() rejects base64 with ${what}, and the next frame still reads`, async () => {
+    const bodyBytes = new TextEncoder().encode(body);
+    const stream = concat(
+      encodeHeader(32 + bodyBytes.length),
+      encodeName("bad"),
+      bodyBytes,
+      encodeFrame("good", new Uint8Array([9])),
+    );
+    for (const chunks of [[Infinity], [1], [5]]) {
+      const reader = new FrameReader(bytesSource(stream, chunks), { bufferSize: 64 });
+      await reader.readHead();
+      await assertProtocolError(
+        (async () => {
+          for await (const _ of reader.data()) { /* drain */ }
+        })(),
+        "base64",
+      );
+      await reader.skipBody();
+      const [next] = await readAll(reader);
+      assert.equal(next.name, "good");
+      assert.deepEqual([...next.data], [9]);
+    }
+  });
+}
+
+Deno.test("data() rejects padding that ends a chunk before the body ends", async () => {
+  // 64-byte buffer: the first chunk ends with "==", which setFromBase64 alone accepts.
+  const body = "QUJD".repeat(3) + "QQ==" + "QUJD".repeat(20);
+  const stream = concat(encodeHeader(32 + body.length), encodeName("x"), utf8(body));
+  const reader = new FrameReader(bytesSource(stream, [16 + 32 + 16]), { bufferSize: 64 });
+  await reader.readHead();
+  await assertProtocolError(
+    (async () => {
+      for await (const _ of reader.data()) { /* drain */ }
+    })(),
+    "base64",
+  );
+});
+
+const truncations: [string, number, ProtocolErrorCode | null][] = [
+  ["at a frame boundary ends cleanly", 0, null],
+  ["inside the header is an error", 10, "truncated"],
+  ["inside the name is an error", 30, "truncated"],
+  ["inside the body is an error", 60, "truncated"],
+];
+
+for (const [what, cut, code] of truncations) {
+  Deno.test(`FrameReader: end of input ${what}`, async () => {
+    const frame = encodeFrame("a", new Uint8Array(30));
+    const reader = new FrameReader(bytesSource(concat(frame, frame.subarray(0, cut))));
+    await readAll(new FrameReader(bytesSource(frame)));
+    const run = readAll(reader);
+    if (code === null) assert.equal((await run).length, 1);
+    else await assertProtocolError(run, code);
+  });
+}
+
+Deno.test("readHead() reports an idle connection apart from a stalled header", async () => {
+  await assertProtocolError(
+    new FrameReader(stallingSource(new Uint8Array(0)), { headerTimeout: 20 }).readHead(),
+    "idle",
+  );
+  await assertProtocolError(
+    new FrameReader(stallingSource(utf8("00000")), { headerTimeout: 20 }).readHead(),
+    "timeout",
+  );
+});
+
+Deno.test("data() times out when the body stops arriving", async () => {
+  const frame = encodeFrame("a", new Uint8Array(300));
+  const reader = new FrameReader(stallingSource(frame.subarray(0, 100)), { idleTimeout: 20 });
+  await reader.readHead();
+  await assertProtocolError(
+    (async () => {
+      for await (const _ of reader.data()) { /* drain */ }
+    })(),
+    "timeout",
+  );
+});
+
+Deno.test("readHead() refuses to start while a body is unread", async () => {
+  const reader = new FrameReader(bytesSource(encodeFrame("a", new Uint8Array(10))));
+  await reader.readHead();
+  await assert.rejects(reader.readHead(), TypeError);
+});
+
+const goodNames = ["0123456789abcdef0123456789abcdef", "猫", "a b", "IMG_0001", "x".repeat(32)];
+for (const name of goodNames) {
+  Deno.test(`encodeName() and parseName() round-trip ${JSON.stringify(name)}`, () => {
+    assert.equal(parseName(encodeName(name)), name);
+  });
+}
+
+const badNames: [string, string, RegExp][] = [
+  ["an empty name", "", /empty/],
+  ["a 33-byte name", "x".repeat(33), /33 bytes/],
+  ["eleven 3-byte characters", "猫".repeat(11), /33 bytes/],
+  ["a slash", "a/b", /slash/],
+  ["a parent reference", "../etc", /(dot|slash)/],
+  ["a backslash", "a\\b", /backslash/],
+  ["a dot", ".", /dot/],
+  ["two dots", "..", /dot/],
+  ["a dotfile", ".hidden", /dot/],
+  ["a NUL byte", "a\0b", /control/],
+  ["a tab", "a\tb", /control/],
+  ["an escape sequence", "\x1b[31m", /control/],
+  ["a C1 control", "a\u0085", /control/],
+  ["a trailing space", "name ", /space/],
+  ["a lone surrogate", "a\ud800", /UTF-8/],
+];
+for (const [what, name, message] of badNames) {
+  Deno.test(`encodeName() refuses ${what}`, () => {
+    assert.throws(() => encodeName(name), (error) => {
+      assert.ok(error instanceof ProtocolError);
+      assert.equal(error.code, "name");
+      assert.match(error.message, message);
+      return true;
+    });
+  });
+}
+
+const badFields: [string, Uint8Array, RegExp][] = [
+  ["a NUL followed by more bytes", concat(utf8("ab\0c"), new Uint8Array(28)), /NUL/],
+  ["invalid UTF-8", concat(new Uint8Array([0xff, 0x41]), new Uint8Array(30)), /UTF-8/],
+  ["a character cut at byte 32", concat(utf8("a".repeat(31)), utf8("猫").subarray(0, 1)), /UTF-8/],
+  ["only padding", new Uint8Array(32), /empty/],
+  ["an absolute path", concat(utf8("/etc/passwd"), new Uint8Array(21)), /slash/],
+  ["a parent path", concat(utf8("../../x"), new Uint8Array(25)), /(dot|slash)/],
+  ["space padding", utf8("name".padEnd(32)), /space/],
+];
+for (const [what, field, message] of badFields) {
+  Deno.test(`parseName() rejects a field with ${what}`, () => {
+    assert.throws(() => parseName(field), (error) => {
+      assert.ok(error instanceof ProtocolError);
+      assert.match(error.message, message);
+      assert.equal(error.recoverable, true);
+      return true;
+    });
+  });
+}
+
+Deno.test("encodeAck() and parseAck() round-trip both answers", () => {
+  const answers = [
+    { ok: true as const, file: "猫 1.jpg", bytes: 0 },
+    { ok: true as const, file: "00001", bytes: 2 ** 40 },
+    { ok: false as const, message: 'Invalid name: it starts with a dot: ".x"' },
+  ];
+  for (const answer of answers) {
+    const line = encodeAck(answer);
+    assert.equal(line.at(-1), 0x0a);
+    assert.deepEqual(parseAck(line.subarray(0, -1)), answer);
+  }
+});
+
+Deno.test("encodeAck() keeps a long message on one line within the limit", () => {
+  const line = encodeAck({ ok: false, message: "a\r\nb".repeat(1000) });
+  assert.equal(line.length, MAX_ACK_SIZE);
+  assert.equal(line.indexOf(0x0a), MAX_ACK_SIZE - 1);
+});
+
+Deno.test("parseAck() rejects lines that are neither OK nor ERR", () => {
+  for (const line of ["", "OK", "OK x a.jpg", "OK 1", "ok 1 a", "ERR", "HTTP/1.1 200 OK"]) {
+    assert.throws(() => parseAck(utf8(line)), SyntaxError, line);
+  }
+});
+
+Deno.test("LineReader rejects a line longer than its limit", async () => {
+  const lines = new LineReader(bytesSource(utf8("x".repeat(100) + "\n")), 50);
+  await assert.rejects(lines.readLine(), RangeError);
+});
+
+Deno.test("LineReader reports input that ends inside a line", async () => {
+  const lines = new LineReader(bytesSource(utf8("OK 1 a\nOK 2")), 50);
+  assert.deepEqual(await lines.readLine(), utf8("OK 1 a"));
+  await assertProtocolError(lines.readLine(), "truncated");
+});
+
+const signatures: [string, number[], string][] = [
+  ["JPEG", [0xff, 0xd8, 0xff, 0xdb], "jpg"],
+  ["PNG", [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], "png"],
+  ["GIF87a", [...utf8("GIF87a")], "gif"],
+  ["GIF89a", [...utf8("GIF89a")], "gif"],
+  ["WebP", [...utf8("RIFF\0\0\0\0WEBP")], "webp"],
+  ["a RIFF that is not WebP", [...utf8("RIFF\0\0\0\0WAVE")], "bin"],
+  ["BMP", [...utf8("BM")], "bmp"],
+  ["little-endian TIFF", [0x49, 0x49, 0x2a, 0], "tiff"],
+  ["big-endian TIFF", [0x4d, 0x4d, 0, 0x2a], "tiff"],
+  ["a truncated PNG signature", [0x89, 0x50], "bin"],
+  ["nothing", [], "bin"],
+];
+for (const [what, bytes, extension] of signatures) {
+  Deno.test(`sniffExtension() names ${what} ${extension}`, () => {
+    assert.equal(sniffExtension(new Uint8Array(bytes)), extension);
+  });
+}
+
+Deno.test("parseByteSize() and parsePort() accept only plain numbers", () => {
+  assert.equal(parseByteSize("0"), 0);
+  assert.equal(parseByteSize("64k"), 65_536);
+  assert.equal(parseByteSize("3MB"), 3 * 1024 ** 2);
+  for (const text of ["", "-1", "1.5M", "0x10", "1e3", "12T", "M"]) {
+    assert.throws(() => parseByteSize(text), SyntaxError, text);
+  }
+  assert.equal(parsePort("0"), 0);
+  assert.equal(parsePort("65535"), 65_535);
+  for (const text of ["", "-1", "65536", "80a", " 80", "1e3"]) {
+    assert.throws(() => parsePort(text), SyntaxError, text);
+  }
+});
