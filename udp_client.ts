@@ -80,19 +80,19 @@ function tooLong(bytes: number): RangeError {
 }
 
 /**
- * Opens a UDP socket that sends to `host:port`.
+ * Opens a UDP socket that sends to `host:port`, bound to any local address
+ * of the matching family.
  *
  * @param host The receiver's address.
  * @param port The receiver's port.
- * @returns The sender; dispose of it to close the socket.
+ * @returns The sender, once bound; dispose of it to close the socket.
  */
-export function createUdpSender(host: string, port: number): UdpSender {
-  const socket = dgram.createSocket(host.includes(":") ? "udp6" : "udp4");
-  return {
+export function createUdpSender(host: string, port: number): Promise<UdpSender> {
+  const ipv6 = host.includes(":");
+  const socket = dgram.createSocket(ipv6 ? "udp6" : "udp4");
+  const sender: UdpSender = {
     send(payload) {
-      if (payload.length > MAX_DATAGRAM_SIZE) {
-        return Promise.reject(tooLong(payload.length));
-      }
+      if (payload.length > MAX_DATAGRAM_SIZE) return Promise.reject(tooLong(payload.length));
       return new Promise((resolve, reject) =>
         socket.send(payload, port, host, (error) => error ? reject(error) : resolve())
       );
@@ -101,6 +101,13 @@ export function createUdpSender(host: string, port: number): UdpSender {
       socket.close();
     },
   };
+  return new Promise((resolve, reject) => {
+    socket.once("error", reject);
+    socket.bind(0, ipv6 ? "::" : "0.0.0.0", () => {
+      socket.off("error", reject);
+      resolve(sender);
+    });
+  });
 }
 
 /** Lines are trimmed before sending, so a longer line may still fit. */
@@ -147,7 +154,14 @@ async function main(): Promise<void> {
   const encoder = new TextEncoder();
   const decoder = new TextDecoder();
   const prompt = () => interactive && Deno.stdout.writeSync(encoder.encode("data: "));
-  using sender = createUdpSender(host, port);
+  let sender: UdpSender;
+  try {
+    sender = await createUdpSender(host, port);
+  } catch (error) {
+    console.error(`udp_client.ts: Cannot open a UDP socket: ${(error as Error).message}`);
+    Deno.exit(error instanceof Deno.errors.NotCapable ? 2 : 1);
+  }
+  using _sender = sender;
   let failures = 0;
   prompt();
   for await (const result of readLines(Deno.stdin, MAX_LINE_SIZE)) {

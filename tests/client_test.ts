@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { collectFiles, type FileResult, nameFor, uploadFiles } from "../client.ts";
 import { sniffExtension } from "../protocol.ts";
 import { startServer } from "../server.ts";
-import { fakeJpeg, listFolder, makeImages } from "./helpers.ts";
+import { fakeJpeg, listFolder, makeImages, Spawned } from "./helpers.ts";
 
 const names: [string, string][] = [
   ["dir/0123abcd.jpg", "0123abcd"],
@@ -196,4 +196,33 @@ Deno.test("uploadFiles() in legacy mode counts a file sent once the server has r
     assert.equal(report.confirmed, 2);
     assert.equal((await listFolder(out)).length, 2);
   });
+});
+
+Deno.test("uploadFiles() in legacy mode reports a file the server closed on before reading it all", async () => {
+  // Like the original server when its recv loop miscounts: it stops reading
+  // early and closes with data unread, which resets the connection. (Python,
+  // because closing a Deno connection with unread data did not reset it here.)
+  const server = new Spawned("python3", [
+    "-u",
+    "-c",
+    `import socket, time
+sk = socket.socket(); sk.bind(("127.0.0.1", 0)); sk.listen(1)
+print(sk.getsockname()[1], flush=True)
+conn, _ = sk.accept(); conn.recv(16); time.sleep(0.1); conn.close()`,
+  ]);
+  await using _server = server;
+  const port = Number((await server.waitFor(/^(\d+)\n/))[1]);
+  const dir = await Deno.makeTempDir();
+  try {
+    await makeImages(dir, [600_000]);
+    const { files } = await collectFiles([dir]);
+    const report = await uploadFiles(files, { port, legacy: true });
+    assert.equal(report.confirmed, 0);
+    assert.match(
+      report.failed[0].message!,
+      /^Cannot confirm: the server closed before reading all of it/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

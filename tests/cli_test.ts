@@ -1,0 +1,290 @@
+import assert from "node:assert/strict";
+import { encodeFrame } from "../protocol.ts";
+import {
+  denoScript,
+  fakeJpeg,
+  listFolder,
+  makeImages,
+  ROOT,
+  Spawned,
+  spawnServer,
+  utf8,
+} from "./helpers.ts";
+
+const scripts: [string, string[]][] = [
+  ["server.ts", ["--allow-net=127.0.0.1"]],
+  ["client.ts", ["--allow-net=127.0.0.1", "--allow-read"]],
+  ["udp_server.ts", ["--allow-net=127.0.0.1"]],
+  ["udp_client.ts", ["--allow-net=127.0.0.1,0.0.0.0"]],
+];
+
+for (const [script, flags] of scripts) {
+  Deno.test(`${script} --help prints its usage and exits 0`, async () => {
+    await using child = denoScript(script, flags, ["--help"]);
+    const status = await child.wait();
+    assert.equal(status.code, 0);
+    assert.match(child.stdout, new RegExp(`^Usage: deno run .*${script.replace(".", "\\.")}`));
+    assert.match(child.stdout, /--port PORT/);
+  });
+
+  Deno.test(`${script} rejects an unknown flag with one line on stderr and exit 2`, async () => {
+    await using child = denoScript(script, flags, ["--bogus"]);
+    const status = await child.wait();
+    assert.equal(status.code, 2);
+    assert.equal(child.stdout, "");
+    assert.match(
+      child.stderr,
+      new RegExp(`^${script.replace(".", "\\.")}: Unknown option '--bogus'\nTry`),
+    );
+  });
+
+  Deno.test(`${script} rejects a bad port with exit 2`, async () => {
+    await using child = denoScript(script, flags, [
+      "--port",
+      "99999",
+      ...(script === "client.ts" ? ["."] : []),
+    ]);
+    assert.equal((await child.wait()).code, 2);
+    assert.match(child.stderr, /Cannot parse port: expected 0 to 65535, got "99999"/);
+  });
+}
+
+Deno.test("server.ts without write permission names the flags to add and exits 2 before listening", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    await using child = denoScript("server.ts", ["--allow-net=127.0.0.1", `--allow-read=${out}`], [
+      "--out",
+      out,
+      "--port",
+      "0",
+    ]);
+    assert.equal((await child.wait()).code, 2);
+    assert.doesNotMatch(child.stdout, /listening/);
+    assert.match(
+      child.stderr,
+      new RegExp(
+        `Missing write permission for ${out}: add --allow-read=${out} --allow-write=${out}`,
+      ),
+    );
+  } finally {
+    await Deno.remove(out);
+  }
+});
+
+Deno.test("client.ts uploads a folder to server.ts, which saves every file byte for byte and prints a summary on SIGTERM", async () => {
+  const input = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  try {
+    const images = await makeImages(input, [10, 1000, 100_000, 400_000, ...Array(20).fill(5000)]);
+    const { server, port } = await spawnServer(out);
+    await using _server = server;
+    await using client = denoScript(
+      "client.ts",
+      ["--allow-net=127.0.0.1", `--allow-read=${input}`],
+      [
+        "--port",
+        String(port),
+        "-c",
+        "2",
+        input,
+      ],
+    );
+    assert.equal((await client.wait()).code, 0, client.stderr);
+    assert.match(client.stdout, /confirmed 24 of 24 files/);
+    assert.doesNotMatch(client.stdout, /\r/, "no progress line when stdout is not a terminal");
+    for (const [name, bytes] of images) {
+      assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
+    }
+    const status = await server.stop("SIGTERM");
+    assert.equal(status.code, 0);
+    assert.equal(server.stdout.match(/^saved /gm)?.length, 24);
+    assert.match(server.stdout, /stopped: 24 files \(.*\), 0 already had, 0 errors/);
+  } finally {
+    await Deno.remove(input, { recursive: true });
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("server.ts --raw stores each frame body as the original server did", async () => {
+  const input = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  try {
+    const images = await makeImages(input, [300, 7000]);
+    const { server: spawned, port } = await spawnServer(out, ["--raw", "--quiet"]);
+    await using _server = spawned;
+    await using client = denoScript(
+      "client.ts",
+      ["--allow-net=127.0.0.1", `--allow-read=${input}`],
+      ["--port", String(port), "-c", "1", input],
+    );
+    assert.equal((await client.wait()).code, 0, client.stderr);
+    assert.deepEqual(await listFolder(out), ["00000", "00001"]);
+    const expected = [...images].sort(([a], [b]) => a.localeCompare(b))
+      .map(([name, bytes]) => encodeFrame(name, bytes).subarray(16));
+    assert.deepEqual(await Deno.readFile(`${out}/00000`), expected[0]);
+    assert.deepEqual(await Deno.readFile(`${out}/00001`), expected[1]);
+    assert.equal(spawned.stdout.match(/^saved /gm), null, "--quiet prints no line per file");
+  } finally {
+    await Deno.remove(input, { recursive: true });
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("server.ts keeps serving several clients at once after garbage and a cut frame", async () => {
+  const out = await Deno.makeTempDir();
+  const inputs = await Promise.all(Array.from({ length: 4 }, () => Deno.makeTempDir()));
+  try {
+    const { server, port } = await spawnServer(out, ["--quiet"]);
+    await using _server = server;
+    const garbage = await Deno.connect({ hostname: "127.0.0.1", port });
+    await garbage.write(utf8("hello there, this is not a frame\n"));
+    const cut = await Deno.connect({ hostname: "127.0.0.1", port });
+    await cut.write(encodeFrame("cut", fakeJpeg(50_000)).subarray(0, 20_000));
+    cut.close();
+    await Promise.all(inputs.map((input) => makeImages(input, Array(10).fill(3000))));
+    const clients = inputs.map((input) =>
+      denoScript("client.ts", ["--allow-net=127.0.0.1", `--allow-read=${input}`], [
+        "--port",
+        String(port),
+        input,
+      ])
+    );
+    for (const client of clients) {
+      await using _client = client;
+      assert.equal((await client.wait()).code, 0, client.stderr);
+    }
+    garbage.close();
+    assert.equal((await listFolder(out)).length, 40);
+    await server.stop();
+    assert.match(
+      server.stderr,
+      /rejected 127\.0\.0\.1:\d+: Cannot parse header: expected 16 digits, got "hello there, thi"/,
+    );
+    assert.match(server.stderr, /rejected 127\.0\.0\.1:\d+: Input ended inside a frame body/);
+    assert.match(server.stdout, /stopped: 40 files .* 2 errors/);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+    for (const input of inputs) await Deno.remove(input, { recursive: true });
+  }
+});
+
+Deno.test("client.ts exits 1 and names each file that was not confirmed", async () => {
+  const input = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  try {
+    const images = await makeImages(input, [100, 100]);
+    await Deno.writeFile(`${input}/${"y".repeat(33)}.jpg`, fakeJpeg(10));
+    const [taken] = images.keys();
+    await Deno.writeFile(`${out}/${taken}.jpg`, utf8("someone else's"));
+    const { server, port } = await spawnServer(out);
+    await using _server = server;
+    await using client = denoScript(
+      "client.ts",
+      ["--allow-net=127.0.0.1", `--allow-read=${input}`],
+      [
+        "--port",
+        String(port),
+        input,
+      ],
+    );
+    assert.equal((await client.wait()).code, 1);
+    assert.match(
+      client.stderr,
+      new RegExp(
+        `failed ${input}/${taken}\\.jpg: Refused by the server: Cannot save ${taken}\\.jpg: a different file of that name exists`,
+      ),
+    );
+    assert.match(client.stderr, /skipped .*y{33}\.jpg: Invalid name: it is 33 bytes, more than 32/);
+    assert.match(client.stdout, /confirmed 1 of 3 files .*; 2 failed/);
+  } finally {
+    await Deno.remove(input, { recursive: true });
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("client.ts without a folder is a usage error", async () => {
+  await using child = denoScript("client.ts", ["--allow-net=127.0.0.1", "--allow-read"], []);
+  assert.equal((await child.wait()).code, 2);
+  assert.match(child.stderr, /^client\.ts: Missing DIR/);
+});
+
+Deno.test("client.ts with a folder that does not exist exits 1 with one line", async () => {
+  await using child = denoScript("client.ts", ["--allow-net=127.0.0.1", "--allow-read"], [
+    "/no/such/folder",
+  ]);
+  assert.equal((await child.wait()).code, 1);
+  assert.match(child.stderr, /^client\.ts: No such file or directory.*\n$/);
+});
+
+Deno.test("udp_client.ts sends each piped line to udp_server.ts, which prints it as one safe line", async () => {
+  await using server = denoScript("udp_server.ts", ["--allow-net=127.0.0.1"], [
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+  ]);
+  const port = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1];
+  await using client = denoScript("udp_client.ts", ["--allow-net=127.0.0.1,0.0.0.0"], [
+    "--port",
+    port,
+  ], {
+    stdin: true,
+  });
+  const lines = [
+    "hello",
+    "你好，世界",
+    "\x1b[2J\x1b[31mred",
+    "  trimmed  ",
+    "",
+    "x".repeat(70_000),
+    "after the long one",
+    "exit",
+    "never sent",
+  ];
+  await client.write(lines.join("\n") + "\n");
+  await client.child.stdin.close();
+  const status = await client.wait();
+  assert.equal(status.code, 1, "one line was too long");
+  assert.equal(client.stdout, "", "no prompt when stdin is not a terminal");
+  assert.match(client.stderr, /Line too long for one datagram: 70000 bytes, the limit is 65507/);
+  await server.waitFor(/after the long one\n/);
+  await server.stop();
+  assert.equal(
+    server.stdout.replace(/^listening.*\n/, ""),
+    "hello\n你好，世界\n\\x1b[2J\\x1b[31mred\ntrimmed\n\nafter the long one\n",
+  );
+  assert.match(server.stderr, /SIGTERM: stopped after 6 datagrams/);
+});
+
+Deno.test("udp_server.ts prints a datagram of 65,507 bytes whole and replaces invalid UTF-8", async () => {
+  await using server = denoScript("udp_server.ts", ["--allow-net=127.0.0.1"], [
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+  ]);
+  const port = Number((await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+  const { default: dgram } = await import("node:dgram");
+  const sender = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) => sender.bind(0, "127.0.0.1", resolve));
+  const send = (bytes: Uint8Array) =>
+    new Promise<void>((resolve, reject) =>
+      sender.send(bytes, port, "127.0.0.1", (e) => e ? reject(e) : resolve())
+    );
+  await send(new Uint8Array(65_507).fill(0x61));
+  await send(new Uint8Array([0xff, 0x41, 0x0a, 0x7f]));
+  sender.close();
+  await server.waitFor(/\\x7f\n/);
+  await server.stop();
+  const printed = server.stdout.split("\n");
+  assert.equal(printed[1], "a".repeat(65_507));
+  assert.equal(printed[2], "\ufffdA\\n\\x7f");
+});
+
+Deno.test("the demo uploads the sample images and shows where they arrived", async () => {
+  await using demo = new Spawned(Deno.execPath(), ["task", "--quiet", "demo"], { cwd: ROOT });
+  const status = await demo.wait(60_000);
+  assert.equal(status.code, 0, demo.stderr);
+  assert.match(demo.stdout, /confirmed \d+ of \d+ files/);
+  assert.match(demo.stdout, /identical to the originals: \d+ of \d+/);
+});

@@ -1,0 +1,107 @@
+#!/usr/bin/env -S deno run --allow-net=127.0.0.1 --allow-read --allow-write --allow-run
+/**
+ * The README's first command: starts server.ts on a free port, uploads the
+ * images in samples/ with client.ts, and shows what arrived and where.
+ *
+ * @module
+ */
+
+const root = new URL("../", import.meta.url).pathname;
+const samples = `${root}samples`;
+
+/** Copies a child's output lines to ours with a prefix, collecting them. */
+async function relay(stream: ReadableStream<Uint8Array>, prefix: string, into: string[]) {
+  let pending = "";
+  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+    const lines = (pending + text).split("\n");
+    pending = lines.pop()!;
+    for (const line of lines) {
+      into.push(line);
+      console.log(`${prefix} ${line}`);
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  const out = await Deno.makeTempDir({ prefix: "socket-demo-" });
+  const server = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net=127.0.0.1",
+      `--allow-read=${out}`,
+      `--allow-write=${out}`,
+      `${root}server.ts`,
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--out",
+      out,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const serverLines: string[] = [];
+  const relays = [
+    relay(server.stdout, "[server]", serverLines),
+    relay(server.stderr, "[server]", serverLines),
+  ];
+  let port: string | undefined;
+  for (let waited = 0; port === undefined && waited < 15_000; waited += 50) {
+    port = serverLines.join("\n").match(/listening on [^ ]+:(\d+)/)?.[1];
+    if (port === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  if (port === undefined) {
+    server.kill("SIGKILL");
+    console.error("demo: the server did not start");
+    Deno.exit(1);
+  }
+
+  const client = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net=127.0.0.1",
+      `--allow-read=${samples}`,
+      `${root}client.ts`,
+      "--port",
+      port,
+      "--ext",
+      "jpg,png",
+      "--verbose",
+      samples,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  await Promise.all([
+    relay(client.stdout, "[client]", []),
+    relay(client.stderr, "[client]", []),
+  ]);
+  const clientStatus = await client.status;
+
+  const arrived: string[] = [];
+  for await (const entry of Deno.readDir(out)) arrived.push(entry.name);
+  arrived.sort();
+  let identical = 0;
+  console.log(`\nArrived in ${out}:`);
+  for (const name of arrived) {
+    const saved = await Deno.readFile(`${out}/${name}`);
+    // The server names a file by its sniffed type, as the samples are named.
+    const original = await Deno.readFile(`${samples}/${name}`).catch(() => new Uint8Array(0));
+    const same = original.length === saved.length && original.every((b, i) => b === saved[i]);
+    if (same) identical++;
+    console.log(
+      `  ${name.padEnd(38)} ${String(saved.length).padStart(6)} bytes${same ? "" : "  DIFFERS"}`,
+    );
+  }
+  console.log(`identical to the originals: ${identical} of ${arrived.length}\n`);
+
+  server.kill("SIGTERM");
+  await server.status;
+  await Promise.all(relays);
+  Deno.exit(clientStatus.success && identical === arrived.length && arrived.length > 0 ? 0 : 1);
+}
+
+if (import.meta.main) await main();
