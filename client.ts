@@ -9,6 +9,7 @@
 import { parseArgs } from "node:util";
 import {
   base64Length,
+  describeError,
   encodeHeader,
   encodeName,
   formatBytes,
@@ -18,7 +19,9 @@ import {
   MAX_ACK_SIZE,
   NAME_SIZE,
   parseAck,
+  parseCount,
   parsePort,
+  parseSeconds,
   withDeadline,
   writeAll,
 } from "./protocol.ts";
@@ -204,10 +207,15 @@ async function readFull(file: Deno.FsFile, buffer: Uint8Array): Promise<number> 
   return filled;
 }
 
-async function connectWithin(host: string, port: number, ms: number): Promise<Deno.TcpConn> {
-  const connecting = Deno.connect({ hostname: host, port });
+async function connectWithin(
+  target: { hostname: string; port: number },
+  ms: number,
+): Promise<Deno.TcpConn> {
+  const connecting = Deno.connect(target);
   try {
-    const conn = await withDeadline(connecting, ms, `a connection to ${host}:${port}`);
+    const conn = await withDeadline(connecting, ms, {
+      waitingFor: `a connection to ${target.hostname}:${target.port}`,
+    });
     conn.setNoDelay(true);
     return conn;
   } catch (error) {
@@ -224,8 +232,14 @@ class FrameWriter {
   readonly #raw = new Uint8Array(CHUNK_SIZE);
   readonly #out = new Uint8Array(HEADER_SIZE + NAME_SIZE + base64Length(CHUNK_SIZE));
   readonly #encoder = new TextEncoder();
+  readonly #timeout: number;
   /** Whether part of the last frame reached the wire. */
   started = false;
+
+  /** @param timeout Milliseconds each write may take. */
+  constructor(timeout: number) {
+    this.#timeout = timeout;
+  }
 
   /**
    * Sends one file.
@@ -235,7 +249,7 @@ class FrameWriter {
    * sent; {@linkcode FrameWriter.started} tells whether part of the frame
    * was already written.
    */
-  async send(conn: Deno.Conn, entry: UploadFile, timeout: number): Promise<number> {
+  async send(conn: Deno.Conn, entry: UploadFile): Promise<number> {
     this.started = false;
     using file = await Deno.open(entry.path);
     const info = await file.stat();
@@ -262,11 +276,9 @@ class FrameWriter {
         this.#out.subarray(offset),
       );
       this.started = true;
-      await withDeadline(
-        writeAll(conn, this.#out.subarray(0, offset + written)),
-        timeout,
-        "the server to read",
-      );
+      await withDeadline(writeAll(conn, this.#out.subarray(0, offset + written)), this.#timeout, {
+        waitingFor: "the server to read",
+      });
       offset = 0;
       sent += n;
     } while (sent < size);
@@ -289,7 +301,7 @@ class Uploader {
   readonly #timeout: number;
   readonly #window: number;
   readonly #report: (result: FileResult) => void;
-  readonly #writer = new FrameWriter();
+  readonly #writer: FrameWriter;
   readonly #pending: Pending[] = [];
   readonly #acks: Promise<void>;
   #wake = Promise.withResolvers<void>();
@@ -306,6 +318,7 @@ class Uploader {
     this.#timeout = options.timeout;
     this.#window = options.window;
     this.#report = options.onResult;
+    this.#writer = new FrameWriter(options.timeout);
     this.#acks = this.#readAcks();
   }
 
@@ -356,7 +369,7 @@ class Uploader {
     if (this.broken) return false;
     let bytes: number;
     try {
-      bytes = await this.#writer.send(this.#conn, entry, this.#timeout);
+      bytes = await this.#writer.send(this.#conn, entry);
     } catch (error) {
       const message = (error as Error).message;
       this.#report({ path: entry.path, ok: false, bytes: 0, message });
@@ -389,37 +402,6 @@ function closeQuietly(conn: Deno.Conn): void {
   } catch {
     // Already closed.
   }
-}
-
-/** Sends one file to the original server: one connection, no answer. */
-async function sendLegacy(
-  entry: UploadFile,
-  host: string,
-  port: number,
-  timeout: number,
-  writer: FrameWriter,
-): Promise<number> {
-  using conn = await connectWithin(host, port, timeout);
-  const bytes = await writer.send(conn, entry, timeout);
-  // The original server reads until it has counted the body or the input
-  // ends, then closes: a clean close means it read every byte.
-  try {
-    await conn.closeWrite();
-    const sink = new Uint8Array(4096);
-    while (await withDeadline(conn.read(sink), timeout, "the server to close") !== null) {
-      // The original server sends nothing; anything it does send is ignored.
-    }
-  } catch (error) {
-    if (
-      !(error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe)
-    ) {
-      throw error;
-    }
-    throw new Deno.errors.ConnectionReset(
-      "Cannot confirm: the server closed before reading all of it, so it may keep a truncated copy (the original server does when a recv returns less than 4096 bytes)",
-    );
-  }
-  return bytes;
 }
 
 /** Totals of an upload. */
@@ -459,11 +441,38 @@ export async function uploadFiles(
   };
   const queue = files.values();
 
+  /** Sends one file to the original server: one connection, no answer. */
+  async function sendLegacy(entry: UploadFile, writer: FrameWriter): Promise<number> {
+    using conn = await connectWithin({ hostname: host, port }, timeout);
+    // The original server reads until it has counted the body or the input
+    // ends, then closes: a clean close means it read every byte.
+    let bytes: number;
+    try {
+      bytes = await writer.send(conn, entry);
+      await conn.closeWrite();
+      const sink = new Uint8Array(4096);
+      const closing = { waitingFor: "the server to close" };
+      while (await withDeadline(conn.read(sink), timeout, closing) !== null) {
+        // The original server sends nothing; anything it does send is ignored.
+      }
+    } catch (error) {
+      if (
+        !(error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe)
+      ) {
+        throw error;
+      }
+      throw new Deno.errors.ConnectionReset(
+        "Cannot confirm: the server closed before reading all of it, so it may keep a truncated copy (the original server does when a recv returns less than 4096 bytes)",
+      );
+    }
+    return bytes;
+  }
+
   async function legacyWorker(): Promise<void> {
-    const writer = new FrameWriter();
+    const writer = new FrameWriter(timeout);
     for (const entry of queue) {
       try {
-        const bytes = await sendLegacy(entry, host, port, timeout, writer);
+        const bytes = await sendLegacy(entry, writer);
         onResult({ path: entry.path, ok: true, bytes });
       } catch (error) {
         onResult({ path: entry.path, ok: false, bytes: 0, message: (error as Error).message });
@@ -481,7 +490,7 @@ export async function uploadFiles(
           uploader = undefined;
         }
         try {
-          uploader ??= new Uploader(await connectWithin(host, port, timeout), {
+          uploader ??= new Uploader(await connectWithin({ hostname: host, port }, timeout), {
             timeout,
             window: options.window ?? 32,
             onResult,
@@ -530,17 +539,6 @@ Options:
 Exit status: 0 when every selected file was confirmed (with --legacy: sent),
 1 when any failed, 2 on a usage error.`;
 
-function parseWhole(flag: string, text: string, min: number): number {
-  if (!/^[0-9]{1,9}$/.test(text) || Number(text) < min) {
-    throw new SyntaxError(
-      `Invalid ${flag}: expected a whole number from ${min}, got ${
-        JSON.stringify(text.slice(0, 80))
-      }`,
-    );
-  }
-  return Number(text);
-}
-
 async function main(): Promise<void> {
   let parsed;
   try {
@@ -569,31 +567,26 @@ async function main(): Promise<void> {
     if (positionals.length === 0) {
       throw new TypeError("Missing DIR: name at least one folder or file");
     }
-    if (!/^[0-9]{1,6}(\.[0-9]+)?$/.test(values.timeout) || Number(values.timeout) === 0) {
-      throw new SyntaxError(
-        `Invalid --timeout: expected seconds, got ${JSON.stringify(values.timeout.slice(0, 80))}`,
-      );
-    }
     parsed = {
       paths: positionals,
       collect: {
         extensions: values.ext.split(",").map((e) => e.trim().replace(/^\./, "")).filter(Boolean),
         recursive: values.recursive,
-        start: parseWhole("--start", values.start, 0),
-        batchSize: parseWhole("--batch-size", values["batch-size"], 1),
-        maxBatch: parseWhole("--max-batch", values["max-batch"], 1),
+        start: parseCount(values.start, "--start", 0),
+        batchSize: parseCount(values["batch-size"], "--batch-size"),
+        maxBatch: parseCount(values["max-batch"], "--max-batch"),
       },
       upload: {
         host: values.host,
         port: parsePort(values.port),
-        concurrency: parseWhole("--concurrency", values.concurrency, 1),
-        timeout: Number(values.timeout) * 1000,
+        concurrency: parseCount(values.concurrency, "--concurrency"),
+        timeout: parseSeconds(values.timeout, "--timeout"),
         legacy: values.legacy,
       },
       verbose: values.verbose,
     };
   } catch (error) {
-    console.error(`client.ts: ${firstSentence(error)}\nTry 'client.ts --help'.`);
+    console.error(`client.ts: ${describeError(error)}\nTry 'client.ts --help'.`);
     Deno.exit(2);
   }
 
@@ -601,7 +594,7 @@ async function main(): Promise<void> {
   try {
     selection = await collectFiles(parsed.paths, parsed.collect);
   } catch (error) {
-    console.error(`client.ts: ${firstSentence(error)}`);
+    console.error(`client.ts: ${describeError(error)}`);
     Deno.exit(error instanceof Deno.errors.NotCapable ? 2 : 1);
   }
   for (const skipped of selection.skipped) {
@@ -664,15 +657,10 @@ async function main(): Promise<void> {
     `${legacy ? "sent" : "confirmed"} ${report.confirmed} of ${total} files (${
       formatBytes(report.bytes)
     }) in ${formatDuration(elapsed)}, ${(report.bytes / 1e6 / (elapsed / 1000)).toFixed(1)} MB/s${
-      failed > 0 ? `; ${failed} failed` : ""
+      failed > 0 ? `; ${failed} failed (listed above)` : ""
     }`,
   );
   Deno.exit(failed > 0 ? 1 : 0);
-}
-
-function firstSentence(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return message.split(/\. |\n/)[0];
 }
 
 if (import.meta.main) await main();

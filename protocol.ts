@@ -90,7 +90,18 @@ export const DEFAULT_MAX_FRAME_SIZE = 512 * 1024 * 1024;
  */
 export const MAX_ACK_SIZE = 1024;
 
-/** What went wrong in a frame; see {@linkcode ProtocolError}. */
+/**
+ * What went wrong in a frame; see {@linkcode ProtocolError}.
+ *
+ * @example Branch on the code
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ProtocolError, type ProtocolErrorCode } from "./protocol.ts";
+ *
+ * const code: ProtocolErrorCode = new ProtocolError("name", "Invalid name: it is empty").code;
+ * assert.equal(code, "name");
+ * ```
+ */
 export type ProtocolErrorCode =
   | "header"
   | "size"
@@ -407,6 +418,15 @@ export function encodeFrame(name: string, data: Uint8Array): Uint8Array {
 
 /**
  * Something bytes can be read from, as `Deno.Conn` and `Deno.FsFile` are.
+ *
+ * @example A source that is always empty
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type ByteSource, FrameReader } from "./protocol.ts";
+ *
+ * const empty: ByteSource = { read: () => Promise.resolve(null) };
+ * assert.equal(await new FrameReader(empty).readHead(), null);
+ * ```
  */
 export interface ByteSource {
   /**
@@ -458,12 +478,32 @@ export function bytesSource(
 }
 
 /**
+ * Options for {@linkcode withDeadline}.
+ *
+ * @example Name the wait
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type DeadlineOptions, withDeadline } from "./protocol.ts";
+ *
+ * const options: DeadlineOptions = { waitingFor: "the answer" };
+ * await assert.rejects(withDeadline(new Promise(() => {}), 1, options), /the answer/);
+ * ```
+ */
+export interface DeadlineOptions {
+  /**
+   * What is awaited, for the error message.
+   * @default {"a reply"}
+   */
+  waitingFor?: string;
+}
+
+/**
  * Settles like `promise`, or rejects with a `timeout` {@linkcode ProtocolError}
  * once `ms` milliseconds have passed. The timer is always cleared.
  *
  * @param promise The wait to bound.
  * @param ms The deadline in milliseconds; `Infinity` for none.
- * @param what What was awaited, for the error message.
+ * @param options What is awaited, for the message.
  * @returns The value of `promise`.
  *
  * @example Bound a wait
@@ -471,16 +511,20 @@ export function bytesSource(
  * import assert from "node:assert/strict";
  * import { withDeadline } from "./protocol.ts";
  *
- * await assert.rejects(withDeadline(new Promise(() => {}), 10, "data"), /Timed out waiting for data/);
- * assert.equal(await withDeadline(Promise.resolve(1), 10, "data"), 1);
+ * await assert.rejects(
+ *   withDeadline(new Promise(() => {}), 10, { waitingFor: "data" }),
+ *   /Timed out waiting for data/,
+ * );
+ * assert.equal(await withDeadline(Promise.resolve(1), 10), 1);
  * ```
  */
 export async function withDeadline<T>(
   promise: Promise<T>,
   ms: number,
-  what: string,
+  options: DeadlineOptions = {},
 ): Promise<T> {
   if (ms === Infinity) return await promise;
+  const waitingFor = options.waitingFor ?? "a reply";
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     return await Promise.race([
@@ -491,7 +535,7 @@ export async function withDeadline<T>(
             reject(
               new ProtocolError(
                 "timeout",
-                `Timed out waiting for ${what}: nothing for ${formatDuration(ms)}`,
+                `Timed out waiting for ${waitingFor}: nothing for ${formatDuration(ms)}`,
               ),
             ),
           Math.max(0, ms),
@@ -536,7 +580,19 @@ export async function writeAll(
   }
 }
 
-/** Options for {@linkcode FrameReader}. */
+/**
+ * Options for {@linkcode FrameReader}.
+ *
+ * @example A reader with a small frame limit
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bytesSource, encodeFrame, FrameReader, type FrameReaderOptions } from "./protocol.ts";
+ *
+ * const options: FrameReaderOptions = { maxFrameSize: 40, headerTimeout: 1000 };
+ * const reader = new FrameReader(bytesSource(encodeFrame("a", new Uint8Array(9))), options);
+ * await assert.rejects(reader.readHead(), /exceeds the limit of 40/);
+ * ```
+ */
 export interface FrameReaderOptions {
   /**
    * Largest body length L accepted.
@@ -561,7 +617,18 @@ export interface FrameReaderOptions {
   bufferSize?: number;
 }
 
-/** The start of a frame, as returned by {@linkcode FrameReader.readHead}. */
+/**
+ * The start of a frame, as returned by {@linkcode FrameReader.readHead}.
+ *
+ * @example Lengths in a head
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bytesSource, encodeFrame, type FrameHead, FrameReader } from "./protocol.ts";
+ *
+ * const head: FrameHead | null = await new FrameReader(bytesSource(encodeFrame("a", new Uint8Array(3)))).readHead();
+ * assert.deepEqual([head?.bodyLength, head?.dataLength], [36, 4]);
+ * ```
+ */
 export interface FrameHead {
   /** L, the body length from the header. */
   bodyLength: number;
@@ -637,7 +704,7 @@ export class FrameReader {
    *
    * @returns False at end of input.
    */
-  async #fill(ms: number, what: string): Promise<boolean> {
+  async #fill(ms: number, waitingFor: string): Promise<boolean> {
     // Keep reads large: move the few unconsumed bytes to the front once the
     // free tail is short.
     if (this.#start > 0 && this.#buffer.length - this.#end < this.#buffer.length / 4) {
@@ -645,11 +712,9 @@ export class FrameReader {
       this.#end -= this.#start;
       this.#start = 0;
     }
-    const n = await withDeadline(
-      this.#source.read(this.#buffer.subarray(this.#end)),
-      ms,
-      what,
-    );
+    const n = await withDeadline(this.#source.read(this.#buffer.subarray(this.#end)), ms, {
+      waitingFor,
+    });
     if (n === null) return false;
     this.#end += n;
     return true;
@@ -821,7 +886,18 @@ function decodeBase64Chunk(
   return written;
 }
 
-/** A server's answer to one frame. */
+/**
+ * A server's answer to one frame.
+ *
+ * @example Read an answer
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Ack, parseAck } from "./protocol.ts";
+ *
+ * const ack: Ack = parseAck(new TextEncoder().encode("OK 3 a.bin"));
+ * assert.equal(ack.ok && ack.file, "a.bin");
+ * ```
+ */
 export type Ack =
   | {
     /** The file is complete under its final name. */
@@ -961,7 +1037,7 @@ export class LineReader {
       const n = await withDeadline(
         this.#source.read(this.#buffer.subarray(this.#end)),
         deadline - performance.now(),
-        "a line",
+        { waitingFor: "a line" },
       );
       if (n === null) {
         if (this.#end === 0) return null;
@@ -1110,4 +1186,79 @@ export function formatDuration(ms: number): string {
   if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
   const seconds = Math.round(ms / 1000);
   return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+}
+
+/**
+ * Parses a duration given in seconds, such as a timeout flag.
+ *
+ * @param text Seconds, a whole or decimal number.
+ * @param flag The flag it came from, for the message.
+ * @returns The duration in milliseconds.
+ * @throws {SyntaxError} If the text is not such a number.
+ *
+ * @example Parse seconds
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseSeconds } from "./protocol.ts";
+ *
+ * assert.equal(parseSeconds("2.5", "--timeout"), 2500);
+ * assert.throws(() => parseSeconds("soon", "--timeout"), /Invalid --timeout/);
+ * ```
+ */
+export function parseSeconds(text: string, flag: string): number {
+  if (!/^[0-9]{1,9}(\.[0-9]{1,3})?$/.test(text)) {
+    throw new SyntaxError(
+      `Invalid ${flag}: expected seconds, got ${JSON.stringify(text.slice(0, 80))}`,
+    );
+  }
+  return Number(text) * 1000;
+}
+
+/**
+ * Parses a whole number given on the command line.
+ *
+ * @param text The number.
+ * @param flag The flag it came from, for the message.
+ * @param min The smallest value accepted.
+ * @returns The number.
+ * @throws {SyntaxError} If the text is not a whole number from `min` up.
+ *
+ * @example Parse a count
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseCount } from "./protocol.ts";
+ *
+ * assert.equal(parseCount("8", "--concurrency"), 8);
+ * assert.throws(() => parseCount("0", "--concurrency"), /from 1/);
+ * ```
+ */
+export function parseCount(text: string, flag: string, min = 1): number {
+  if (!/^[0-9]{1,9}$/.test(text) || Number(text) < min) {
+    throw new SyntaxError(
+      `Invalid ${flag}: expected a whole number from ${min}, got ${
+        JSON.stringify(text.slice(0, 80))
+      }`,
+    );
+  }
+  return Number(text);
+}
+
+/**
+ * Returns the first sentence of an error's message, for a one-line report.
+ *
+ * @param error Anything thrown.
+ * @returns The message up to its first full stop or line break.
+ *
+ * @example Shorten a parser's message
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { describeError } from "./protocol.ts";
+ *
+ * const error = new TypeError("Unknown option '--x'. To specify a positional argument, use --");
+ * assert.equal(describeError(error), "Unknown option '--x'");
+ * ```
+ */
+export function describeError(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split(/\. |\n/)[0];
 }

@@ -9,14 +9,17 @@ import { parseArgs } from "node:util";
 import {
   type Ack,
   DEFAULT_MAX_FRAME_SIZE,
+  describeError,
   encodeAck,
   formatBytes,
   formatDuration,
   type FrameHead,
   FrameReader,
   parseByteSize,
+  parseCount,
   parseName,
   parsePort,
+  parseSeconds,
   ProtocolError,
   sniffExtension,
   withDeadline,
@@ -249,8 +252,9 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
 
   async function reply(conn: Deno.Conn, ack: Ack): Promise<void> {
     // The original client closes without reading: a failed write is expected.
-    await withDeadline(writeAll(conn, encodeAck(ack)), idleTimeout, "the client to read")
-      .catch(() => {});
+    await withDeadline(writeAll(conn, encodeAck(ack)), idleTimeout, {
+      waitingFor: "the client to read",
+    }).catch(() => {});
   }
 
   async function serve(conn: Deno.Conn, state: { busy: boolean }): Promise<void> {
@@ -392,24 +396,6 @@ Options:
 
 Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a usage error.`;
 
-function parseSeconds(flag: string, text: string): number {
-  if (!/^[0-9]{1,9}(\.[0-9]+)?$/.test(text)) {
-    throw new SyntaxError(
-      `Invalid ${flag}: expected seconds, got ${JSON.stringify(text.slice(0, 80))}`,
-    );
-  }
-  return Number(text) * 1000;
-}
-
-function parseCount(flag: string, text: string): number {
-  if (!/^[1-9][0-9]{0,8}$/.test(text)) {
-    throw new SyntaxError(
-      `Invalid ${flag}: expected a whole number from 1, got ${JSON.stringify(text.slice(0, 80))}`,
-    );
-  }
-  return Number(text);
-}
-
 async function main(): Promise<void> {
   let options: ServerOptions & { quiet: boolean; drainTimeout: number };
   try {
@@ -439,14 +425,14 @@ async function main(): Promise<void> {
       out: values.out,
       raw: values.raw,
       maxFrameSize: parseByteSize(values["max-frame-size"]),
-      maxConnections: parseCount("--max-connections", values["max-connections"]),
-      headerTimeout: parseSeconds("--header-timeout", values["header-timeout"]),
-      idleTimeout: parseSeconds("--idle-timeout", values["idle-timeout"]),
-      drainTimeout: parseSeconds("--drain-timeout", values["drain-timeout"]),
+      maxConnections: parseCount(values["max-connections"], "--max-connections"),
+      headerTimeout: parseSeconds(values["header-timeout"], "--header-timeout"),
+      idleTimeout: parseSeconds(values["idle-timeout"], "--idle-timeout"),
+      drainTimeout: parseSeconds(values["drain-timeout"], "--drain-timeout"),
       quiet: values.quiet,
     };
   } catch (error) {
-    console.error(`server.ts: ${firstSentence(error)}\nTry 'server.ts --help'.`);
+    console.error(`server.ts: ${describeError(error)}\nTry 'server.ts --help'.`);
     Deno.exit(2);
   }
 
@@ -488,7 +474,7 @@ async function main(): Promise<void> {
       },
     });
   } catch (error) {
-    console.error(`server.ts: Cannot start: ${firstSentence(error)}`);
+    console.error(`server.ts: Cannot start: ${describeError(error)}`);
     Deno.exit(error instanceof Deno.errors.NotCapable ? 2 : 1);
   }
   const { hostname, port } = server.addr;
@@ -509,11 +495,6 @@ async function main(): Promise<void> {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => void shutdown(signal));
   }
-}
-
-function firstSentence(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return message.split(/\. |\n/)[0];
 }
 
 if (import.meta.main) await main();

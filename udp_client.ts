@@ -7,7 +7,7 @@
  */
 import dgram from "node:dgram";
 import { parseArgs } from "node:util";
-import { type ByteSource, MAX_DATAGRAM_SIZE, parsePort } from "./protocol.ts";
+import { type ByteSource, describeError, MAX_DATAGRAM_SIZE, parsePort } from "./protocol.ts";
 
 /** One line read by {@linkcode readLines}. */
 export type LineResult =
@@ -145,7 +145,7 @@ async function main(): Promise<void> {
     host = values.host;
     port = parsePort(values.port);
   } catch (error) {
-    console.error(`udp_client.ts: ${(error as Error).message.split(/\. |\n/)[0]}`);
+    console.error(`udp_client.ts: ${describeError(error)}`);
     console.error("Try 'udp_client.ts --help'.");
     Deno.exit(2);
   }

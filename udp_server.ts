@@ -8,7 +8,7 @@
  */
 import dgram from "node:dgram";
 import { parseArgs } from "node:util";
-import { MAX_DATAGRAM_SIZE, parsePort } from "./protocol.ts";
+import { describeError, MAX_DATAGRAM_SIZE, parsePort } from "./protocol.ts";
 
 const decoder = new TextDecoder();
 // C0 and C1 controls, DEL, line and paragraph separators, and bidirectional
@@ -131,7 +131,7 @@ async function main(): Promise<void> {
     host = values.host;
     port = parsePort(values.port);
   } catch (error) {
-    console.error(`udp_server.ts: ${(error as Error).message.split(/\. |\n/)[0]}`);
+    console.error(`udp_server.ts: ${describeError(error)}`);
     console.error("Try 'udp_server.ts --help'.");
     Deno.exit(2);
   }

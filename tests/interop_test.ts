@@ -10,12 +10,11 @@ function python(script: string, args: string[], options: { stdin?: boolean } = {
   return new Spawned("python3", ["-u", `${ROOT}tests/original/${script}`, ...args], options);
 }
 
-/** Reserves a free loopback port for a Python script that cannot bind port 0 and report it. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  return port;
+/** Starts one of the original servers on a free loopback port and returns the port. */
+async function pythonServer(script: string, args: string[] = []) {
+  const server = python(script, ["0", ...args]);
+  const port = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1];
+  return { server, port };
 }
 
 Deno.test("the original client's uploads are saved byte for byte by server.ts", async () => {
@@ -74,9 +73,8 @@ Deno.test("client.ts --legacy uploads to the original server, one connection per
     // bytes, which on loopback happens for bodies above about 256 KiB; these
     // sizes are the tutorial's small images.
     const images = await makeImages(input, [0, 100, 4096, 20_000, 70_000]);
-    const port = freePort();
-    await using original = python("tcp_server.py", [String(port), out]);
-    await original.waitFor(/listening on/);
+    const { server: original, port } = await pythonServer("tcp_server.py", [out]);
+    await using _original = original;
     await using client = denoScript(
       "client.ts",
       ["--allow-net=127.0.0.1", `--allow-read=${input}`],
@@ -121,9 +119,8 @@ Deno.test("the original UDP client's lines are printed by udp_server.ts", async 
 });
 
 Deno.test("udp_client.ts lines are printed by the original UDP server", async () => {
-  const port = freePort();
-  await using server = python("udp_server.py", [String(port)]);
-  await server.waitFor(/listening on/);
+  const { server, port } = await pythonServer("udp_server.py");
+  await using _server = server;
   await using client = denoScript("udp_client.ts", ["--allow-net=127.0.0.1,0.0.0.0"], [
     "--port",
     String(port),

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import {
   type Ack,
-  bytesSource,
   encodeFrame,
   encodeHeader,
   encodeName,
@@ -306,14 +305,4 @@ Deno.test("shutdown() drops a frame that outlasts the drain deadline and leaves 
   } finally {
     await Deno.remove(out, { recursive: true });
   }
-});
-
-Deno.test("bytesSource() over a saved raw file reproduces the frame body", async () => {
-  // The raw mode keeps the body as the original did; reading it back must work.
-  const body = encodeFrame("k", utf8("hello")).subarray(16);
-  const source = bytesSource(body, [3]);
-  const buffer = new Uint8Array(100);
-  let total = 0;
-  for (let n; (n = await source.read(buffer.subarray(total))) !== null;) total += n;
-  assert.deepEqual(buffer.subarray(0, total), body);
 });
