@@ -1099,6 +1099,7 @@ const SIZE_UNITS: Record<string, number> = { "": 1, K: 1024, M: 1024 ** 2, G: 10
  * assert.equal(parseByteSize("64K"), 65536);
  * assert.equal(parseByteSize("2GiB"), 2 * 1024 ** 3);
  * assert.throws(() => parseByteSize("1e3"), SyntaxError);
+ * assert.throws(() => parseByteSize("999999999999999G"), /more than 2\^53/);
  * ```
  */
 export function parseByteSize(text: string): number {
@@ -1110,7 +1111,11 @@ export function parseByteSize(text: string): number {
       }`,
     );
   }
-  return Number(match[1]) * SIZE_UNITS[(match[2] ?? "").toUpperCase()];
+  const bytes = Number(match[1]) * SIZE_UNITS[(match[2] ?? "").toUpperCase()];
+  if (!Number.isSafeInteger(bytes)) {
+    throw new SyntaxError(`Cannot parse size: ${match[0]} is more than 2^53 bytes`);
+  }
+  return bytes;
 }
 
 /**

@@ -289,7 +289,8 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
         : !state.busy && (stopping || isDisconnect(error));
       if (!quiet) {
         stats.errors++;
-        const message = error instanceof Error ? error.message : String(error);
+        const reason = error instanceof Error ? error.message : String(error);
+        const message = isDisconnect(error) ? `Connection lost inside a frame: ${reason}` : reason;
         emit({ type: "rejected", peer, message });
         if (error instanceof ProtocolError) await reply(conn, { ok: false, message });
       }
@@ -480,8 +481,14 @@ async function main(): Promise<void> {
   const { hostname, port } = server.addr;
   console.log(`listening on ${hostname}:${port}, saving to ${out}${options.raw ? " (raw)" : ""}`);
 
+  let signalled = false;
   const shutdown = async (signal: Deno.Signal) => {
-    console.error(`${signal}: finishing frames in progress`);
+    if (signalled) {
+      console.error(`${signal} again: stopping without waiting for frames in progress`);
+      Deno.exit(1);
+    }
+    signalled = true;
+    console.error(`${signal}: finishing frames in progress (again to stop at once)`);
     const stats = await server.shutdown(options.drainTimeout);
     console.log(
       `stopped: ${stats.files} files (${

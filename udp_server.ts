@@ -145,8 +145,14 @@ async function main(): Promise<void> {
     flushTimer = undefined;
     const bytes = encoder.encode(batch);
     batch = "";
-    for (let offset = 0; offset < bytes.length;) {
-      offset += Deno.stdout.writeSync(bytes.subarray(offset));
+    try {
+      for (let offset = 0; offset < bytes.length;) {
+        offset += Deno.stdout.writeSync(bytes.subarray(offset));
+      }
+    } catch (error) {
+      // The reader went away (`| head`): nothing left to print to.
+      if (error instanceof Deno.errors.BrokenPipe) Deno.exit(0);
+      throw error;
     }
   };
   let server: UdpServer;
