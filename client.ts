@@ -336,12 +336,17 @@ class Uploader {
         const ack = parseAck(line);
         const { entry, bytes } = this.#pending.shift()!;
         this.#room.resolve();
+        // A decoding server saves the file's bytes; a --raw one the frame body.
+        const complete = ack.ok &&
+          (ack.bytes === bytes || ack.bytes === NAME_SIZE + base64Length(bytes));
         this.#report(
-          ack.ok ? { path: entry.path, bytes, ok: true, savedAs: ack.file } : {
+          complete ? { path: entry.path, bytes, ok: true, savedAs: ack.file } : {
             path: entry.path,
             bytes,
             ok: false,
-            message: `Refused by the server: ${ack.message}`,
+            message: ack.ok
+              ? `Server saved ${ack.bytes} bytes of ${bytes} as ${ack.file}`
+              : `Refused by the server: ${ack.message}`,
           },
         );
       }

@@ -199,20 +199,27 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
   const handlers = new Set<Promise<void>>();
   let stopping = false;
 
-  /** Links the finished temporary file to its final name without replacing anything. */
+  /**
+   * Links the finished temporary file to its final name without replacing
+   * anything; in raw mode to the next free number.
+   */
   async function commit(
     tempPath: string,
-    name: string,
+    finalName: string | undefined,
   ): Promise<{ file: string; duplicate: boolean }> {
     for (;;) {
-      const file = raw ? rawName(rawIndex++) : name;
+      const file = finalName ?? rawName(rawIndex++);
+      const path = joinPath(out, file);
       try {
-        await Deno.link(tempPath, joinPath(out, file));
+        await Deno.link(tempPath, path);
         return { file, duplicate: false };
       } catch (error) {
         if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
-        if (raw) continue;
-        if (await sameContent(tempPath, joinPath(out, file))) return { file, duplicate: true };
+        if (finalName === undefined) continue;
+        // Compare only with a regular file: never read through a planted link.
+        if ((await Deno.lstat(path)).isFile && await sameContent(tempPath, path)) {
+          return { file, duplicate: true };
+        }
         throw new Deno.errors.AlreadyExists(
           `Cannot save ${file}: a different file of that name exists`,
         );
@@ -243,8 +250,10 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
           }
         }
       }
-      const extension = sniffExtension(sniffed.subarray(0, Math.min(bytes, sniffed.length)));
-      return { ...await commit(tempPath, `${name}.${extension}`), bytes };
+      const finalName = raw
+        ? undefined
+        : `${name}.${sniffExtension(sniffed.subarray(0, Math.min(bytes, sniffed.length)))}`;
+      return { ...await commit(tempPath, finalName), bytes };
     } finally {
       await Deno.remove(tempPath).catch(() => {});
     }
@@ -276,11 +285,12 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
           await reply(conn, { ok: true, file: saved.file, bytes: saved.bytes });
         } catch (error) {
           if (error instanceof ProtocolError && !error.recoverable) throw error;
-          if (!(error instanceof Error)) throw error;
+          // A bad name or data, or a file that cannot be saved: this frame only.
+          const message = error instanceof Error ? error.message : String(error);
           stats.errors++;
-          emit({ type: "rejected", peer, message: error.message });
+          emit({ type: "rejected", peer, message });
           await reader.skipBody();
-          await reply(conn, { ok: false, message: error.message });
+          await reply(conn, { ok: false, message });
         }
       }
     } catch (error) {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { collectFiles, type FileResult, nameFor, uploadFiles } from "../client.ts";
-import { sniffExtension } from "../protocol.ts";
+import { encodeAck, FrameReader, sniffExtension } from "../protocol.ts";
 import { startServer } from "../server.ts";
 import { fakeJpeg, listFolder, makeImages, Spawned } from "./helpers.ts";
 
@@ -223,6 +223,31 @@ conn, _ = sk.accept(); conn.recv(16); time.sleep(0.1); conn.close()`,
       /^Cannot confirm: the server closed before reading all of it/,
     );
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("uploadFiles() fails a file whose answer reports a different size", async () => {
+  // A server that answers OK with a wrong byte count, as a buggy or lying peer might.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    using conn = await listener.accept();
+    const reader = new FrameReader(conn);
+    const head = await reader.readHead();
+    await reader.skipBody();
+    await conn.write(encodeAck({ ok: true, file: "x.jpg", bytes: head!.dataLength - 1 }));
+    await conn.read(new Uint8Array(1));
+  })();
+  const dir = await Deno.makeTempDir();
+  try {
+    await makeImages(dir, [300]);
+    const { files } = await collectFiles([dir]);
+    const report = await uploadFiles(files, { port: listener.addr.port });
+    assert.equal(report.confirmed, 0);
+    assert.match(report.failed[0].message!, /^Server saved 399 bytes of 300 as x\.jpg$/);
+  } finally {
+    await serving;
+    listener.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
