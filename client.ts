@@ -9,6 +9,7 @@
 import { parseArgs } from "node:util";
 import {
   base64Length,
+  checkNetPermission,
   describeError,
   encodeHeader,
   encodeName,
@@ -597,6 +598,7 @@ async function main(): Promise<void> {
 
   let selection: Selection;
   try {
+    await checkNetPermission(parsed.upload.host, parsed.upload.port);
     selection = await collectFiles(parsed.paths, parsed.collect);
   } catch (error) {
     console.error(`client.ts: ${describeError(error)}`);

@@ -1267,3 +1267,33 @@ export function describeError(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   return message.split(/\. |\n/)[0];
 }
+
+/**
+ * Checks that the process may use `host:port`, because `node:dgram` reports
+ * a missing `--allow-net` as an uncaught error rather than through its
+ * callbacks.
+ *
+ * @param host The address to bind or send to.
+ * @param port The port.
+ * @returns Once the permission is known to be granted.
+ * @throws {Deno.errors.NotCapable} Naming the flag to add.
+ *
+ * @example Check before binding
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkNetPermission } from "./protocol.ts";
+ *
+ * const { state } = await Deno.permissions.query({ name: "net", host: "127.0.0.1:9" });
+ * if (state === "granted") await checkNetPermission("127.0.0.1", 9);
+ * else await assert.rejects(checkNetPermission("127.0.0.1", 9), /--allow-net=127\.0\.0\.1:9/);
+ * ```
+ */
+export async function checkNetPermission(host: string, port: number): Promise<void> {
+  const target = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  const { state } = await Deno.permissions.query({ name: "net", host: target });
+  if (state !== "granted") {
+    throw new Deno.errors.NotCapable(
+      `Requires net access to ${target}: add --allow-net=${target}`,
+    );
+  }
+}

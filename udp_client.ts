@@ -7,7 +7,13 @@
  */
 import dgram from "node:dgram";
 import { parseArgs } from "node:util";
-import { type ByteSource, describeError, MAX_DATAGRAM_SIZE, parsePort } from "./protocol.ts";
+import {
+  type ByteSource,
+  checkNetPermission,
+  describeError,
+  MAX_DATAGRAM_SIZE,
+  parsePort,
+} from "./protocol.ts";
 
 /** One line read by {@linkcode readLines}. */
 export type LineResult =
@@ -86,9 +92,13 @@ function tooLong(bytes: number): RangeError {
  * @param host The receiver's address.
  * @param port The receiver's port.
  * @returns The sender, once bound; dispose of it to close the socket.
+ * @throws {Deno.errors.NotCapable} Without net permission to bind the
+ * wildcard address (`--allow-net=0.0.0.0:0`).
  */
-export function createUdpSender(host: string, port: number): Promise<UdpSender> {
+export async function createUdpSender(host: string, port: number): Promise<UdpSender> {
   const ipv6 = host.includes(":");
+  const wildcard = ipv6 ? "::" : "0.0.0.0";
+  await checkNetPermission(wildcard, 0);
   const socket = dgram.createSocket(ipv6 ? "udp6" : "udp4");
   const sender: UdpSender = {
     send(payload) {
@@ -103,7 +113,7 @@ export function createUdpSender(host: string, port: number): Promise<UdpSender> 
   };
   return new Promise((resolve, reject) => {
     socket.once("error", reject);
-    socket.bind(0, ipv6 ? "::" : "0.0.0.0", () => {
+    socket.bind(0, wildcard, () => {
       socket.off("error", reject);
       resolve(sender);
     });
@@ -113,10 +123,11 @@ export function createUdpSender(host: string, port: number): Promise<UdpSender> 
 /** Lines are trimmed before sending, so a longer line may still fit. */
 const MAX_LINE_SIZE = 4 * MAX_DATAGRAM_SIZE;
 
-const USAGE = `Usage: deno run --allow-net udp_client.ts [options]
+const USAGE = `Usage: deno run --allow-net udp_client.ts [options] [MESSAGE...]
 
 Sends each line of standard input, trimmed, as one UDP datagram. On a
 terminal it prompts for each line. The line "exit", or the end of input, stops.
+Given MESSAGE arguments instead, it sends each one as a datagram and exits.
 
 Options:
   --host HOST   receiver address (default 127.0.0.1)
@@ -129,9 +140,11 @@ error. A line may hold at most ${MAX_DATAGRAM_SIZE} bytes.`;
 async function main(): Promise<void> {
   let host: string;
   let port: number;
+  let messages: string[];
   try {
-    const { values } = parseArgs({
+    const { values, positionals } = parseArgs({
       args: Deno.args,
+      allowPositionals: true,
       options: {
         host: { type: "string", default: "127.0.0.1" },
         port: { type: "string", default: "9999" },
@@ -144,16 +157,15 @@ async function main(): Promise<void> {
     }
     host = values.host;
     port = parsePort(values.port);
+    messages = positionals;
   } catch (error) {
     console.error(`udp_client.ts: ${describeError(error)}`);
     console.error("Try 'udp_client.ts --help'.");
     Deno.exit(2);
   }
 
-  const interactive = Deno.stdin.isTerminal();
   const encoder = new TextEncoder();
   const decoder = new TextDecoder();
-  const prompt = () => interactive && Deno.stdout.writeSync(encoder.encode("data: "));
   let sender: UdpSender;
   try {
     sender = await createUdpSender(host, port);
@@ -163,18 +175,28 @@ async function main(): Promise<void> {
   }
   using _sender = sender;
   let failures = 0;
-  prompt();
-  for await (const result of readLines(Deno.stdin, MAX_LINE_SIZE)) {
+  const send = async (payload: Uint8Array | RangeError) => {
     try {
-      if (!result.ok) throw tooLong(result.tooLong);
-      const text = decoder.decode(result.line).trim();
-      if (text === "exit") break;
-      await sender.send(encoder.encode(text));
+      if (payload instanceof RangeError) throw payload;
+      await sender.send(payload);
     } catch (error) {
       failures++;
       console.error(`udp_client.ts: ${(error as Error).message}`);
     }
+  };
+
+  if (messages.length > 0) {
+    for (const message of messages) await send(encoder.encode(message));
+  } else {
+    const interactive = Deno.stdin.isTerminal();
+    const prompt = () => interactive && Deno.stdout.writeSync(encoder.encode("data: "));
     prompt();
+    for await (const result of readLines(Deno.stdin, MAX_LINE_SIZE)) {
+      const text = result.ok ? decoder.decode(result.line).trim() : "";
+      if (text === "exit") break;
+      await send(result.ok ? encoder.encode(text) : tooLong(result.tooLong));
+      prompt();
+    }
   }
   Deno.exit(failures > 0 ? 1 : 0);
 }

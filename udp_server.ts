@@ -8,7 +8,7 @@
  */
 import dgram from "node:dgram";
 import { parseArgs } from "node:util";
-import { describeError, MAX_DATAGRAM_SIZE, parsePort } from "./protocol.ts";
+import { checkNetPermission, describeError, MAX_DATAGRAM_SIZE, parsePort } from "./protocol.ts";
 
 const decoder = new TextDecoder();
 // C0 and C1 controls, DEL, line and paragraph separators, and bidirectional
@@ -69,12 +69,15 @@ export interface UdpServer {
  * the call.
  * @param options Address and buffer size.
  * @returns The running server.
+ * @throws {Deno.errors.NotCapable} Without net permission for the address.
  */
-export function startUdpServer(
+export async function startUdpServer(
   onDatagram: (payload: Uint8Array) => void,
   options: UdpServerOptions = {},
 ): Promise<UdpServer> {
   const host = options.host ?? "0.0.0.0";
+  const port = options.port ?? 9999;
+  await checkNetPermission(host, port);
   const socket = dgram.createSocket({
     type: host.includes(":") ? "udp6" : "udp4",
     recvBufferSize: options.receiveBufferSize ?? 4 * 1024 * 1024,
@@ -86,7 +89,7 @@ export function startUdpServer(
   });
   return new Promise((resolve, reject) => {
     socket.once("error", reject);
-    socket.bind(options.port ?? 9999, host, () => {
+    socket.bind(port, host, () => {
       socket.off("error", reject);
       resolve({
         address: socket.address(),

@@ -288,3 +288,37 @@ Deno.test("the demo uploads the sample images and shows where they arrived", asy
   assert.match(demo.stdout, /confirmed \d+ of \d+ files/);
   assert.match(demo.stdout, /identical to the originals: \d+ of \d+/);
 });
+
+Deno.test("udp_client.ts sends each MESSAGE argument as one datagram and exits", async () => {
+  await using server = denoScript("udp_server.ts", ["--allow-net=127.0.0.1"], [
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+  ]);
+  const port = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1];
+  await using client = denoScript("udp_client.ts", ["--allow-net=127.0.0.1,0.0.0.0"], [
+    "--port",
+    port,
+    "  kept as given  ",
+    "第二",
+  ]);
+  assert.equal((await client.wait()).code, 0, client.stderr);
+  await server.waitFor(/第二\n/);
+  assert.equal(server.stdout.replace(/^listening.*\n/, ""), "  kept as given  \n第二\n");
+});
+
+const missingNet: [string, string[], RegExp][] = [
+  ["udp_server.ts", ["--host", "127.0.0.1", "--port", "9"], /--allow-net=127\.0\.0\.1:9/],
+  ["udp_client.ts", ["message"], /--allow-net=0\.0\.0\.0:0/],
+  ["client.ts", ["--port", "9", "."], /--allow-net=127\.0\.0\.1:9/],
+  ["server.ts", ["--host", "127.0.0.1", "--port", "9", "--out", "/tmp"], /--allow-net/],
+];
+for (const [script, args, flag] of missingNet) {
+  Deno.test(`${script} without net permission names the flag to add and exits 2`, async () => {
+    await using child = denoScript(script, ["--allow-read=/tmp,.", "--allow-write=/tmp"], args);
+    assert.equal((await child.wait()).code, 2, child.stderr);
+    assert.match(child.stderr, flag);
+    assert.equal(child.stderr.trim().split("\n").length, 1, child.stderr);
+  });
+}
