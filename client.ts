@@ -198,10 +198,10 @@ export interface UploadOptions {
 const CHUNK_SIZE = 3 * 65_536;
 
 /** Reads until `buffer` is full or the file ends. */
-async function readFull(file: Deno.FsFile, buffer: Uint8Array): Promise<number> {
+function readFull(file: Deno.FsFile, buffer: Uint8Array): number {
   let filled = 0;
   while (filled < buffer.length) {
-    const n = await file.read(buffer.subarray(filled));
+    const n = file.readSync(buffer.subarray(filled));
     if (n === null) break;
     filled += n;
   }
@@ -252,8 +252,8 @@ class FrameWriter {
    */
   async send(conn: Deno.Conn, entry: UploadFile): Promise<number> {
     this.started = false;
-    using file = await Deno.open(entry.path);
-    const info = await file.stat();
+    using file = Deno.openSync(entry.path);
+    const info = file.statSync();
     if (!info.isFile) throw new TypeError("Cannot send: not a regular file");
     const size = info.size;
     let offset = HEADER_SIZE + NAME_SIZE;
@@ -267,9 +267,9 @@ class FrameWriter {
     do {
       const want = Math.min(chunkSize, size - sent);
       chunkSize = CHUNK_SIZE;
-      const n = await readFull(file, this.#raw.subarray(0, want));
+      const n = readFull(file, this.#raw.subarray(0, want));
       // The header promised `size` bytes: a file that shrinks or grows cannot be sent.
-      if (n < want || (sent + n === size && await file.read(new Uint8Array(1)) !== null)) {
+      if (n < want || (sent + n === size && file.readSync(new Uint8Array(1)) !== null)) {
         throw new Deno.errors.InvalidData("Cannot send: the file changed while being sent");
       }
       const { written } = this.#encoder.encodeInto(

@@ -1175,7 +1175,7 @@ export function formatBytes(bytes: number): string {
  * Formats a duration for people.
  *
  * @param ms The duration in milliseconds.
- * @returns Such as `850 ms`, `2.5 s` or `3 min 20 s`.
+ * @returns Such as `850 ms`, `2.53 s`, `12.5 s` or `3 min 20 s`.
  *
  * @example Format durations
  * ```ts
@@ -1183,12 +1183,13 @@ export function formatBytes(bytes: number): string {
  * import { formatDuration } from "./protocol.ts";
  *
  * assert.equal(formatDuration(850), "850 ms");
+ * assert.equal(formatDuration(2534), "2.53 s");
  * assert.equal(formatDuration(200_000), "3 min 20 s");
  * ```
  */
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
   const seconds = Math.round(ms / 1000);
   return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
 }

@@ -211,7 +211,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       const file = finalName ?? rawName(rawIndex++);
       const path = joinPath(out, file);
       try {
-        await Deno.link(tempPath, path);
+        Deno.linkSync(tempPath, path);
         return { file, duplicate: false };
       } catch (error) {
         if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
@@ -235,18 +235,18 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       let bytes = 0;
       const sniffed = new Uint8Array(12);
       {
-        using file = await Deno.open(tempPath, { write: true, createNew: true });
+        using file = Deno.openSync(tempPath, { write: true, createNew: true });
         if (raw) {
-          await writeAll(file, head.nameField);
+          writeAllSync(file, head.nameField);
           bytes = head.bodyLength;
-          for await (const chunk of reader.raw()) await writeAll(file, chunk);
+          for await (const chunk of reader.raw()) writeAllSync(file, chunk);
         } else {
           for await (const chunk of reader.data()) {
             if (bytes < sniffed.length) {
               sniffed.set(chunk.subarray(0, sniffed.length - bytes), bytes);
             }
             bytes += chunk.length;
-            await writeAll(file, chunk);
+            writeAllSync(file, chunk);
           }
         }
       }
@@ -255,7 +255,11 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
         : `${name}.${sniffExtension(sniffed.subarray(0, Math.min(bytes, sniffed.length)))}`;
       return { ...await commit(tempPath, finalName), bytes };
     } finally {
-      await Deno.remove(tempPath).catch(() => {});
+      try {
+        Deno.removeSync(tempPath);
+      } catch {
+        // Never created, or already gone.
+      }
     }
   }
 
@@ -375,6 +379,10 @@ function isDisconnect(error: unknown): boolean {
     error instanceof Deno.errors.BrokenPipe ||
     error instanceof Deno.errors.BadResource ||
     error instanceof Deno.errors.Interrupted;
+}
+
+function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
+  for (let offset = 0; offset < bytes.length;) offset += file.writeSync(bytes.subarray(offset));
 }
 
 function closeQuietly(conn: Deno.Conn): void {

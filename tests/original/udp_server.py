@@ -1,5 +1,7 @@
 # The tutorial's UDP server, unchanged but for the port from argv, a
-# "listening" line and flushing each print: recv(1024), print(data.decode()).
+# "listening" line: recv(1024), print(data.decode()). Run it with python3 -u
+# to see each line at once; without, stdout to a file is block-buffered as
+# the original was.
 # Usage: python3 udp_server.py PORT
 import socket
 import sys
@@ -11,4 +13,4 @@ if __name__ == '__main__':
     print('listening on {0}:{1}'.format(*sk.getsockname()), flush=True)
     while True:
         data = sk.recv(1024)
-        print(data.decode(), flush=True)
+        print(data.decode())

@@ -1,0 +1,592 @@
+/**
+ * `deno task bench`: our uploader against the original scripts (their Python
+ * 3 ports in tests/original/), against `tar c | nc` and against the raw
+ * loopback ceiling, on the same generated data in the same run, plus the UDP
+ * printers under a flood. Medians of several alternating rounds.
+ *
+ *   deno task bench [--quick] [--skip-huge] [--rounds N]
+ *
+ * Writes the table to bench/RESULTS.md (not with --quick, which CI runs so
+ * that the benchmark cannot rot). It measures; it asserts nothing. It runs
+ * with --allow-all: Deno grants /proc (peak memory, listening sockets) to
+ * nothing less, and it spawns every tool it compares anyway.
+ */
+import { parseArgs } from "node:util";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const RESULTS = `${ROOT}bench/RESULTS.md`;
+const MiB = 1024 * 1024;
+
+interface Dataset {
+  name: string;
+  dir: string;
+  files: number;
+  /** Bytes of image data. */
+  bytes: number;
+  /** Sizes by name (without extension), to check what arrived. */
+  sizes: Map<string, number>;
+}
+
+interface Sample {
+  seconds: number;
+  files: number;
+  bytes: number;
+  /** Files that arrived whole. */
+  intact: number;
+  clientKiB?: number;
+  serverKiB?: number;
+}
+
+interface System {
+  label: string;
+  /** Runs once; undefined when the system does not apply to the set. */
+  run(set: Dataset): Promise<Sample | undefined>;
+}
+
+const decoder = new TextDecoder();
+
+async function sleep(ms: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `test` every 20 ms until it holds, failing after `ms`. */
+async function until(what: string, test: () => boolean | Promise<boolean>, ms = 60_000) {
+  const deadline = Date.now() + ms;
+  while (!await test()) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+function hex(bytes: number): string {
+  return [...crypto.getRandomValues(new Uint8Array(bytes))]
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Random bytes behind a JPEG signature, named by 32 hex characters like the original's data. */
+async function makeDataset(name: string, dir: string, count: number, size: number) {
+  await Deno.mkdir(dir, { recursive: true });
+  const block = new Uint8Array(Math.min(size, 4 * MiB));
+  const sizes = new Map<string, number>();
+  for (let i = 0; i < count; i++) {
+    const stem = hex(16);
+    using file = await Deno.open(`${dir}/${stem}.jpg`, { write: true, createNew: true });
+    for (let written = 0; written < size;) {
+      const n = Math.min(block.length, size - written);
+      for (let offset = 0; offset < n; offset += 65_536) {
+        crypto.getRandomValues(block.subarray(offset, Math.min(n, offset + 65_536)));
+      }
+      if (written === 0) block.set([0xff, 0xd8, 0xff, 0xe0]);
+      for (let o = 0; o < n;) o += await file.write(block.subarray(o, n));
+      written += n;
+    }
+    sizes.set(stem, size);
+  }
+  return { name, dir, files: count, bytes: count * size, sizes };
+}
+
+/** A subset of a set, as hard links, for the slow original. */
+async function subset(set: Dataset, dir: string, count: number): Promise<Dataset> {
+  await Deno.mkdir(dir, { recursive: true });
+  const sizes = new Map([...set.sizes].slice(0, count));
+  for (const stem of sizes.keys()) await Deno.link(`${set.dir}/${stem}.jpg`, `${dir}/${stem}.jpg`);
+  const bytes = [...sizes.values()].reduce((a, b) => a + b, 0);
+  return { name: `${set.name} (${count})`, dir, files: count, bytes, sizes };
+}
+
+/** A process whose stdout and stderr go to files, so a flood of output costs us nothing. */
+class Proc {
+  readonly child: Deno.ChildProcess;
+  readonly log: string;
+
+  constructor(command: string, args: string[], log: string) {
+    this.log = log;
+    const shellQuote = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
+    this.child = new Deno.Command("sh", {
+      args: [
+        "-c",
+        `exec ${[command, ...args].map(shellQuote).join(" ")} > ${shellQuote(log)} 2>&1`,
+      ],
+      stdin: "null",
+    }).spawn();
+  }
+
+  output(): string {
+    try {
+      return decoder.decode(Deno.readFileSync(this.log));
+    } catch {
+      return "";
+    }
+  }
+
+  /** Peak resident memory so far, from /proc. */
+  peakKiB(): number | undefined {
+    try {
+      const status = Deno.readTextFileSync(`/proc/${this.child.pid}/status`);
+      return Number(status.match(/VmHWM:\s+(\d+) kB/)?.[1]);
+    } catch {
+      return undefined;
+    }
+  }
+
+  async stop(signal: Deno.Signal): Promise<Deno.CommandStatus> {
+    try {
+      this.child.kill(signal);
+    } catch {
+      // Already exited.
+    }
+    return await this.child.status;
+  }
+}
+
+/** Runs a command to its end under GNU time and returns its status, seconds and peak RSS. */
+async function timed(command: string, args: string[], log: string) {
+  const rssFile = `${log}.rss`;
+  const started = performance.now();
+  const status = await new Proc("/usr/bin/time", ["-f", "%M", "-o", rssFile, command, ...args], log)
+    .child.status;
+  const seconds = (performance.now() - started) / 1000;
+  const kiB = Number(Deno.readTextFileSync(rssFile).trim().split("\n").at(-1));
+  return { status, seconds, kiB };
+}
+
+function freePort(): number {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return listener.addr.port;
+}
+
+/** Counts the files that arrived with the expected size. */
+async function countIntact(out: string, expected: (name: string) => number | undefined) {
+  let intact = 0;
+  for await (const entry of Deno.readDir(out)) {
+    const size = expected(entry.name);
+    if (size !== undefined && (await Deno.stat(`${out}/${entry.name}`)).size === size) intact++;
+  }
+  return intact;
+}
+
+function base64Size(bytes: number): number {
+  return Math.ceil(bytes / 3) * 4;
+}
+
+function ours(concurrency: number, raw: boolean, work: string): System {
+  return {
+    label: `ours -c ${concurrency}${raw ? " --raw" : ""}`,
+    async run(set) {
+      const out = await Deno.makeTempDir({ dir: work, prefix: "out-" });
+      const server = new Proc(Deno.execPath(), [
+        "run",
+        "--allow-net=127.0.0.1",
+        `--allow-read=${out}`,
+        `--allow-write=${out}`,
+        `${ROOT}server.ts`,
+        "--host=127.0.0.1",
+        "--port=0",
+        `--out=${out}`,
+        "--quiet",
+        "--max-frame-size=2G",
+        ...(raw ? ["--raw"] : []),
+      ], `${out}.server.log`);
+      try {
+        await until("the server", () => /listening on [^:]+:\d+/.test(server.output()));
+        const port = server.output().match(/listening on [^:]+:(\d+)/)![1];
+        const client = await timed(Deno.execPath(), [
+          "run",
+          "--allow-net=127.0.0.1",
+          `--allow-read=${set.dir}`,
+          `${ROOT}client.ts`,
+          `--port=${port}`,
+          `--concurrency=${concurrency}`,
+          set.dir,
+        ], `${out}.client.log`);
+        const report = Deno.readTextFileSync(`${out}.client.log`);
+        if (!client.status.success) throw new Error(`client failed: ${report}`);
+        // From its first connection to the last confirmation, as the client measures it.
+        const elapsed = report.match(/ in ([0-9.]+) (ms|s),/);
+        if (!elapsed) throw new Error(`no time in the client's summary: ${report}`);
+        const serverKiB = server.peakKiB();
+        const intact = await countIntact(out, (name) => {
+          if (raw) return /^\d+$/.test(name) ? 32 + base64Size(set.bytes / set.files) : undefined;
+          return set.sizes.get(name.replace(/\.jpg$/, ""));
+        });
+        return {
+          seconds: Number(elapsed[1]) / (elapsed[2] === "ms" ? 1000 : 1),
+          files: set.files,
+          bytes: set.bytes,
+          intact,
+          clientKiB: client.kiB,
+          serverKiB,
+        };
+      } finally {
+        await server.stop("SIGTERM");
+        await Deno.remove(out, { recursive: true });
+      }
+    },
+  };
+}
+
+function original(work: string, subsets: Map<string, Dataset>): System {
+  return {
+    label: "original (Python port)",
+    async run(fullSet) {
+      if (fullSet.name === "huge") return undefined; // It holds the file and its base64 in memory.
+      const set = subsets.get(fullSet.name) ?? fullSet;
+      const out = await Deno.makeTempDir({ dir: work, prefix: "orig-" });
+      const server = new Proc(
+        "python3",
+        [`${ROOT}tests/original/tcp_server.py`, "0", out],
+        `${out}.server.log`,
+      );
+      try {
+        await until("the original server", () => /listening on [^:]+:\d+/.test(server.output()));
+        const port = server.output().match(/listening on [^:]+:(\d+)/)![1];
+        const started = performance.now();
+        const client = await timed("python3", [
+          `${ROOT}tests/original/tcp_client.py`,
+          "127.0.0.1",
+          port,
+          set.dir,
+        ], `${out}.client.log`);
+        if (!client.status.success) {
+          throw new Error(`original client failed: ${Deno.readTextFileSync(`${out}.client.log`)}`);
+        }
+        await until(
+          "the original server to save every file",
+          () => server.output().includes(`num finish: ${set.files} `),
+          600_000,
+        );
+        const seconds = (performance.now() - started) / 1000;
+        const serverKiB = server.peakKiB();
+        // The original stores each body (name + base64) as a numbered file.
+        const body = 32 + base64Size(set.bytes / set.files);
+        const intact = await countIntact(out, () => body);
+        return {
+          seconds,
+          files: set.files,
+          bytes: set.bytes,
+          intact,
+          clientKiB: client.kiB,
+          serverKiB,
+        };
+      } finally {
+        await server.stop("SIGKILL");
+        await Deno.remove(out, { recursive: true });
+      }
+    },
+  };
+}
+
+/** Waits until something listens on the TCP port, without connecting to it. */
+function listening(port: number): boolean {
+  const table = Deno.readTextFileSync("/proc/net/tcp");
+  const local = `:${port.toString(16).toUpperCase().padStart(4, "0")} `;
+  return table.split("\n").some((line) => line.includes(local) && / 0A /.test(line));
+}
+
+function tarNc(work: string): System {
+  return {
+    label: "tar c | nc",
+    async run(set) {
+      const out = await Deno.makeTempDir({ dir: work, prefix: "tar-" });
+      const port = freePort();
+      const receiver = new Proc("sh", [
+        "-c",
+        `nc -l 127.0.0.1 ${port} | tar x -C '${out}'`,
+      ], `${out}.receiver.log`);
+      try {
+        await until("nc to listen", () => listening(port));
+        const started = performance.now();
+        const sender = new Proc(
+          "sh",
+          ["-c", `tar c -C '${set.dir}' . | nc -N 127.0.0.1 ${port}`],
+          `${out}.sender.log`,
+        );
+        const [sent, received] = await Promise.all([sender.child.status, receiver.child.status]);
+        const seconds = (performance.now() - started) / 1000;
+        if (!sent.success || !received.success) {
+          throw new Error(`tar | nc failed: ${sender.output()} ${receiver.output()}`);
+        }
+        const intact = await countIntact(out, (name) => set.sizes.get(name.replace(/\.jpg$/, "")));
+        return { seconds, files: set.files, bytes: set.bytes, intact };
+      } finally {
+        await receiver.stop("SIGKILL");
+        await Deno.remove(out, { recursive: true });
+      }
+    },
+  };
+}
+
+function ceiling(work: string): System {
+  return {
+    label: "loopback ceiling (1 connection)",
+    async run(set) {
+      const log = `${work}/ceiling.log`;
+      const status = await new Proc(Deno.execPath(), [
+        "run",
+        "--allow-net=127.0.0.1",
+        `${ROOT}bench/ceiling.ts`,
+        String(set.bytes),
+      ], log).child.status;
+      if (!status.success) throw new Error(`ceiling failed: ${Deno.readTextFileSync(log)}`);
+      const seconds = Number(Deno.readTextFileSync(log).trim());
+      return { seconds, files: set.files, bytes: set.bytes, intact: set.files };
+    },
+  };
+}
+
+/** Floods a UDP printer from one Python sender and counts the lines it printed. */
+async function udpFlood(label: string, count: number, work: string, ours: boolean) {
+  const log = `${work}/udp-${ours ? "ours" : "original"}.out`;
+  const server = ours
+    ? new Proc(Deno.execPath(), [
+      "run",
+      "--allow-net=127.0.0.1",
+      `${ROOT}udp_server.ts`,
+      "--host=127.0.0.1",
+      "--port=0",
+    ], log)
+    : new Proc("python3", [`${ROOT}tests/original/udp_server.py`, "0"], log);
+  await until("the UDP server", () => /listening on [^:]+:\d+/.test(server.output()));
+  const port = server.output().match(/listening on [^:]+:(\d+)/)![1];
+  const sender = `
+import random, socket, string, sys, time
+count, port = int(sys.argv[1]), int(sys.argv[2])
+random.seed(1)
+payloads = [''.join(random.choices(string.ascii_letters, k=random.randint(16, 64))).encode() for _ in range(1000)]
+sk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+started = time.perf_counter()
+for i in range(count):
+    sk.sendto(payloads[i % 1000], ('127.0.0.1', port))
+print(count / (time.perf_counter() - started))
+`;
+  const senderLog = `${log}.sender`;
+  const sent = await new Proc("python3", ["-c", sender, String(count), port], senderLog).child
+    .status;
+  if (!sent.success) throw new Error(`UDP sender failed: ${Deno.readTextFileSync(senderLog)}`);
+  // Printed once the output stops growing; the original flushes only at exit.
+  let size = -1;
+  await until("the UDP server to catch up", async () => {
+    const now = (await Deno.stat(log)).size;
+    const still = now === size;
+    size = now;
+    if (!still) await sleep(300);
+    return still;
+  });
+  await server.stop(ours ? "SIGTERM" : "SIGINT");
+  const lines = server.output().split("\n").filter((line) => /^[A-Za-z]{16,64}$/.test(line)).length;
+  return {
+    label,
+    rate: Number(Deno.readTextFileSync(senderLog).trim()),
+    received: lines / count,
+  };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+function formatSeconds(seconds: number): string {
+  return seconds >= 10 ? seconds.toFixed(1) : seconds.toFixed(3);
+}
+
+function formatKiB(kiB: number[]): string {
+  const known = kiB.filter((k) => Number.isFinite(k));
+  return known.length === 0 ? "–" : `${(Math.max(...known) / 1024).toFixed(0)} MB`;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean", default: false },
+      "skip-huge": { type: "boolean", default: false },
+      rounds: { type: "string" },
+      dir: { type: "string" },
+    },
+  });
+  const quick = values.quick;
+  const rounds = Number(values.rounds ?? (quick ? 1 : 3));
+  for (const tool of ["nc", "tar", "python3", "/usr/bin/time"]) {
+    const found = await new Deno.Command("sh", {
+      args: ["-c", `command -v ${tool}`],
+      stdout: "null",
+    })
+      .output();
+    if (!found.success) {
+      console.error(
+        `bench: ${tool} is missing${
+          tool === "nc"
+            ? ": apt-get install netcat-openbsd"
+            : tool === "/usr/bin/time"
+            ? ": apt-get install time"
+            : ""
+        }`,
+      );
+      Deno.exit(1);
+    }
+  }
+
+  // Memory by default: file creation on this machine's disk costs 0.25-0.45 ms
+  // and swings with the writeback of the previous run, which would drown
+  // the network tools being compared. --dir /tmp measures on disk.
+  const base = values.dir ??
+    (await Deno.stat("/dev/shm").then(() => "/dev/shm", () => undefined));
+  const work = await Deno.makeTempDir({ dir: base, prefix: "socket-bench-" });
+  try {
+    console.error(`bench: generating data in ${work}`);
+    const sets: Dataset[] = quick
+      ? [
+        await makeDataset("small", `${work}/small`, 50, 64 * 1024),
+        await makeDataset("large", `${work}/large`, 2, 8 * MiB),
+      ]
+      : [
+        await makeDataset("small", `${work}/small`, 2000, 64 * 1024),
+        await makeDataset("large", `${work}/large`, 20, 8 * MiB),
+        ...(values["skip-huge"] ? [] : [await makeDataset("huge", `${work}/huge`, 1, 1024 * MiB)]),
+      ];
+    const subsets = new Map<string, Dataset>();
+    if (!quick) subsets.set("small", await subset(sets[0], `${work}/small-200`, 200));
+
+    const systems: System[] = [
+      ours(1, false, work),
+      ours(4, false, work),
+      ours(4, true, work),
+      original(work, subsets),
+      tarNc(work),
+      ceiling(work),
+    ];
+    const samples = new Map<string, Sample[]>();
+    for (let round = 0; round < rounds; round++) {
+      for (const set of sets) {
+        // Rotate the order each round so no system always runs first.
+        for (let i = 0; i < systems.length; i++) {
+          const system = systems[(i + round) % systems.length];
+          // Each run starts with the previous run's writes on disk.
+          await new Deno.Command("sync").output();
+          const sample = await system.run(set);
+          if (sample === undefined) continue;
+          const key = `${set.name}\t${system.label}`;
+          samples.set(key, [...(samples.get(key) ?? []), sample]);
+          console.error(
+            `bench: round ${round + 1}, ${set.name}, ${system.label}: ${
+              formatSeconds(sample.seconds)
+            } s, ${sample.intact}/${sample.files} intact`,
+          );
+        }
+      }
+    }
+
+    const udpCount = quick ? 5_000 : 200_000;
+    const udp = [];
+    for (let round = 0; round < rounds; round++) {
+      udp.push(await udpFlood("udp_server.ts", udpCount, work, true));
+      udp.push(await udpFlood("original udp_server.py", udpCount, work, false));
+    }
+
+    const lines: string[] = [];
+    lines.push(
+      "| set | system | files | time s (median, min–max) | files/s | MB/s | client RSS | server RSS | intact |",
+      "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    );
+    const medianOf = (set: string, label: string) => {
+      const runs = samples.get(`${set}\t${label}`);
+      return runs ? median(runs.map((r) => r.seconds)) : NaN;
+    };
+    for (const [key, runs] of samples) {
+      const [set, label] = key.split("\t");
+      const seconds = runs.map((r) => r.seconds);
+      const mid = median(seconds);
+      const { files, bytes } = runs[0];
+      lines.push(
+        `| ${set} | ${label} | ${files} | ${formatSeconds(mid)} (${
+          formatSeconds(Math.min(...seconds))
+        }–${formatSeconds(Math.max(...seconds))}) | ${(files / mid).toFixed(0)} | ${
+          (bytes / 1e6 / mid).toFixed(0)
+        } | ${formatKiB(runs.map((r) => r.clientKiB ?? NaN))} | ${
+          formatKiB(runs.map((r) => r.serverKiB ?? NaN))
+        } | ${Math.min(...runs.map((r) => r.intact))}/${files} |`,
+      );
+    }
+    lines.push(
+      "",
+      "| UDP server | datagrams sent | sender rate /s (median) | received and printed (median, min–max) |",
+      "| --- | ---: | ---: | --- |",
+    );
+    for (const label of ["udp_server.ts", "original udp_server.py"]) {
+      const runs = udp.filter((u) => u.label === label);
+      const received = runs.map((u) => u.received * 100);
+      lines.push(
+        `| ${label} | ${udpCount} | ${median(runs.map((u) => u.rate)).toFixed(0)} | ${
+          median(received).toFixed(2)
+        }% (${Math.min(...received).toFixed(2)}–${Math.max(...received).toFixed(2)}%) |`,
+      );
+    }
+
+    const goals: string[] = [];
+    const ratio = (set: string) => medianOf(set, "ours -c 4") / medianOf(set, "tar c | nc");
+    const verdict = (ok: boolean) => ok ? "met" : "NOT met";
+    goals.push(
+      `- small set: ours -c 4 / tar | nc = ${ratio("small").toFixed(2)} (goal ≤ 1.0: ${
+        verdict(ratio("small") <= 1)
+      })`,
+    );
+    goals.push(
+      `- large set: ours -c 4 / tar | nc = ${ratio("large").toFixed(2)} (goal ≤ 1.3: ${
+        verdict(ratio("large") <= 1.3)
+      })`,
+    );
+    const huge = [...samples].filter(([key]) => key.startsWith("huge\tours"));
+    if (huge.length > 0) {
+      const peak = Math.max(...huge.flatMap(([, runs]) =>
+        runs.flatMap((r) => [r.clientKiB ?? 0, r.serverKiB ?? 0])
+      )) / 1024;
+      goals.push(
+        `- huge file: peak RSS of our client and server ${peak.toFixed(0)} MB (goal ≤ 120 MB: ${
+          verdict(peak <= 120)
+        })`,
+      );
+    }
+    const udpOurs = median(udp.filter((u) => u.label === "udp_server.ts").map((u) => u.received));
+    const udpOriginal = median(
+      udp.filter((u) => u.label !== "udp_server.ts").map((u) => u.received),
+    );
+    goals.push(
+      `- UDP: received ${(udpOurs * 100).toFixed(2)}% against the original's ${
+        (udpOriginal * 100).toFixed(2)
+      }% (goal ≥: ${verdict(udpOurs >= udpOriginal)})`,
+    );
+
+    const memory = Deno.readTextFileSync("/proc/meminfo").match(/MemTotal:\s+(\d+)/)?.[1];
+    const header = [
+      `Run on ${
+        new Date().toISOString().slice(0, 16).replace("T", " ")
+      } UTC, Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores, ${
+        (Number(memory) / 1024 / 1024).toFixed(0)
+      } GiB, ${rounds} round${rounds === 1 ? "" : "s"}${
+        quick ? " (--quick: tiny sets)" : ""
+      }, data in ${
+        base ?? "the temporary folder"
+      }. Loopback. Our time is the client's own, from its first connection to the last confirmation; the others' from start to the last file in place. The small set's original runs on its first 200 files.`,
+    ];
+    const report = [...header, "", ...lines, "", "Goals:", "", ...goals].join("\n");
+    console.log(report);
+    if (!quick) {
+      const previous = await Deno.readTextFile(RESULTS).catch(() => "");
+      const start = "<!-- bench:start -->";
+      const end = "<!-- bench:end -->";
+      const block = `${start}\n${report}\n${end}`;
+      const updated = previous.includes(start)
+        ? previous.slice(0, previous.indexOf(start)) + block +
+          previous.slice(previous.indexOf(end) + end.length)
+        : `# Benchmark results\n\n${block}\n`;
+      await Deno.writeTextFile(RESULTS, updated);
+      console.error(`bench: wrote ${RESULTS}`);
+    }
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+}
+
+if (import.meta.main) await main();
