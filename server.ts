@@ -15,6 +15,8 @@ import {
   formatDuration,
   type FrameHead,
   FrameReader,
+  HEADER_SIZE,
+  NAME_SIZE,
   parseByteSize,
   parseCount,
   parseName,
@@ -263,19 +265,18 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     }
   }
 
-  async function reply(conn: Deno.Conn, ack: Ack): Promise<void> {
-    // The original client closes without reading: a failed write is expected.
-    await withDeadline(writeAll(conn, encodeAck(ack)), idleTimeout, {
-      waitingFor: "the client to read",
-    }).catch(() => {});
-  }
-
   async function serve(conn: Deno.Conn, state: { busy: boolean }): Promise<void> {
     const peer = peerOf(conn);
     const reader = new FrameReader(conn, readerOptions);
+    const answers = new Answers(conn, idleTimeout);
     try {
       while (!stopping) {
         state.busy = false;
+        // Answers wait while the next frame is already here, so that a run of
+        // small frames costs one write, not one each.
+        if (reader.buffered < HEADER_SIZE + NAME_SIZE || answers.count >= 32) {
+          await answers.flush();
+        }
         const head = await reader.readHead();
         if (head === null) break;
         state.busy = true;
@@ -286,7 +287,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
           stats.bytes += saved.bytes;
           if (saved.duplicate) stats.duplicates++;
           emit({ type: "saved", peer, ...saved, ms: performance.now() - started });
-          await reply(conn, { ok: true, file: saved.file, bytes: saved.bytes });
+          answers.add({ ok: true, file: saved.file, bytes: saved.bytes });
         } catch (error) {
           if (error instanceof ProtocolError && !error.recoverable) throw error;
           // A bad name or data, or a file that cannot be saved: this frame only.
@@ -294,7 +295,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
           stats.errors++;
           emit({ type: "rejected", peer, message });
           await reader.skipBody();
-          await reply(conn, { ok: false, message });
+          answers.add({ ok: false, message });
         }
       }
     } catch (error) {
@@ -306,9 +307,10 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
         const reason = error instanceof Error ? error.message : String(error);
         const message = isDisconnect(error) ? `Connection lost inside a frame: ${reason}` : reason;
         emit({ type: "rejected", peer, message });
-        if (error instanceof ProtocolError) await reply(conn, { ok: false, message });
+        if (error instanceof ProtocolError) answers.add({ ok: false, message });
       }
     } finally {
+      await answers.flush();
       connections.delete(conn);
       closeQuietly(conn);
     }
@@ -372,6 +374,38 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       await shutdown();
     },
   };
+}
+
+/** The answers owed on one connection, written in order in as few writes as can be. */
+class Answers {
+  readonly #conn: Deno.Conn;
+  readonly #timeout: number;
+  #pending: Uint8Array[] = [];
+
+  constructor(conn: Deno.Conn, timeout: number) {
+    this.#conn = conn;
+    this.#timeout = timeout;
+  }
+
+  get count(): number {
+    return this.#pending.length;
+  }
+
+  add(ack: Ack): void {
+    this.#pending.push(encodeAck(ack));
+  }
+
+  async flush(): Promise<void> {
+    if (this.#pending.length === 0) return;
+    const lines = this.#pending;
+    this.#pending = [];
+    const bytes = new Uint8Array(lines.reduce((sum, line) => sum + line.length, 0));
+    lines.reduce((offset, line) => (bytes.set(line, offset), offset + line.length), 0);
+    // The original client closes without reading: a failed write is expected.
+    await withDeadline(writeAll(this.#conn, bytes), this.#timeout, {
+      waitingFor: "the client to read",
+    }).catch(() => {});
+  }
 }
 
 function isDisconnect(error: unknown): boolean {
