@@ -100,11 +100,27 @@ export function nameFor(path: string): string {
   return dot > 0 ? base.slice(0, dot) : base;
 }
 
-async function listFolder(folder: string, recursive: boolean, into: string[]): Promise<void> {
+/** A path found, and whether it is a regular file (or a link to one). */
+interface Candidate {
+  path: string;
+  regular: boolean;
+}
+
+async function listFolder(
+  folder: string,
+  recursive: boolean,
+  into: Candidate[],
+): Promise<void> {
   for await (const entry of Deno.readDir(folder)) {
     const path = folder.endsWith("/") ? folder + entry.name : `${folder}/${entry.name}`;
-    if (entry.isDirectory && recursive) await listFolder(path, recursive, into);
-    else if (!entry.isDirectory) into.push(path);
+    if (entry.isDirectory) {
+      if (recursive) await listFolder(path, recursive, into);
+    } else {
+      // Only links need a stat; the listing already tells files from the rest.
+      const regular = entry.isFile ||
+        (entry.isSymlink && await Deno.stat(path).then((info) => info.isFile, () => false));
+      into.push({ path, regular });
+    }
   }
 }
 
@@ -123,26 +139,30 @@ export async function collectFiles(
   options: CollectOptions = {},
 ): Promise<Selection> {
   const extensions = new Set((options.extensions ?? ["jpg"]).map((e) => e.toLowerCase()));
-  const candidates: string[] = [];
+  const candidates: Candidate[] = [];
   for (const path of paths) {
     const info = await Deno.stat(path);
     if (!info.isDirectory) {
-      candidates.push(path);
+      candidates.push({ path, regular: info.isFile });
       continue;
     }
-    const found: string[] = [];
+    const found: Candidate[] = [];
     await listFolder(path, options.recursive ?? false, found);
     candidates.push(
-      ...found.filter((file) => extensions.has(file.slice(file.lastIndexOf(".") + 1).toLowerCase()))
-        .sort(),
+      ...found.filter(({ path }) =>
+        extensions.has(path.slice(path.lastIndexOf(".") + 1).toLowerCase())
+      )
+        .sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0),
     );
   }
   const start = options.start ?? 0;
   const count = (options.batchSize ?? 20) * (options.maxBatch ?? 10_000);
   const selection: Selection = { files: [], skipped: [] };
-  for (const path of candidates.slice(start, start + count)) {
+  for (const { path, regular } of candidates.slice(start, start + count)) {
     const name = nameFor(path);
     try {
+      // Opening a FIFO would wait for a writer: such paths are never opened.
+      if (!regular) throw new TypeError("Cannot send: not a regular file");
       encodeName(name);
       selection.files.push({ path, name });
     } catch (error) {
@@ -233,6 +253,7 @@ class FrameWriter {
   readonly #raw = new Uint8Array(CHUNK_SIZE);
   readonly #out = new Uint8Array(HEADER_SIZE + NAME_SIZE + base64Length(CHUNK_SIZE));
   readonly #encoder = new TextEncoder();
+  readonly #probe = new Uint8Array(1);
   readonly #timeout: number;
   /** Whether part of the last frame reached the wire. */
   started = false;
@@ -253,23 +274,37 @@ class FrameWriter {
   async send(conn: Deno.Conn, entry: UploadFile): Promise<number> {
     this.started = false;
     using file = Deno.openSync(entry.path);
-    const info = file.statSync();
-    if (!info.isFile) throw new TypeError("Cannot send: not a regular file");
-    const size = info.size;
-    let offset = HEADER_SIZE + NAME_SIZE;
-    this.#out.set(encodeHeader(NAME_SIZE + base64Length(size)));
-    this.#out.set(encodeName(entry.name), HEADER_SIZE);
-    let sent = 0;
     // A short first chunk leaves 256 KiB after the header in every write,
     // so the original server's recv(4096) loop, which counts 4096 bytes for
     // every recv, finds whole 4096-byte blocks rather than a short tail.
-    let chunkSize = CHUNK_SIZE - 24;
-    do {
-      const want = Math.min(chunkSize, size - sent);
-      chunkSize = CHUNK_SIZE;
-      const n = readFull(file, this.#raw.subarray(0, want));
+    let want = CHUNK_SIZE - 24;
+    let n: number;
+    try {
+      n = readFull(file, this.#raw.subarray(0, want));
+    } catch (error) {
+      if (error instanceof Deno.errors.IsADirectory) {
+        throw new TypeError("Cannot send: not a regular file");
+      }
+      throw error;
+    }
+    // A file that ends within the first chunk gave its size by ending: no stat.
+    let size = n;
+    if (n === want) {
+      const info = file.statSync();
+      if (!info.isFile) throw new TypeError("Cannot send: not a regular file");
+      size = info.size;
+    }
+    this.#out.set(encodeHeader(NAME_SIZE + base64Length(size)));
+    this.#out.set(encodeName(entry.name), HEADER_SIZE);
+    let offset = HEADER_SIZE + NAME_SIZE;
+    let sent = 0;
+    for (;;) {
+      const end = sent + n;
       // The header promised `size` bytes: a file that shrinks or grows cannot be sent.
-      if (n < want || (sent + n === size && file.readSync(new Uint8Array(1)) !== null)) {
+      if (
+        end > size || (n < want && end < size) ||
+        (end === size && n === want && file.readSync(this.#probe) !== null)
+      ) {
         throw new Deno.errors.InvalidData("Cannot send: the file changed while being sent");
       }
       const { written } = this.#encoder.encodeInto(
@@ -280,10 +315,12 @@ class FrameWriter {
       await withDeadline(writeAll(conn, this.#out.subarray(0, offset + written)), this.#timeout, {
         waitingFor: "the server to read",
       });
+      sent = end;
+      if (sent === size) return size;
       offset = 0;
-      sent += n;
-    } while (sent < size);
-    return size;
+      want = Math.min(CHUNK_SIZE, size - sent);
+      n = readFull(file, this.#raw.subarray(0, want));
+    }
   }
 }
 

@@ -251,3 +251,22 @@ Deno.test("uploadFiles() fails a file whose answer reports a different size", as
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("collectFiles() reports a FIFO or a dangling link instead of opening it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const mkfifo = await new Deno.Command("mkfifo", { args: [`${dir}/pipe.jpg`] }).output();
+    assert.ok(mkfifo.success, "mkfifo is needed for this test");
+    await Deno.symlink(`${dir}/missing`, `${dir}/dangling.jpg`);
+    await Deno.writeFile(`${dir}/real.jpg`, new Uint8Array(1));
+    await Deno.symlink(`${dir}/real.jpg`, `${dir}/link.jpg`);
+    const picked = await collectFiles([dir]);
+    assert.deepEqual(picked.files.map((f) => f.name), ["link", "real"]);
+    assert.deepEqual(picked.skipped.map((s) => [s.path.slice(dir.length + 1), s.message]), [
+      ["dangling.jpg", "Cannot send: not a regular file"],
+      ["pipe.jpg", "Cannot send: not a regular file"],
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
