@@ -32,6 +32,64 @@ export function formatDatagram(bytes: Uint8Array): string {
   });
 }
 
+const encoder = new TextEncoder();
+
+function isPrintableAscii(bytes: Uint8Array): boolean {
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] < 0x20 || bytes[i] > 0x7e) return false;
+  }
+  return true;
+}
+
+/**
+ * Collects printed lines in one buffer, so that a flood costs one write per
+ * burst rather than one per datagram. Printable ASCII, the common case, is
+ * copied as is; anything else goes through {@linkcode formatDatagram}.
+ */
+export class LineBatch {
+  // A datagram prints as at most 4 bytes a byte (`\x1b`), plus the newline.
+  readonly #buffer = new Uint8Array(4 * 65_536 + 65_536);
+  readonly #write: (lines: Uint8Array) => void;
+  #length = 0;
+
+  /** @param write Takes the lines gathered so far, valid only during the call. */
+  constructor(write: (lines: Uint8Array) => void) {
+    this.#write = write;
+  }
+
+  /** Bytes waiting to be written. */
+  get length(): number {
+    return this.#length;
+  }
+
+  /**
+   * Adds one datagram as one line.
+   *
+   * @param payload The datagram's payload.
+   */
+  add(payload: Uint8Array): void {
+    if (this.#length + 4 * payload.length + 1 > this.#buffer.length) this.flush();
+    if (isPrintableAscii(payload)) {
+      this.#buffer.set(payload, this.#length);
+      this.#length += payload.length;
+    } else {
+      this.#length += encoder.encodeInto(
+        formatDatagram(payload),
+        this.#buffer.subarray(this.#length),
+      ).written;
+    }
+    this.#buffer[this.#length++] = 0x0a;
+  }
+
+  /** Writes what was gathered. */
+  flush(): void {
+    if (this.#length === 0) return;
+    const lines = this.#buffer.subarray(0, this.#length);
+    this.#length = 0;
+    this.#write(lines);
+  }
+}
+
 /** Options for {@linkcode startUdpServer}. */
 export interface UdpServerOptions {
   /**
@@ -171,29 +229,27 @@ async function main(): Promise<void> {
     Deno.exit(2);
   }
 
-  // Lines are batched so a flood costs one write per burst, not per datagram.
-  const encoder = new TextEncoder();
-  let batch = "";
-  let flushTimer: ReturnType<typeof setTimeout> | undefined;
-  const flush = () => {
-    clearTimeout(flushTimer);
-    flushTimer = undefined;
-    const bytes = encoder.encode(batch);
-    batch = "";
+  const batch = new LineBatch((lines) => {
     try {
-      for (let offset = 0; offset < bytes.length;) {
-        offset += Deno.stdout.writeSync(bytes.subarray(offset));
+      for (let offset = 0; offset < lines.length;) {
+        offset += Deno.stdout.writeSync(lines.subarray(offset));
       }
     } catch (error) {
       // The reader went away (`| head`): nothing left to print to.
       if (error instanceof Deno.errors.BrokenPipe) Deno.exit(0);
       throw error;
     }
+  });
+  let flushTimer: ReturnType<typeof setTimeout> | undefined;
+  const flush = () => {
+    clearTimeout(flushTimer);
+    flushTimer = undefined;
+    batch.flush();
   };
   let server: UdpServer;
   try {
     server = await startUdpServer((payload) => {
-      batch += formatDatagram(payload) + "\n";
+      batch.add(payload);
       if (batch.length >= 65_536) flush();
       else flushTimer ??= setTimeout(flush, 5);
     }, { host, port });

@@ -111,6 +111,17 @@ class Proc {
     }).spawn();
   }
 
+  /** Waits until the output matches `pattern`; fails at once if the process exits first. */
+  async started(pattern: RegExp): Promise<RegExpMatchArray> {
+    let exited = false;
+    this.child.status.then(() => exited = true);
+    await until(`${pattern} from ${this.log}`, () => {
+      if (exited) throw new Error(`Exited before ${pattern}: ${this.output()}`);
+      return pattern.test(this.output());
+    });
+    return this.output().match(pattern)!;
+  }
+
   output(): string {
     try {
       return decoder.decode(Deno.readFileSync(this.log));
@@ -188,8 +199,7 @@ function ours(concurrency: number, raw: boolean, work: string): System {
         ...(raw ? ["--raw"] : []),
       ], `${out}.server.log`);
       try {
-        await until("the server", () => /listening on [^:]+:\d+/.test(server.output()));
-        const port = server.output().match(/listening on [^:]+:(\d+)/)![1];
+        const port = (await server.started(/listening on [^:]+:(\d+)/))[1];
         const client = await timed(Deno.execPath(), [
           "run",
           "--allow-net=127.0.0.1",
@@ -238,8 +248,7 @@ function original(work: string, subsets: Map<string, Dataset>): System {
         `${out}.server.log`,
       );
       try {
-        await until("the original server", () => /listening on [^:]+:\d+/.test(server.output()));
-        const port = server.output().match(/listening on [^:]+:(\d+)/)![1];
+        const port = (await server.started(/listening on [^:]+:(\d+)/))[1];
         const started = performance.now();
         const client = await timed("python3", [
           `${ROOT}tests/original/tcp_client.py`,
@@ -346,13 +355,12 @@ async function udpFlood(label: string, count: number, work: string, ours: boolea
       "--port=0",
     ], log)
     : new Proc("python3", [`${ROOT}tests/original/udp_server.py`, "0"], log);
-  await until("the UDP server", () => /listening on [^:]+:\d+/.test(server.output()));
-  const port = server.output().match(/listening on [^:]+:(\d+)/)![1];
+  const port = (await server.started(/listening on [^:]+:(\d+)/))[1];
   const sender = `
 import random, socket, string, sys, time
 count, port = int(sys.argv[1]), int(sys.argv[2])
 random.seed(1)
-payloads = [''.join(random.choices(string.ascii_letters, k=random.randint(16, 64))).encode() for _ in range(1000)]
+payloads = [('m-' + ''.join(random.choices(string.ascii_letters, k=random.randint(14, 62)))).encode() for _ in range(1000)]
 sk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 started = time.perf_counter()
 for i in range(count):
@@ -373,7 +381,8 @@ print(count / (time.perf_counter() - started))
     return still;
   });
   await server.stop(ours ? "SIGTERM" : "SIGINT");
-  const lines = server.output().split("\n").filter((line) => /^[A-Za-z]{16,64}$/.test(line)).length;
+  const lines =
+    server.output().split("\n").filter((line) => /^m-[A-Za-z]{14,62}$/.test(line)).length;
   return {
     label,
     rate: Number(Deno.readTextFileSync(senderLog).trim()),
@@ -428,12 +437,16 @@ async function main(): Promise<void> {
     }
   }
 
-  // Memory by default: file creation on this machine's disk costs 0.25-0.45 ms
-  // and swings with the writeback of the previous run, which would drown
-  // the network tools being compared. --dir /tmp measures on disk.
-  const base = values.dir ??
-    (await Deno.stat("/dev/shm").then(() => "/dev/shm", () => undefined));
-  const work = await Deno.makeTempDir({ dir: base, prefix: "socket-bench-" });
+  // A tmpfs of its own when root: file creation on this machine's disk
+  // costs 0.25-0.45 ms and swings with the writeback of the previous run,
+  // which would drown the network tools being compared. (/dev/shm would do,
+  // but Deno grants paths under /dev to --allow-all only.) --dir measures
+  // on a disk.
+  const work = await Deno.makeTempDir({ dir: values.dir, prefix: "socket-bench-" });
+  const tmpfs = values.dir === undefined && Deno.uid() === 0 &&
+    (await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=6g", "tmpfs", work] })
+      .output()).success;
+  const where = tmpfs ? "a tmpfs" : work;
   try {
     console.error(`bench: generating data in ${work}`);
     const sets: Dataset[] = quick
@@ -566,9 +579,7 @@ async function main(): Promise<void> {
         (Number(memory) / 1024 / 1024).toFixed(0)
       } GiB, ${rounds} round${rounds === 1 ? "" : "s"}${
         quick ? " (--quick: tiny sets)" : ""
-      }, data in ${
-        base ?? "the temporary folder"
-      }. Loopback. Our time is the client's own, from its first connection to the last confirmation; the others' from start to the last file in place. The small set's original runs on its first 200 files.`,
+      }, data in ${where}. Loopback. Our time is the client's own, from its first connection to the last confirmation; the others' from start to the last file in place. The small set's original runs on its first 200 files.`,
     ];
     const report = [...header, "", ...lines, "", "Goals:", "", ...goals].join("\n");
     console.log(report);
@@ -585,7 +596,11 @@ async function main(): Promise<void> {
       console.error(`bench: wrote ${RESULTS}`);
     }
   } finally {
-    await Deno.remove(work, { recursive: true });
+    // Lazily: a process killed a moment ago may still hold a file there.
+    if (tmpfs) await new Deno.Command("umount", { args: ["-l", work] }).output();
+    await Deno.remove(work, { recursive: true }).catch((error) =>
+      console.error(`bench: could not remove ${work}: ${error.message}`)
+    );
   }
 }
 
