@@ -23,6 +23,7 @@ import {
   parseCount,
   parsePort,
   parseSeconds,
+  ProtocolError,
   withDeadline,
   writeAll,
 } from "./protocol.ts";
@@ -47,6 +48,11 @@ export interface FileResult {
   savedAs?: string;
   /** Why it failed. */
   message?: string;
+  /**
+   * The failure came from the connection (refused, reset, timed out, server
+   * busy), not from the file or the server's verdict: another try may work.
+   */
+  transient?: boolean;
 }
 
 /** Options for {@linkcode collectFiles}. */
@@ -202,6 +208,12 @@ export interface UploadOptions {
    * @default {false}
    */
   legacy?: boolean;
+  /**
+   * Further tries for files that failed for a transient reason, each pass
+   * after a pause that doubles from half a second up to 4 seconds.
+   * @default {3}
+   */
+  retries?: number;
   /**
    * Frames sent ahead of their acknowledgement on one connection.
    * @default {32}
@@ -385,6 +397,7 @@ class Uploader {
             message: ack.ok
               ? `Server saved ${ack.bytes} bytes of ${bytes} as ${ack.file}`
               : `Refused by the server: ${ack.message}`,
+            transient: !ack.ok && ack.message.startsWith("Server busy"),
           },
         );
       }
@@ -392,7 +405,7 @@ class Uploader {
       const message = `Connection lost: ${(error as Error).message}`;
       this.broken ??= message;
       for (const { entry, bytes } of this.#pending.splice(0)) {
-        this.#report({ path: entry.path, bytes, ok: false, message });
+        this.#report({ path: entry.path, bytes, ok: false, message, transient: true });
       }
       this.#room.resolve();
       closeQuietly(this.#conn);
@@ -415,7 +428,13 @@ class Uploader {
       bytes = await this.#writer.send(this.#conn, entry);
     } catch (error) {
       const message = (error as Error).message;
-      this.#report({ path: entry.path, ok: false, bytes: 0, message });
+      this.#report({
+        path: entry.path,
+        ok: false,
+        bytes: 0,
+        message,
+        transient: isNetworkError(error),
+      });
       if (this.#writer.started) {
         // The stream is out of step: let the answers to earlier frames arrive, send no more.
         this.broken = `Connection ended after a failed frame: ${message}`;
@@ -437,6 +456,17 @@ class Uploader {
     await this.#acks;
     closeQuietly(this.#conn);
   }
+}
+
+/** Whether an error came from the connection rather than from a file. */
+function isNetworkError(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionRefused ||
+    error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.NotConnected ||
+    error instanceof Deno.errors.TimedOut ||
+    (error instanceof ProtocolError && error.code === "timeout");
 }
 
 function closeQuietly(conn: Deno.Conn): void {
@@ -472,17 +502,10 @@ export async function uploadFiles(
   const host = options.host ?? "127.0.0.1";
   const port = options.port ?? 9999;
   const timeout = options.timeout ?? 50_000;
+  const retries = options.retries ?? 3;
   const report: UploadReport = { confirmed: 0, bytes: 0, failed: [] };
-  const onResult = (result: FileResult) => {
-    if (result.ok) {
-      report.confirmed++;
-      report.bytes += result.bytes;
-    } else {
-      report.failed.push(result);
-    }
-    options.onResult?.(result);
-  };
-  const queue = files.values();
+  let queue: Iterator<UploadFile>;
+  let onResult: (result: FileResult) => void;
 
   /** Sends one file to the original server: one connection, no answer. */
   async function sendLegacy(entry: UploadFile, writer: FrameWriter): Promise<number> {
@@ -504,7 +527,8 @@ export async function uploadFiles(
       ) {
         throw error;
       }
-      throw new Deno.errors.ConnectionReset(
+      // Not transient: sending again would leave a second numbered copy there.
+      throw new Deno.errors.InvalidData(
         "Cannot confirm: the server closed before reading all of it, so it may keep a truncated copy (the original server does when a recv returns less than 4096 bytes)",
       );
     }
@@ -513,49 +537,81 @@ export async function uploadFiles(
 
   async function legacyWorker(): Promise<void> {
     const writer = new FrameWriter(timeout);
-    for (const entry of queue) {
+    for (let next = queue.next(); !next.done; next = queue.next()) {
+      const entry = next.value;
       try {
         const bytes = await sendLegacy(entry, writer);
         onResult({ path: entry.path, ok: true, bytes });
       } catch (error) {
-        onResult({ path: entry.path, ok: false, bytes: 0, message: (error as Error).message });
+        const message = (error as Error).message;
+        onResult({
+          path: entry.path,
+          ok: false,
+          bytes: 0,
+          message,
+          transient: isNetworkError(error),
+        });
       }
     }
   }
 
   async function worker(): Promise<void> {
     let uploader: Uploader | undefined;
-    for (const entry of queue) {
-      // A connection that broke before the file left gets one fresh try.
-      for (let attempt = 1;; attempt++) {
-        if (uploader?.broken) {
-          await uploader.close();
-          uploader = undefined;
-        }
-        try {
-          uploader ??= new Uploader(await connectWithin({ hostname: host, port }, timeout), {
-            timeout,
-            window: options.window ?? 32,
-            onResult,
-          });
-        } catch (error) {
-          const message = `Cannot connect to ${host}:${port}: ${(error as Error).message}`;
-          onResult({ path: entry.path, ok: false, bytes: 0, message });
-          break;
-        }
-        if (await uploader.send(entry)) break;
-        if (attempt === 2) {
-          onResult({ path: entry.path, ok: false, bytes: 0, message: uploader.broken! });
-          break;
-        }
+    for (let next = queue.next(); !next.done; next = queue.next()) {
+      const entry = next.value;
+      if (uploader?.broken) {
+        await uploader.close();
+        uploader = undefined;
+      }
+      try {
+        uploader ??= new Uploader(await connectWithin({ hostname: host, port }, timeout), {
+          timeout,
+          window: options.window ?? 32,
+          onResult,
+        });
+      } catch (error) {
+        const message = `Cannot connect to ${host}:${port}: ${(error as Error).message}`;
+        onResult({ path: entry.path, ok: false, bytes: 0, message, transient: true });
+        continue;
+      }
+      if (!await uploader.send(entry)) {
+        onResult({
+          path: entry.path,
+          ok: false,
+          bytes: 0,
+          message: uploader.broken!,
+          transient: true,
+        });
       }
     }
     await uploader?.close();
   }
 
-  const workers = Math.max(1, Math.min(options.concurrency ?? 4, files.length));
-  await Promise.all(Array.from({ length: workers }, options.legacy ? legacyWorker : worker));
-  return report;
+  // Each pass sends what the last one failed to for a transient reason.
+  let pass = files;
+  for (let attempt = 0;; attempt++) {
+    const again: UploadFile[] = [];
+    const byPath = new Map(pass.map((entry) => [entry.path, entry]));
+    queue = pass.values();
+    onResult = (result) => {
+      if (!result.ok && result.transient && attempt < retries) {
+        again.push(byPath.get(result.path)!);
+        return;
+      }
+      if (result.ok) {
+        report.confirmed++;
+        report.bytes += result.bytes;
+      } else {
+        report.failed.push(result);
+      }
+      options.onResult?.(result);
+    };
+    const workers = Math.max(1, Math.min(options.concurrency ?? 4, pass.length));
+    await Promise.all(Array.from({ length: workers }, options.legacy ? legacyWorker : worker));
+    if (again.length === 0) return report;
+    await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** attempt, 4000)));
+    pass = again;
+  }
 }
 
 const USAGE = `Usage: deno run --allow-net --allow-read client.ts [options] DIR|FILE...
@@ -574,6 +630,9 @@ Options:
   --max-batch N        send at most N batches (default 10000)
   -c, --concurrency N  parallel connections (default 4)
   --timeout SEC        deadline to connect, per write and per answer (default 50)
+  --retries N          tries again, after 0.5 s, 1 s, 2 s, ..., files that failed
+                       for a transient reason: refused, reset, timed out, server
+                       busy (default 3)
   --legacy             talk to the original Python server: one file per
                        connection, no acknowledgement
   -v, --verbose        one line per file sent
@@ -598,6 +657,7 @@ async function main(): Promise<void> {
         "max-batch": { type: "string", default: "10000" },
         concurrency: { type: "string", short: "c", default: "4" },
         timeout: { type: "string", default: "50" },
+        retries: { type: "string", default: "3" },
         legacy: { type: "boolean", default: false },
         verbose: { type: "boolean", short: "v", default: false },
         help: { type: "boolean", short: "h", default: false },
@@ -624,6 +684,7 @@ async function main(): Promise<void> {
         port: parsePort(values.port),
         concurrency: parseCount(values.concurrency, "--concurrency"),
         timeout: parseSeconds(values.timeout, "--timeout"),
+        retries: parseCount(values.retries, "--retries", 0),
         legacy: values.legacy,
       },
       verbose: values.verbose,

@@ -57,6 +57,12 @@ export interface ServerOptions {
    */
   maxFrameSize?: number;
   /**
+   * Sync each file's data, and the folder after linking it, before the
+   * acknowledgement, so that an acknowledged file survives a power cut.
+   * @default {false}
+   */
+  fsync?: boolean;
+  /**
    * Connections served at once; more are refused.
    * @default {256}
    */
@@ -92,7 +98,12 @@ export type ServerEvent =
   }
   | { type: "rejected"; peer: string; message: string }
   | { type: "refused"; peer: string; message: string }
-  | { type: "accept-error"; message: string };
+  | { type: "accept-error"; message: string }
+  | {
+    type: "cleaned";
+    /** Temporary files left by an earlier run that stopped mid-frame, removed. */
+    files: number;
+  };
 
 /** Counts kept while the server runs. */
 export interface ServerStats {
@@ -149,6 +160,27 @@ async function nextRawIndex(out: string): Promise<number> {
   return next;
 }
 
+/**
+ * Removes the temporary files an earlier run left when it was killed in the
+ * middle of a frame. (One server per folder: another's would be removed too.)
+ */
+async function removeStaleTemporaryFiles(out: string): Promise<number> {
+  let removed = 0;
+  for await (const entry of Deno.readDir(out)) {
+    if (entry.isFile && entry.name.startsWith(TEMP_PREFIX) && entry.name.endsWith(TEMP_SUFFIX)) {
+      await Deno.remove(joinPath(out, entry.name));
+      removed++;
+    }
+  }
+  return removed;
+}
+
+/** Makes a folder's entries durable, as a new link is only once its folder is synced. */
+async function syncFolder(folder: string): Promise<void> {
+  using handle = await Deno.open(folder);
+  await handle.sync();
+}
+
 /** Compares two files byte for byte, reading both in bounded chunks. */
 async function sameContent(pathA: string, pathB: string): Promise<boolean> {
   using fileA = await Deno.open(pathA);
@@ -181,6 +213,7 @@ async function sameContent(pathA: string, pathB: string): Promise<boolean> {
 export async function startServer(options: ServerOptions = {}): Promise<UploadServer> {
   const out = options.out ?? "uploads";
   const raw = options.raw ?? false;
+  const fsync = options.fsync ?? false;
   const maxConnections = options.maxConnections ?? 256;
   const idleTimeout = options.idleTimeout ?? 60_000;
   const readerOptions = {
@@ -190,6 +223,8 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
   };
   const emit = options.onEvent ?? (() => {});
   await Deno.mkdir(out, { recursive: true });
+  const stale = await removeStaleTemporaryFiles(out);
+  if (stale > 0) emit({ type: "cleaned", files: stale });
   let rawIndex = raw ? await nextRawIndex(out) : 0;
   const listener = Deno.listen({
     hostname: options.host ?? "0.0.0.0",
@@ -214,6 +249,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       const path = joinPath(out, file);
       try {
         Deno.linkSync(tempPath, path);
+        if (fsync) await syncFolder(out);
         return { file, duplicate: false };
       } catch (error) {
         if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
@@ -251,6 +287,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
             writeAllSync(file, chunk);
           }
         }
+        if (fsync) await file.sync();
       }
       const finalName = raw
         ? undefined
@@ -438,6 +475,8 @@ Options:
   --out DIR                folder to save files in (default uploads)
   --raw                    store each frame body as DIR/00000, 00001, ... like
                            the original server, instead of decoding it
+  --fsync                  sync each file and the folder before acknowledging
+                           it, so an acknowledged file survives a power cut
   --max-frame-size SIZE    largest frame body accepted, e.g. 64M (default 512M)
   --max-connections N      connections served at once (default 256)
   --header-timeout SEC     time allowed for a frame header to arrive (default 30)
@@ -459,6 +498,7 @@ async function main(): Promise<void> {
         port: { type: "string", default: "9999" },
         out: { type: "string", default: "uploads" },
         raw: { type: "boolean", default: false },
+        fsync: { type: "boolean", default: false },
         "max-frame-size": { type: "string", default: String(DEFAULT_MAX_FRAME_SIZE) },
         "max-connections": { type: "string", default: "256" },
         "header-timeout": { type: "string", default: "30" },
@@ -477,6 +517,7 @@ async function main(): Promise<void> {
       port: parsePort(values.port),
       out: values.out,
       raw: values.raw,
+      fsync: values.fsync,
       maxFrameSize: parseByteSize(values["max-frame-size"]),
       maxConnections: parseCount(values["max-connections"], "--max-connections"),
       headerTimeout: parseSeconds(values["header-timeout"], "--header-timeout"),
@@ -519,6 +560,9 @@ async function main(): Promise<void> {
           case "rejected":
           case "refused":
             console.error(`${event.type} ${event.peer}: ${event.message}`);
+            break;
+          case "cleaned":
+            console.log(`removed ${event.files} temporary files left by an earlier run`);
             break;
           case "accept-error":
             console.error(`accept failed: ${event.message}`);

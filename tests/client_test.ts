@@ -152,6 +152,7 @@ Deno.test("uploadFiles() fails every file with a reason when no server listens",
   }], {
     port,
     concurrency: 1,
+    retries: 0,
   });
   assert.equal(report.confirmed, 0);
   assert.equal(report.failed.length, 2);
@@ -177,7 +178,7 @@ Deno.test("uploadFiles() fails files whose answer never comes, after the timeout
   try {
     await makeImages(dir, [10]);
     const { files } = await collectFiles([dir]);
-    const report = await uploadFiles(files, { port: listener.addr.port, timeout: 200 });
+    const report = await uploadFiles(files, { port: listener.addr.port, timeout: 200, retries: 0 });
     assert.equal(report.confirmed, 0);
     assert.match(report.failed[0].message!, /Timed out waiting for a line/);
   } finally {
@@ -269,4 +270,62 @@ Deno.test("collectFiles() reports a FIFO or a dangling link instead of opening i
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("uploadFiles() tries a refused connection again and delivers once the server is up", async () => {
+  const input = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  const reserved = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = reserved.addr.port;
+  reserved.close();
+  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  try {
+    const images = await makeImages(input, [100, 200, 300]);
+    const { files } = await collectFiles([input]);
+    const results: FileResult[] = [];
+    const uploading = uploadFiles(files, { port, retries: 3, onResult: (r) => results.push(r) });
+    // The first pass is refused; the server is up before the second (after 0.5 s).
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    server = await startServer({ host: "127.0.0.1", port, out });
+    const report = await uploading;
+    assert.deepEqual(report.failed, []);
+    assert.equal(report.confirmed, 3);
+    assert.equal(results.length, 3, "a retried file is reported once, with its final fate");
+    for (const [name, bytes] of images) {
+      assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
+    }
+  } finally {
+    await server?.shutdown(1000);
+    await Deno.remove(input, { recursive: true });
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("uploadFiles() reports a transient failure once its retries are spent", async () => {
+  const reserved = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = reserved.addr.port;
+  reserved.close();
+  const results: FileResult[] = [];
+  const report = await uploadFiles([{ path: "/dev/null", name: "a" }], {
+    port,
+    retries: 1,
+    onResult: (r) => results.push(r),
+  });
+  assert.equal(report.confirmed, 0);
+  assert.equal(results.length, 1);
+  assert.equal(results[0].transient, true);
+  assert.match(results[0].message!, /Cannot connect to 127\.0\.0\.1:\d+: Connection refused/);
+});
+
+Deno.test("uploadFiles() does not try again a file the server refused for its content", async () => {
+  await withServerAndImages([100], async (port, input, out, images) => {
+    const [name] = images.keys();
+    await Deno.writeFile(`${out}/${name}.jpg`, fakeJpeg(10));
+    const { files } = await collectFiles([input]);
+    const results: FileResult[] = [];
+    await uploadFiles(files, { port, retries: 3, onResult: (r) => results.push(r) });
+    assert.equal(results.length, 1);
+    assert.equal(results[0].transient, false);
+    assert.match(results[0].message!, /different file of that name/);
+  });
 });

@@ -93,9 +93,19 @@ export class Spawned implements AsyncDisposable {
     ];
   }
 
+  readonly #readers: ReadableStreamDefaultReader<Uint8Array>[] = [];
+
   async #pump(stream: ReadableStream<Uint8Array>, append: (text: string) => void) {
     const textDecoder = new TextDecoder();
-    for await (const chunk of stream) append(textDecoder.decode(chunk, { stream: true }));
+    const reader = stream.getReader();
+    this.#readers.push(reader);
+    try {
+      for (let read = await reader.read(); !read.done; read = await reader.read()) {
+        append(textDecoder.decode(read.value, { stream: true }));
+      }
+    } catch {
+      // Cancelled on disposal.
+    }
   }
 
   /** Waits until stdout matches `pattern`, failing after `ms` with what was printed. */
@@ -163,6 +173,8 @@ export class Spawned implements AsyncDisposable {
       // Already exited.
     }
     await this.child.status;
+    // A grandchild may still hold the pipes open: stop reading them.
+    await Promise.all(this.#readers.map((reader) => reader.cancel()));
     await Promise.all(this.#pumps);
   }
 }
