@@ -8,6 +8,7 @@
 import { parseArgs } from "node:util";
 import {
   type Ack,
+  type Cidr,
   DEFAULT_MAX_FRAME_SIZE,
   describeError,
   encodeAck,
@@ -16,8 +17,10 @@ import {
   type FrameHead,
   FrameReader,
   HEADER_SIZE,
+  inAnyCidr,
   NAME_SIZE,
   parseByteSize,
+  parseCidr,
   parseCount,
   parseName,
   parsePort,
@@ -67,6 +70,18 @@ export interface ServerOptions {
    * @default {256}
    */
   maxConnections?: number;
+  /**
+   * Connections served at once from one address; more are refused, so one
+   * peer cannot take every place.
+   * @default {32}
+   */
+  maxConnectionsPerAddress?: number;
+  /**
+   * Address blocks allowed to connect; others are closed before anything is
+   * read or written. Undefined allows everyone.
+   * @default {undefined}
+   */
+  allow?: Cidr[];
   /**
    * Milliseconds allowed for a frame's header and name to arrive.
    * @default {30_000}
@@ -215,6 +230,9 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
   const raw = options.raw ?? false;
   const fsync = options.fsync ?? false;
   const maxConnections = options.maxConnections ?? 256;
+  const maxPerAddress = options.maxConnectionsPerAddress ?? 32;
+  /** Open connections by peer address. */
+  const perAddress = new Map<string, number>();
   const idleTimeout = options.idleTimeout ?? 60_000;
   const readerOptions = {
     maxFrameSize: options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE,
@@ -354,18 +372,35 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
   }
 
   function track(conn: Deno.TcpConn): void {
-    if (connections.size >= maxConnections) {
-      const message = `Server busy: ${maxConnections} connections already open`;
-      emit({ type: "refused", peer: peerOf(conn), message });
-      conn.write(encodeAck({ ok: false, message })).catch(() => {}).finally(() =>
+    const address = conn.remoteAddr.hostname;
+    if (options.allow && !inAnyCidr(options.allow, address)) {
+      emit({ type: "refused", peer: peerOf(conn), message: "Not in an --allow block: dropped" });
+      closeQuietly(conn);
+      return;
+    }
+    const fromAddress = perAddress.get(address) ?? 0;
+    const busy = connections.size >= maxConnections
+      ? `Server busy: ${maxConnections} connections already open`
+      : fromAddress >= maxPerAddress
+      ? `Server busy: ${maxPerAddress} connections already open from ${address}`
+      : undefined;
+    if (busy !== undefined) {
+      emit({ type: "refused", peer: peerOf(conn), message: busy });
+      conn.write(encodeAck({ ok: false, message: busy })).catch(() => {}).finally(() =>
         closeQuietly(conn)
       );
       return;
     }
+    perAddress.set(address, fromAddress + 1);
     const state = { busy: false };
     connections.set(conn, state);
     conn.setNoDelay(true);
-    const handler = serve(conn, state).finally(() => handlers.delete(handler));
+    const handler = serve(conn, state).finally(() => {
+      handlers.delete(handler);
+      const left = perAddress.get(address)! - 1;
+      if (left === 0) perAddress.delete(address);
+      else perAddress.set(address, left);
+    });
     handlers.add(handler);
   }
 
@@ -479,6 +514,9 @@ Options:
                            it, so an acknowledged file survives a power cut
   --max-frame-size SIZE    largest frame body accepted, e.g. 64M (default 512M)
   --max-connections N      connections served at once (default 256)
+  --max-per-address N      connections served at once from one address (default 32)
+  --allow CIDR             accept connections only from this block, such as
+                           10.0.0.0/8; repeatable (default: from anywhere)
   --header-timeout SEC     time allowed for a frame header to arrive (default 30)
   --idle-timeout SEC       time allowed without data inside a frame (default 60)
   --drain-timeout SEC      on SIGINT/SIGTERM, time frames in progress may
@@ -501,6 +539,8 @@ async function main(): Promise<void> {
         fsync: { type: "boolean", default: false },
         "max-frame-size": { type: "string", default: String(DEFAULT_MAX_FRAME_SIZE) },
         "max-connections": { type: "string", default: "256" },
+        "max-per-address": { type: "string", default: "32" },
+        allow: { type: "string", multiple: true },
         "header-timeout": { type: "string", default: "30" },
         "idle-timeout": { type: "string", default: "60" },
         "drain-timeout": { type: "string", default: "10" },
@@ -520,6 +560,8 @@ async function main(): Promise<void> {
       fsync: values.fsync,
       maxFrameSize: parseByteSize(values["max-frame-size"]),
       maxConnections: parseCount(values["max-connections"], "--max-connections"),
+      maxConnectionsPerAddress: parseCount(values["max-per-address"], "--max-per-address"),
+      allow: values.allow?.map(parseCidr),
       headerTimeout: parseSeconds(values["header-timeout"], "--header-timeout"),
       idleTimeout: parseSeconds(values["idle-timeout"], "--idle-timeout"),
       drainTimeout: parseSeconds(values["drain-timeout"], "--drain-timeout"),

@@ -8,7 +8,15 @@
  */
 import dgram from "node:dgram";
 import { parseArgs } from "node:util";
-import { checkNetPermission, describeError, MAX_DATAGRAM_SIZE, parsePort } from "./protocol.ts";
+import {
+  checkNetPermission,
+  type Cidr,
+  describeError,
+  inAnyCidr,
+  MAX_DATAGRAM_SIZE,
+  parseCidr,
+  parsePort,
+} from "./protocol.ts";
 
 const decoder = new TextDecoder();
 // C0 and C1 controls, DEL, line and paragraph separators, and bidirectional
@@ -102,14 +110,22 @@ export interface UdpServerOptions {
    * @default {9999}
    */
   port?: number;
+  /**
+   * Address blocks whose datagrams are printed; others are dropped unread.
+   * Undefined allows everyone.
+   * @default {undefined}
+   */
+  allow?: Cidr[];
 }
 
 /** A running UDP server. */
 export interface UdpServer {
   /** The address actually bound, with the real port. */
   readonly address: { address: string; port: number };
-  /** Datagrams received so far. */
+  /** Datagrams printed so far. */
   readonly received: number;
+  /** Datagrams dropped so far for coming from outside the allowed blocks. */
+  readonly dropped: number;
   /** Stops listening. */
   close(): Promise<void>;
 }
@@ -143,7 +159,12 @@ export async function startUdpServer(
   const port = options.port ?? 9999;
   await checkNetPermission(host, port);
   let received = 0;
-  const count = (payload: Uint8Array) => {
+  let dropped = 0;
+  const count = (payload: Uint8Array, from: string) => {
+    if (options.allow && !inAnyCidr(options.allow, from)) {
+      dropped++;
+      return;
+    }
     received++;
     onDatagram(payload);
   };
@@ -154,8 +175,8 @@ export async function startUdpServer(
     const receiving = (async () => {
       while (!closed) {
         try {
-          const [payload] = await listener.receive(buffer);
-          count(payload);
+          const [payload, from] = await listener.receive(buffer);
+          count(payload, (from as Deno.NetAddr).hostname);
         } catch (error) {
           // Closing interrupts the pending receive; other errors concern one datagram.
           if (closed || error instanceof Deno.errors.BadResource) return;
@@ -168,6 +189,9 @@ export async function startUdpServer(
       get received() {
         return received;
       },
+      get dropped() {
+        return dropped;
+      },
       async close() {
         closed = true;
         listener.close();
@@ -176,7 +200,10 @@ export async function startUdpServer(
     };
   }
   const socket = dgram.createSocket(host.includes(":") ? "udp6" : "udp4");
-  socket.on("message", count);
+  socket.on(
+    "message",
+    (payload: Uint8Array, from: { address: string }) => count(payload, from.address),
+  );
   return await new Promise((resolve, reject) => {
     socket.once("error", reject);
     socket.bind(port, host, () => {
@@ -185,6 +212,9 @@ export async function startUdpServer(
         address: socket.address(),
         get received() {
           return received;
+        },
+        get dropped() {
+          return dropped;
         },
         close: () => new Promise<void>((done) => socket.close(() => done())),
       });
@@ -200,6 +230,8 @@ bytes as U+FFFD, control characters escaped (\\n, \\x1b, ...).
 Options:
   --host HOST   address to listen on (default 0.0.0.0)
   --port PORT   port to listen on, 0 for any free port (default 9999)
+  --allow CIDR  print only datagrams from this block, such as 10.0.0.0/8;
+                repeatable (default: from anywhere)
   -h, --help    show this help
 
 Exit status: 0 after SIGINT/SIGTERM, 1 on a runtime error, 2 on a usage error.
@@ -208,12 +240,14 @@ Datagrams up to ${MAX_DATAGRAM_SIZE} bytes are printed whole.`;
 async function main(): Promise<void> {
   let host: string;
   let port: number;
+  let allow: Cidr[] | undefined;
   try {
     const { values } = parseArgs({
       args: Deno.args,
       options: {
         host: { type: "string", default: "0.0.0.0" },
         port: { type: "string", default: "9999" },
+        allow: { type: "string", multiple: true },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -223,6 +257,7 @@ async function main(): Promise<void> {
     }
     host = values.host;
     port = parsePort(values.port);
+    allow = values.allow?.map(parseCidr);
   } catch (error) {
     console.error(`udp_server.ts: ${describeError(error)}`);
     console.error("Try 'udp_server.ts --help'.");
@@ -252,7 +287,7 @@ async function main(): Promise<void> {
       batch.add(payload);
       if (batch.length >= 65_536) flush();
       else flushTimer ??= setTimeout(flush, 5);
-    }, { host, port });
+    }, { host, port, allow });
   } catch (error) {
     console.error(`udp_server.ts: Cannot listen on ${host}:${port}: ${(error as Error).message}`);
     Deno.exit(error instanceof Deno.errors.NotCapable ? 2 : 1);
@@ -263,7 +298,8 @@ async function main(): Promise<void> {
   const shutdown = async (signal: Deno.Signal) => {
     await server.close();
     flush();
-    console.error(`${signal}: stopped after ${server.received} datagrams`);
+    const dropped = server.dropped > 0 ? ` (${server.dropped} dropped by --allow)` : "";
+    console.error(`${signal}: stopped after ${server.received} datagrams${dropped}`);
     Deno.exit(0);
   };
   for (const signal of ["SIGINT", "SIGTERM"] as const) {

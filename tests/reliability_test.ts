@@ -1,7 +1,11 @@
 /** Promises about losing nothing: each test would fail if its promise broke. */
 import assert from "node:assert/strict";
-import { encodeFrame, LineReader, MAX_ACK_SIZE, parseAck } from "../protocol.ts";
-import { fakeJpeg, listFolder, ROOT, Spawned, spawnServer } from "./helpers.ts";
+import dgram from "node:dgram";
+import net from "node:net";
+import { collectFiles, uploadFiles } from "../client.ts";
+import { encodeFrame, LineReader, MAX_ACK_SIZE, parseAck, parseCidr } from "../protocol.ts";
+import { type ServerOptions, startServer } from "../server.ts";
+import { fakeJpeg, listFolder, makeImages, ROOT, Spawned, spawnServer } from "./helpers.ts";
 
 Deno.test("a server killed with SIGKILL mid-upload keeps every acknowledged file and a restart clears its temporary file", async () => {
   const out = await Deno.makeTempDir();
@@ -92,4 +96,191 @@ Deno.test("server.ts --fsync syncs each file it saves and its folder", async () 
   } finally {
     for (const path of [out, input, trace]) await Deno.remove(path, { recursive: true });
   }
+});
+
+/** Opens a TCP connection from a chosen loopback source address. */
+function connectFrom(localAddress: string, port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: "127.0.0.1", port, localAddress }, () => resolve(socket));
+    socket.once("error", reject);
+  });
+}
+
+async function withServer(
+  options: ServerOptions,
+  body: (port: number, out: string) => Promise<void>,
+): Promise<void> {
+  const out = await Deno.makeTempDir();
+  const server = await startServer({ host: "127.0.0.1", port: 0, out, ...options });
+  try {
+    await body(server.addr.port, out);
+  } finally {
+    await server.shutdown(1000);
+    await Deno.remove(out, { recursive: true });
+  }
+}
+
+Deno.test("server drops a peer outside its --allow blocks before reading or answering anything", async () => {
+  const refused: string[] = [];
+  await withServer({
+    allow: [parseCidr("127.0.0.2/32")],
+    onEvent: (event) => event.type === "refused" && refused.push(event.message),
+  }, async (port, out) => {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await conn.write(encodeFrame("sneaky", fakeJpeg(100))).catch(() => {});
+    const answer = await conn.read(new Uint8Array(100)).catch(() => null);
+    assert.equal(answer, null, "no answer, just a closed connection");
+    assert.deepEqual(await listFolder(out), []);
+    assert.deepEqual(refused, ["Not in an --allow block: dropped"]);
+  });
+  await withServer({ allow: [parseCidr("127.0.0.0/8")] }, async (port, out) => {
+    const report = await uploadFiles([], { port });
+    assert.equal(report.failed.length, 0);
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await conn.write(encodeFrame("welcome", fakeJpeg(100)));
+    assert.deepEqual(parseAck((await new LineReader(conn, MAX_ACK_SIZE).readLine(5000))!), {
+      ok: true,
+      file: "welcome.jpg",
+      bytes: 100,
+    });
+    assert.deepEqual(await listFolder(out), ["welcome.jpg"]);
+  });
+});
+
+Deno.test("server refuses connections above its per-address limit with an answer", async () => {
+  await withServer({ maxConnectionsPerAddress: 2 }, async (port) => {
+    const first = await connectFrom("127.0.0.1", port);
+    const second = await connectFrom("127.0.0.1", port);
+    const other = await connectFrom("127.0.0.2", port);
+    try {
+      using third = await Deno.connect({ hostname: "127.0.0.1", port });
+      const line = await new LineReader(third, MAX_ACK_SIZE).readLine(5000);
+      assert.match(
+        new TextDecoder().decode(line!),
+        /^ERR Server busy: 2 connections already open from 127\.0\.0\.1$/,
+      );
+    } finally {
+      for (const socket of [first, second, other]) socket.destroy();
+    }
+  });
+});
+
+Deno.test("1,000 idle connections and a one-byte-at-a-time client do not stop a normal upload", async () => {
+  await withServer({}, async (port, out) => {
+    const idle: net.Socket[] = [];
+    const trickle = await connectFrom("127.0.0.3", port);
+    const dripping = setInterval(() => trickle.write("0"), 50);
+    const input = await Deno.makeTempDir();
+    try {
+      for (let i = 0; i < 1000; i++) {
+        const socket = await connectFrom("127.0.0.2", port);
+        socket.on("error", () => {}); // Refused ones are reset.
+        idle.push(socket);
+      }
+      const images = await makeImages(input, Array(20).fill(10_000));
+      const { files } = await collectFiles([input]);
+      const report = await uploadFiles(files, { port, timeout: 10_000, retries: 0 });
+      assert.deepEqual(report.failed, []);
+      assert.equal(report.confirmed, 20);
+      for (const [name, bytes] of images) {
+        assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
+      }
+    } finally {
+      clearInterval(dripping);
+      trickle.destroy();
+      for (const socket of idle) socket.destroy();
+      await Deno.remove(input, { recursive: true });
+    }
+  });
+});
+
+Deno.test("200 clients uploading at once all succeed", async () => {
+  await withServer({ maxConnectionsPerAddress: 256 }, async (port, out) => {
+    const input = await Deno.makeTempDir();
+    try {
+      const images = await makeImages(input, Array(200).fill(20_000));
+      const { files } = await collectFiles([input]);
+      const reports = await Promise.all(
+        files.map((file) => uploadFiles([file], { port, retries: 0, timeout: 20_000 })),
+      );
+      assert.deepEqual(reports.flatMap((report) => report.failed), []);
+      assert.equal((await listFolder(out)).length, 200);
+      for (const [name, bytes] of images) {
+        assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
+      }
+    } finally {
+      await Deno.remove(input, { recursive: true });
+    }
+  });
+});
+
+Deno.test("server keeps accepting after running out of file descriptors", async () => {
+  const out = await Deno.makeTempDir();
+  const input = await Deno.makeTempDir();
+  try {
+    // 64 descriptors: the runtime takes some, the connections below the rest.
+    const server = new Spawned("prlimit", [
+      "--nofile=64:64",
+      Deno.execPath(),
+      "run",
+      "--allow-net=127.0.0.1",
+      `--allow-read=${out}`,
+      `--allow-write=${out}`,
+      `${ROOT}server.ts`,
+      "--host=127.0.0.1",
+      "--port=0",
+      `--out=${out}`,
+    ]);
+    await using _server = server;
+    const port = Number((await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+    const crowd: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 80; i++) {
+        const socket = await connectFrom(`127.0.0.${2 + (i % 8)}`, port);
+        socket.on("error", () => {});
+        crowd.push(socket);
+      }
+      for (let i = 0; i < 100 && !/accept failed/.test(server.stderr); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.match(server.stderr, /accept failed: Too many open files/);
+    } finally {
+      for (const socket of crowd) socket.destroy();
+    }
+    await makeImages(input, [1000, 2000]);
+    const { files } = await collectFiles([input]);
+    const report = await uploadFiles(files, { port, retries: 3 });
+    assert.deepEqual(report.failed, []);
+    assert.equal((await listFolder(out)).length, 2);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+    await Deno.remove(input, { recursive: true });
+  }
+});
+
+Deno.test("udp_server.ts --allow prints only datagrams from its blocks and never replies", async () => {
+  const server = new Spawned(Deno.execPath(), [
+    "run",
+    "--allow-net=127.0.0.1",
+    `${ROOT}udp_server.ts`,
+    "--host=127.0.0.1",
+    "--port=0",
+    "--allow=127.0.0.2/32",
+  ]);
+  await using _server = server;
+  const port = Number((await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+  const replies: Uint8Array[] = [];
+  for (const [from, text] of [["127.0.0.1", "from outside"], ["127.0.0.2", "from inside"]]) {
+    const socket = dgram.createSocket("udp4");
+    socket.on("message", (reply) => replies.push(reply));
+    await new Promise<void>((resolve) => socket.bind(0, from, resolve));
+    await new Promise((resolve) => socket.send(text, port, "127.0.0.1", resolve));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    socket.close();
+  }
+  await server.waitFor(/from inside\n/);
+  await server.stop();
+  assert.equal(server.stdout.replace(/^listening.*\n/, ""), "from inside\n");
+  assert.match(server.stderr, /stopped after 1 datagrams \(1 dropped by --allow\)/);
+  assert.deepEqual(replies, []);
 });
