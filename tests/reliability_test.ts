@@ -5,7 +5,16 @@ import net from "node:net";
 import { collectFiles, uploadFiles } from "../client.ts";
 import { encodeFrame, LineReader, MAX_ACK_SIZE, parseAck, parseCidr } from "../protocol.ts";
 import { type ServerOptions, startServer } from "../server.ts";
-import { fakeJpeg, listFolder, makeImages, ROOT, Spawned, spawnServer } from "./helpers.ts";
+import {
+  concat,
+  fakeJpeg,
+  listFolder,
+  makeImages,
+  random,
+  ROOT,
+  Spawned,
+  spawnServer,
+} from "./helpers.ts";
 
 Deno.test("a server killed with SIGKILL mid-upload keeps every acknowledged file and a restart clears its temporary file", async () => {
   const out = await Deno.makeTempDir();
@@ -283,4 +292,69 @@ Deno.test("udp_server.ts --allow prints only datagrams from its blocks and never
   assert.equal(server.stdout.replace(/^listening.*\n/, ""), "from inside\n");
   assert.match(server.stderr, /stopped after 1 datagrams \(1 dropped by --allow\)/);
   assert.deepEqual(replies, []);
+});
+
+Deno.test("a server fed thousands of corrupted frames still serves, and keeps only the files it acknowledged", async () => {
+  const next = random(2026);
+  const pick = (n: number) => Math.floor(next() * n);
+  /** A valid frame, then one of several kinds of damage. */
+  const variant = (i: number): Uint8Array => {
+    const data = Uint8Array.from({ length: pick(3000) }, () => pick(256));
+    const frame = encodeFrame(`f${i % 50}`, data);
+    switch (pick(6)) {
+      case 0: // Flip a few bytes anywhere.
+        for (let k = 0; k < 1 + pick(4); k++) frame[pick(frame.length)] = pick(256);
+        return frame;
+      case 1: // Cut it short.
+        return frame.subarray(0, pick(frame.length));
+      case 2: // A header digit changed.
+        frame[pick(16)] = 0x30 + pick(10);
+        return frame;
+      case 3: // Garbage after it.
+        return concat(frame, Uint8Array.from({ length: 1 + pick(100) }, () => pick(256)));
+      case 4: // Damage inside the name.
+        frame[16 + pick(32)] = pick(256);
+        return frame;
+      default: // Left valid.
+        return frame;
+    }
+  };
+  await withServer({ headerTimeout: 2000, idleTimeout: 2000 }, async (port, out) => {
+    const acknowledged = new Map<string, number>();
+    const deadline = Date.now() + 60_000;
+    const total = 2000;
+    let sent = 0;
+    const sender = async () => {
+      while (sent < total && Date.now() < deadline) {
+        const bytes = variant(sent++);
+        using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+        await conn.write(bytes).catch(() => {});
+        // Ending the input makes a cut frame fail at once instead of at the deadline.
+        await conn.closeWrite().catch(() => {});
+        const lines = new LineReader(conn, MAX_ACK_SIZE);
+        for (;;) {
+          const line = await lines.readLine(5000).catch(() => null);
+          if (line === null) break;
+          const answer = parseAck(line);
+          if (answer.ok) acknowledged.set(answer.file, answer.bytes);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, sender));
+    assert.equal(sent, total, "all variants went out before the deadline");
+
+    // Still serving.
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await conn.write(encodeFrame("after", fakeJpeg(500)));
+    const answer = parseAck((await new LineReader(conn, MAX_ACK_SIZE).readLine(5000))!);
+    assert.deepEqual(answer, { ok: true, file: "after.jpg", bytes: 500 });
+    acknowledged.set("after.jpg", 500);
+
+    const saved = await listFolder(out);
+    assert.deepEqual(saved, [...acknowledged.keys()].sort(), "exactly the acknowledged files");
+    for (const name of saved) {
+      assert.equal((await Deno.stat(`${out}/${name}`)).size, acknowledged.get(name), name);
+    }
+    assert.ok(acknowledged.size > 10, `only ${acknowledged.size} variants were valid`);
+  });
 });
