@@ -358,3 +358,74 @@ Deno.test("a server fed thousands of corrupted frames still serves, and keeps on
     assert.ok(acknowledged.size > 10, `only ${acknowledged.size} variants were valid`);
   });
 });
+
+/** Mounts a tmpfs of `size` for a test, as root only; fails with the reason otherwise. */
+async function withTmpfs(size: string, body: (dir: string) => Promise<void>): Promise<void> {
+  assert.equal(Deno.uid(), 0, "this test mounts a small tmpfs and so needs root");
+  const dir = await Deno.makeTempDir();
+  const mounted = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir],
+  })
+    .output();
+  assert.ok(mounted.success, `mount failed: ${new TextDecoder().decode(mounted.stderr)}`);
+  try {
+    await body(dir);
+  } finally {
+    await new Deno.Command("umount", { args: ["-l", dir] }).output();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function send(port: number, frame: Uint8Array) {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(frame);
+  return parseAck((await new LineReader(conn, MAX_ACK_SIZE).readLine(5000))!);
+}
+
+Deno.test("a full disk gets an error answer, leaves no partial file, and the server recovers when space returns", async () => {
+  await withTmpfs("1m", async (dir) => {
+    const out = `${dir}/out`;
+    const server = await startServer({ host: "127.0.0.1", port: 0, out });
+    try {
+      const port = server.addr.port;
+      const filler = fakeJpeg(700_000);
+      assert.equal((await send(port, encodeFrame("filler", filler))).ok, true);
+      const full = await send(port, encodeFrame("toolarge", fakeJpeg(600_000)));
+      assert.equal(full.ok, false);
+      assert.match(full.ok ? "" : full.message, /No space left on device/);
+      assert.deepEqual(await listFolder(out), ["filler.jpg"], "no partial or temporary file");
+      await Deno.remove(`${out}/filler.jpg`);
+      assert.deepEqual(await send(port, encodeFrame("toolarge", fakeJpeg(600_000))), {
+        ok: true,
+        file: "toolarge.jpg",
+        bytes: 600_000,
+      });
+    } finally {
+      await server.shutdown(1000);
+    }
+  });
+});
+
+Deno.test("a read-only or vanished output folder gets an error answer and the server keeps serving", async () => {
+  await withTmpfs("4m", async (dir) => {
+    const out = `${dir}/out`;
+    const server = await startServer({ host: "127.0.0.1", port: 0, out });
+    try {
+      const port = server.addr.port;
+      const remount = (mode: string) =>
+        new Deno.Command("mount", { args: ["-o", `remount,${mode}`, dir] }).output();
+      assert.ok((await remount("ro")).success);
+      const readOnly = await send(port, encodeFrame("a", fakeJpeg(1000)));
+      assert.match(readOnly.ok ? "" : readOnly.message, /Read-only file system/);
+      assert.ok((await remount("rw")).success);
+      await Deno.remove(out);
+      const vanished = await send(port, encodeFrame("b", fakeJpeg(1000)));
+      assert.match(vanished.ok ? "" : vanished.message, /No such file or directory/);
+      await Deno.mkdir(out);
+      assert.equal((await send(port, encodeFrame("c", fakeJpeg(1000)))).ok, true);
+      assert.deepEqual(await listFolder(out), ["c.jpg"]);
+    } finally {
+      await server.shutdown(1000);
+    }
+  });
+});
