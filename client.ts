@@ -209,6 +209,11 @@ export interface UploadOptions {
    */
   legacy?: boolean;
   /**
+   * Connect with TLS; `caCerts` (PEM) are trusted as well as the system's.
+   * @default {undefined}
+   */
+  tls?: { caCerts?: string[] };
+  /**
    * Further tries for files that failed for a transient reason, each pass
    * after a pause that doubles from half a second up to 4 seconds.
    * @default {3}
@@ -240,16 +245,28 @@ function readFull(file: Deno.FsFile, buffer: Uint8Array): number {
   return filled;
 }
 
-async function connectWithin(
-  target: { hostname: string; port: number },
-  ms: number,
-): Promise<Deno.TcpConn> {
-  const connecting = Deno.connect(target);
+/** Where to connect, and how. */
+interface Target {
+  hostname: string;
+  port: number;
+  /** Connect with TLS, trusting these PEM certificates as well as the system's. */
+  tls?: { caCerts?: string[] };
+}
+
+async function connectWithin(target: Target, ms: number): Promise<Deno.Conn> {
+  const { hostname, port, tls } = target;
+  const connecting: Promise<Deno.Conn> = tls
+    ? Deno.connectTls({ hostname, port, caCerts: tls.caCerts })
+    : Deno.connect({ hostname, port }).then((conn) => {
+      conn.setNoDelay(true);
+      return conn;
+    });
   try {
     const conn = await withDeadline(connecting, ms, {
-      waitingFor: `a connection to ${target.hostname}:${target.port}`,
+      waitingFor: `a connection to ${hostname}:${port}`,
     });
-    conn.setNoDelay(true);
+    // TLS verifies the server before the first frame goes, not during it.
+    if (tls) await withDeadline((conn as Deno.TlsConn).handshake(), ms, { waitingFor: "TLS" });
     return conn;
   } catch (error) {
     connecting.then((late) => late.close(), () => {});
@@ -347,7 +364,7 @@ interface Pending {
  * acknowledgements and matching the answers to them in order.
  */
 class Uploader {
-  readonly #conn: Deno.TcpConn;
+  readonly #conn: Deno.Conn;
   readonly #timeout: number;
   readonly #window: number;
   readonly #report: (result: FileResult) => void;
@@ -361,7 +378,7 @@ class Uploader {
   broken: string | undefined;
 
   constructor(
-    conn: Deno.TcpConn,
+    conn: Deno.Conn,
     options: Required<Pick<UploadOptions, "timeout" | "window" | "onResult">>,
   ) {
     this.#conn = conn;
@@ -503,13 +520,14 @@ export async function uploadFiles(
   const port = options.port ?? 9999;
   const timeout = options.timeout ?? 50_000;
   const retries = options.retries ?? 3;
+  const target: Target = { hostname: host, port, tls: options.tls };
   const report: UploadReport = { confirmed: 0, bytes: 0, failed: [] };
   let queue: Iterator<UploadFile>;
   let onResult: (result: FileResult) => void;
 
   /** Sends one file to the original server: one connection, no answer. */
   async function sendLegacy(entry: UploadFile, writer: FrameWriter): Promise<number> {
-    using conn = await connectWithin({ hostname: host, port }, timeout);
+    using conn = await connectWithin(target, timeout);
     // The original server reads until it has counted the body or the input
     // ends, then closes: a clean close means it read every byte.
     let bytes: number;
@@ -564,7 +582,7 @@ export async function uploadFiles(
         uploader = undefined;
       }
       try {
-        uploader ??= new Uploader(await connectWithin({ hostname: host, port }, timeout), {
+        uploader ??= new Uploader(await connectWithin(target, timeout), {
           timeout,
           window: options.window ?? 32,
           onResult,
@@ -635,6 +653,9 @@ Options:
                        busy (default 3)
   --legacy             talk to the original Python server: one file per
                        connection, no acknowledgement
+  --tls                connect with TLS, checking the server's certificate
+  --ca FILE            also trust this PEM certificate (a private CA or a
+                       self-signed server); implies --tls
   -v, --verbose        one line per file sent
   -h, --help           show this help
 
@@ -659,6 +680,8 @@ async function main(): Promise<void> {
         timeout: { type: "string", default: "50" },
         retries: { type: "string", default: "3" },
         legacy: { type: "boolean", default: false },
+        tls: { type: "boolean", default: false },
+        ca: { type: "string" },
         verbose: { type: "boolean", short: "v", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -686,6 +709,7 @@ async function main(): Promise<void> {
         timeout: parseSeconds(values.timeout, "--timeout"),
         retries: parseCount(values.retries, "--retries", 0),
         legacy: values.legacy,
+        tls: values.tls || values.ca !== undefined ? { caFile: values.ca } : undefined,
       },
       verbose: values.verbose,
     };
@@ -695,8 +719,12 @@ async function main(): Promise<void> {
   }
 
   let selection: Selection;
+  let tls: UploadOptions["tls"];
   try {
     await checkNetPermission(parsed.upload.host, parsed.upload.port);
+    const caFile = parsed.upload.tls?.caFile;
+    tls = parsed.upload.tls &&
+      { caCerts: caFile === undefined ? undefined : [await Deno.readTextFile(caFile)] };
     selection = await collectFiles(parsed.paths, parsed.collect);
   } catch (error) {
     console.error(`client.ts: ${describeError(error)}`);
@@ -740,6 +768,7 @@ async function main(): Promise<void> {
   try {
     report = await uploadFiles(selection.files, {
       ...parsed.upload,
+      tls,
       onResult(result) {
         done++;
         doneBytes += result.bytes;

@@ -77,6 +77,11 @@ export interface ServerOptions {
    */
   maxConnectionsPerAddress?: number;
   /**
+   * Serve TLS with this PEM certificate chain and key instead of plain TCP.
+   * @default {undefined}
+   */
+  tls?: { cert: string; key: string };
+  /**
    * Address blocks allowed to connect; others are closed before anything is
    * read or written. Undefined allows everyone.
    * @default {undefined}
@@ -244,10 +249,10 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
   const stale = await removeStaleTemporaryFiles(out);
   if (stale > 0) emit({ type: "cleaned", files: stale });
   let rawIndex = raw ? await nextRawIndex(out) : 0;
-  const listener = Deno.listen({
-    hostname: options.host ?? "0.0.0.0",
-    port: options.port ?? 9999,
-  });
+  const address = { hostname: options.host ?? "0.0.0.0", port: options.port ?? 9999 };
+  const listener: Deno.Listener = options.tls
+    ? Deno.listenTls({ ...address, ...options.tls })
+    : Deno.listen(address);
   const stats: ServerStats = { files: 0, duplicates: 0, bytes: 0, errors: 0 };
   /** Each open connection, and whether a frame is in progress on it. */
   const connections = new Map<Deno.Conn, { busy: boolean }>();
@@ -371,8 +376,8 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     }
   }
 
-  function track(conn: Deno.TcpConn): void {
-    const address = conn.remoteAddr.hostname;
+  function track(conn: Deno.Conn): void {
+    const address = (conn.remoteAddr as Deno.NetAddr).hostname;
     if (options.allow && !inAnyCidr(options.allow, address)) {
       emit({ type: "refused", peer: peerOf(conn), message: "Not in an --allow block: dropped" });
       closeQuietly(conn);
@@ -394,7 +399,8 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     perAddress.set(address, fromAddress + 1);
     const state = { busy: false };
     connections.set(conn, state);
-    conn.setNoDelay(true);
+    // Answers leave at once; a TLS connection has no such switch.
+    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     const handler = serve(conn, state).finally(() => {
       handlers.delete(handler);
       const left = perAddress.get(address)! - 1;
@@ -439,7 +445,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
 
   const shutdown = (drainMs = 10_000) => stopped ??= stop(drainMs);
   return {
-    addr: listener.addr,
+    addr: listener.addr as Deno.NetAddr,
     stats,
     shutdown,
     async [Symbol.asyncDispose]() {
@@ -517,6 +523,9 @@ Options:
   --max-per-address N      connections served at once from one address (default 32)
   --allow CIDR             accept connections only from this block, such as
                            10.0.0.0/8; repeatable (default: from anywhere)
+  --tls-cert FILE          serve TLS with this PEM certificate chain (needs
+                           --tls-key, and --allow-read for both files)
+  --tls-key FILE           the certificate's PEM private key
   --header-timeout SEC     time allowed for a frame header to arrive (default 30)
   --idle-timeout SEC       time allowed without data inside a frame (default 60)
   --drain-timeout SEC      on SIGINT/SIGTERM, time frames in progress may
@@ -526,8 +535,21 @@ Options:
 
 Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a usage error.`;
 
+/** The TLS files named on the command line: both or neither. */
+function tlsFiles(cert?: string, key?: string): { cert: string; key: string } | undefined {
+  if (cert === undefined && key === undefined) return undefined;
+  if (cert === undefined || key === undefined) {
+    throw new TypeError("Missing TLS file: --tls-cert and --tls-key go together");
+  }
+  return { cert, key };
+}
+
 async function main(): Promise<void> {
-  let options: ServerOptions & { quiet: boolean; drainTimeout: number };
+  let options: ServerOptions & {
+    quiet: boolean;
+    drainTimeout: number;
+    tlsFiles?: { cert: string; key: string };
+  };
   try {
     const { values } = parseArgs({
       args: Deno.args,
@@ -541,6 +563,8 @@ async function main(): Promise<void> {
         "max-connections": { type: "string", default: "256" },
         "max-per-address": { type: "string", default: "32" },
         allow: { type: "string", multiple: true },
+        "tls-cert": { type: "string" },
+        "tls-key": { type: "string" },
         "header-timeout": { type: "string", default: "30" },
         "idle-timeout": { type: "string", default: "60" },
         "drain-timeout": { type: "string", default: "10" },
@@ -562,6 +586,7 @@ async function main(): Promise<void> {
       maxConnections: parseCount(values["max-connections"], "--max-connections"),
       maxConnectionsPerAddress: parseCount(values["max-per-address"], "--max-per-address"),
       allow: values.allow?.map(parseCidr),
+      tlsFiles: tlsFiles(values["tls-cert"], values["tls-key"]),
       headerTimeout: parseSeconds(values["header-timeout"], "--header-timeout"),
       idleTimeout: parseSeconds(values["idle-timeout"], "--idle-timeout"),
       drainTimeout: parseSeconds(values["drain-timeout"], "--drain-timeout"),
@@ -586,8 +611,13 @@ async function main(): Promise<void> {
   const started = performance.now();
   let server: UploadServer;
   try {
+    const tls = options.tlsFiles && {
+      cert: await Deno.readTextFile(options.tlsFiles.cert),
+      key: await Deno.readTextFile(options.tlsFiles.key),
+    };
     server = await startServer({
       ...options,
+      tls,
       onEvent(event) {
         switch (event.type) {
           case "saved":

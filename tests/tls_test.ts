@@ -1,0 +1,164 @@
+/** TLS between our client and server, with a certificate the test makes with openssl. */
+import assert from "node:assert/strict";
+import { collectFiles, uploadFiles } from "../client.ts";
+import { startServer } from "../server.ts";
+import { denoScript, listFolder, makeImages } from "./helpers.ts";
+
+const made: string[] = [];
+globalThis.addEventListener("unload", () => {
+  for (const path of made) Deno.removeSync(path, { recursive: true });
+});
+
+/** Runs openssl with these arguments, failing the test with its message. */
+async function openssl(args: string[]): Promise<void> {
+  const { success, stderr } = await new Deno.Command("openssl", { args }).output();
+  assert.ok(success, `openssl is needed for the TLS tests: ${new TextDecoder().decode(stderr)}`);
+}
+
+/** A private CA and a server certificate it signed for 127.0.0.1 and localhost, valid for a day. */
+const certificate = (async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tls_test_" });
+  made.push(dir);
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  await openssl([
+    "req",
+    "-x509",
+    ...ec,
+    "-days",
+    "1",
+    "-subj",
+    "/CN=Test CA",
+    "-keyout",
+    `${dir}/ca.key`,
+    "-out",
+    `${dir}/ca.pem`,
+  ]);
+  await openssl([
+    "req",
+    ...ec,
+    "-subj",
+    "/CN=localhost",
+    "-keyout",
+    `${dir}/key.pem`,
+    "-out",
+    `${dir}/server.csr`,
+  ]);
+  await Deno.writeTextFile(
+    `${dir}/server.ext`,
+    "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+  );
+  await openssl([
+    "x509",
+    "-req",
+    "-in",
+    `${dir}/server.csr`,
+    "-CA",
+    `${dir}/ca.pem`,
+    "-CAkey",
+    `${dir}/ca.key`,
+    "-CAcreateserial",
+    "-days",
+    "1",
+    "-extfile",
+    `${dir}/server.ext`,
+    "-out",
+    `${dir}/cert.pem`,
+  ]);
+  return {
+    dir,
+    ca: await Deno.readTextFile(`${dir}/ca.pem`),
+    cert: await Deno.readTextFile(`${dir}/cert.pem`),
+    key: await Deno.readTextFile(`${dir}/key.pem`),
+  };
+})();
+
+async function withTlsServer(
+  body: (
+    port: number,
+    input: string,
+    out: string,
+    images: Map<string, Uint8Array>,
+  ) => Promise<void>,
+) {
+  const { cert, key } = await certificate;
+  const input = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  const server = await startServer({ host: "127.0.0.1", port: 0, out, tls: { cert, key } });
+  try {
+    await body(server.addr.port, input, out, await makeImages(input, [10, 100_000, 700_000]));
+  } finally {
+    await server.shutdown(1000);
+    await Deno.remove(input, { recursive: true });
+    await Deno.remove(out, { recursive: true });
+  }
+}
+
+Deno.test("uploadFiles() over TLS delivers every file to a server whose private CA it trusts", async () => {
+  const { ca } = await certificate;
+  await withTlsServer(async (port, input, out, images) => {
+    const { files } = await collectFiles([input]);
+    const report = await uploadFiles(files, { port, tls: { caCerts: [ca] } });
+    assert.deepEqual(report.failed, []);
+    for (const [name, bytes] of images) {
+      assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
+    }
+  });
+});
+
+Deno.test("uploadFiles() over TLS refuses a server whose certificate it does not trust", async () => {
+  await withTlsServer(async (port, input, out) => {
+    const { files } = await collectFiles([input]);
+    const report = await uploadFiles(files, { port, tls: {}, retries: 0 });
+    assert.equal(report.confirmed, 0);
+    assert.match(report.failed[0].message!, /certificate|UnknownIssuer/i);
+    assert.deepEqual(await listFolder(out), []);
+  });
+});
+
+Deno.test("a plain client gets nothing saved by a TLS server, which goes on serving", async () => {
+  const { ca } = await certificate;
+  await withTlsServer(async (port, input, out) => {
+    const { files } = await collectFiles([input]);
+    const plain = await uploadFiles(files, { port, retries: 0, timeout: 2000 });
+    assert.equal(plain.confirmed, 0);
+    assert.deepEqual(await listFolder(out), []);
+    const secure = await uploadFiles(files, { port, tls: { caCerts: [ca] } });
+    assert.equal(secure.confirmed, 3);
+  });
+});
+
+Deno.test("server.ts --tls-cert/--tls-key and client.ts --ca upload over TLS", async () => {
+  const { dir } = await certificate;
+  const input = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  try {
+    const images = await makeImages(input, [5000, 6000]);
+    await using server = denoScript("server.ts", [
+      "--allow-net=127.0.0.1",
+      `--allow-read=${out},${dir}`,
+      `--allow-write=${out}`,
+    ], [
+      "--host=127.0.0.1",
+      "--port=0",
+      `--out=${out}`,
+      `--tls-cert=${dir}/cert.pem`,
+      `--tls-key=${dir}/key.pem`,
+    ]);
+    const port = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1];
+    await using client = denoScript("client.ts", [
+      "--allow-net=127.0.0.1",
+      `--allow-read=${input},${dir}`,
+    ], [
+      `--port=${port}`,
+      `--ca=${dir}/ca.pem`,
+      input,
+    ]);
+    assert.equal((await client.wait()).code, 0, client.stderr);
+    for (const [name, bytes] of images) {
+      assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
+    }
+  } finally {
+    await Deno.remove(input, { recursive: true });
+    await Deno.remove(out, { recursive: true });
+  }
+});
