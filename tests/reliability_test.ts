@@ -59,6 +59,8 @@ Deno.test("server.ts --fsync syncs each file it saves and its folder", async () 
     for (const name of ["a", "b", "c"]) {
       await Deno.writeFile(`${input}/${name}.jpg`, fakeJpeg(1000));
     }
+    const found = await new Deno.Command("sh", { args: ["-c", "command -v strace"] }).output();
+    assert.ok(found.success, "strace is needed for this test: apt-get install strace");
     const server = new Spawned("strace", [
       "-f",
       "-e",
