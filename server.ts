@@ -333,12 +333,15 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       while (!stopping) {
         state.busy = false;
         // Answers wait while the next frame is already here, so that a run of
-        // small frames costs one write, not one each.
+        // small frames costs one write, not one each...
         if (reader.buffered < HEADER_SIZE + NAME_SIZE || answers.count >= 32) {
           await answers.flush();
         }
         const head = await reader.readHead();
         if (head === null) break;
+        // Nor while a body still has to arrive: over a slow link a large one
+        // would hold the answers past the client's deadline.
+        if (reader.buffered < head.dataLength) await answers.flush();
         state.busy = true;
         const started = performance.now();
         try {

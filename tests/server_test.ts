@@ -308,3 +308,13 @@ Deno.test("shutdown() drops a frame that outlasts the drain deadline and leaves 
     await Deno.remove(out, { recursive: true });
   }
 });
+
+Deno.test("server answers a frame before waiting for the body of the next", async () => {
+  await withServer({}, async (port) => {
+    using client = await connect(port);
+    const second = encodeFrame("second", fakeJpeg(100_000));
+    // The first frame whole, the second's head and a little of its body; the rest never comes.
+    await client.send(concat(encodeFrame("first", fakeJpeg(100)), second.subarray(0, 1000)));
+    assert.deepEqual(await client.ack(), { ok: true, file: "first.jpg", bytes: 100 });
+  });
+});
