@@ -7,6 +7,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { crc32 } from "node:zlib";
 import {
   base64Length,
   checkNetPermission,
@@ -295,12 +296,13 @@ class FrameWriter {
   /**
    * Sends one file.
    *
-   * @returns Bytes of file data sent.
+   * @returns Bytes of file data sent, and the CRC-32 of that data and of the
+   * frame body (what a `--raw` server saves).
    * @throws {Error} When the file cannot be read, or changes while being
    * sent; {@linkcode FrameWriter.started} tells whether part of the frame
    * was already written.
    */
-  async send(conn: Deno.Conn, entry: UploadFile): Promise<number> {
+  async send(conn: Deno.Conn, entry: UploadFile): Promise<Sent> {
     this.started = false;
     using file = Deno.openSync(entry.path);
     // A short first chunk leaves 256 KiB after the header in every write,
@@ -327,6 +329,8 @@ class FrameWriter {
     this.#out.set(encodeName(entry.name), HEADER_SIZE);
     let offset = HEADER_SIZE + NAME_SIZE;
     let sent = 0;
+    let dataCrc = 0;
+    let bodyCrc = 0;
     for (;;) {
       const end = sent + n;
       // The header promised `size` bytes: a file that shrinks or grows cannot be sent.
@@ -340,12 +344,15 @@ class FrameWriter {
         this.#raw.subarray(0, n).toBase64(),
         this.#out.subarray(offset),
       );
+      const chunk = this.#out.subarray(0, offset + written);
+      dataCrc = crc32(this.#raw.subarray(0, n), dataCrc);
+      bodyCrc = crc32(sent === 0 ? chunk.subarray(HEADER_SIZE) : chunk, bodyCrc);
       this.started = true;
-      await withDeadline(writeAll(conn, this.#out.subarray(0, offset + written)), this.#timeout, {
+      await withDeadline(writeAll(conn, chunk), this.#timeout, {
         waitingFor: "the server to read",
       });
       sent = end;
-      if (sent === size) return size;
+      if (sent === size) return { bytes: size, dataCrc, bodyCrc };
       offset = 0;
       want = Math.min(CHUNK_SIZE, size - sent);
       n = readFull(file, this.#raw.subarray(0, want));
@@ -353,10 +360,19 @@ class FrameWriter {
   }
 }
 
-/** A frame sent and waiting for its acknowledgement. */
-interface Pending {
-  entry: UploadFile;
+/** What went out for one file. */
+interface Sent {
+  /** Bytes of file data. */
   bytes: number;
+  /** CRC-32 of the file data, which a decoding server saves. */
+  dataCrc: number;
+  /** CRC-32 of the frame body, which a `--raw` server saves. */
+  bodyCrc: number;
+}
+
+/** A frame sent and waiting for its acknowledgement. */
+interface Pending extends Sent {
+  entry: UploadFile;
 }
 
 /**
@@ -401,18 +417,21 @@ class Uploader {
         const line = await lines.readLine(this.#timeout);
         if (line === null) throw new Error("the server closed the connection");
         const ack = parseAck(line);
-        const { entry, bytes } = this.#pending.shift()!;
+        const { entry, bytes, dataCrc, bodyCrc } = this.#pending.shift()!;
         this.#room.resolve();
         // A decoding server saves the file's bytes; a --raw one the frame body.
         const complete = ack.ok &&
-          (ack.bytes === bytes || ack.bytes === NAME_SIZE + base64Length(bytes));
+          ((ack.bytes === bytes && ack.crc32 === dataCrc) ||
+            (ack.bytes === NAME_SIZE + base64Length(bytes) && ack.crc32 === bodyCrc));
         this.#report(
           complete ? { path: entry.path, bytes, ok: true, savedAs: ack.file } : {
             path: entry.path,
             bytes,
             ok: false,
             message: ack.ok
-              ? `Server saved ${ack.bytes} bytes of ${bytes} as ${ack.file}`
+              ? `Server saved other bytes than were sent as ${ack.file}: ${ack.bytes} bytes with CRC-32 ${
+                ack.crc32.toString(16).padStart(8, "0")
+              }, sent ${bytes} with ${dataCrc.toString(16).padStart(8, "0")}`
               : `Refused by the server: ${ack.message}`,
             transient: !ack.ok && ack.message.startsWith("Server busy"),
           },
@@ -440,9 +459,9 @@ class Uploader {
       this.#room = Promise.withResolvers();
     }
     if (this.broken) return false;
-    let bytes: number;
+    let sent: Sent;
     try {
-      bytes = await this.#writer.send(this.#conn, entry);
+      sent = await this.#writer.send(this.#conn, entry);
     } catch (error) {
       const message = (error as Error).message;
       this.#report({
@@ -461,7 +480,7 @@ class Uploader {
       }
       return true;
     }
-    this.#pending.push({ entry, bytes });
+    this.#pending.push({ entry, ...sent });
     this.#wake.resolve();
     return true;
   }
@@ -532,7 +551,7 @@ export async function uploadFiles(
     // ends, then closes: a clean close means it read every byte.
     let bytes: number;
     try {
-      bytes = await writer.send(conn, entry);
+      ({ bytes } = await writer.send(conn, entry));
       await conn.closeWrite();
       const sink = new Uint8Array(4096);
       const closing = { waitingFor: "the server to close" };

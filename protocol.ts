@@ -900,7 +900,7 @@ function decodeBase64Chunk(
  * import assert from "node:assert/strict";
  * import { type Ack, parseAck } from "./protocol.ts";
  *
- * const ack: Ack = parseAck(new TextEncoder().encode("OK 3 a.bin"));
+ * const ack: Ack = parseAck(new TextEncoder().encode("OK 3 0000abcd a.bin"));
  * assert.equal(ack.ok && ack.file, "a.bin");
  * ```
  */
@@ -910,8 +910,10 @@ export type Ack =
     ok: true;
     /** The file name it was saved under, inside the output folder. */
     file: string;
-    /** Bytes of file data saved. */
+    /** Bytes saved: the file's data, or with `--raw` the frame body. */
     bytes: number;
+    /** CRC-32 (as zlib computes it) of those bytes. */
+    crc32: number;
   }
   | {
     /** The frame was refused and nothing was saved. */
@@ -921,8 +923,9 @@ export type Ack =
   };
 
 /**
- * Encodes an acknowledgement line: `OK <bytes> <file>\n` or
- * `ERR <message>\n`, at most {@linkcode MAX_ACK_SIZE} bytes.
+ * Encodes an acknowledgement line: `OK <bytes> <crc32> <file>\n`, the
+ * CRC-32 as 8 hex digits, or `ERR <message>\n`; at most
+ * {@linkcode MAX_ACK_SIZE} bytes.
  *
  * @param ack The answer to send.
  * @returns The line's bytes.
@@ -933,12 +936,15 @@ export type Ack =
  * import { encodeAck } from "./protocol.ts";
  *
  * const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
- * assert.equal(text(encodeAck({ ok: true, file: "cat.jpg", bytes: 42 })), "OK 42 cat.jpg\n");
+ * const saved = encodeAck({ ok: true, file: "cat.jpg", bytes: 42, crc32: 0xbeef });
+ * assert.equal(text(saved), "OK 42 0000beef cat.jpg\n");
  * assert.equal(text(encodeAck({ ok: false, message: "File exists\nreally" })), "ERR File exists really\n");
  * ```
  */
 export function encodeAck(ack: Ack): Uint8Array {
-  const line = ack.ok ? `OK ${ack.bytes} ${ack.file}` : `ERR ${ack.message}`;
+  const line = ack.ok
+    ? `OK ${ack.bytes} ${ack.crc32.toString(16).padStart(8, "0")} ${ack.file}`
+    : `ERR ${ack.message}`;
   const bytes = encoder.encode(line.replace(/[\r\n]+/g, " "));
   // Cutting may split a UTF-8 character; parseAck decodes leniently.
   const cut = bytes.subarray(0, MAX_ACK_SIZE - 1);
@@ -961,15 +967,20 @@ export function encodeAck(ack: Ack): Uint8Array {
  * import { parseAck } from "./protocol.ts";
  *
  * const bytes = (text: string) => new TextEncoder().encode(text);
- * assert.deepEqual(parseAck(bytes("OK 42 cat.jpg")), { ok: true, bytes: 42, file: "cat.jpg" });
+ * assert.deepEqual(parseAck(bytes("OK 42 0000beef cat.jpg")), {
+ *   ok: true,
+ *   bytes: 42,
+ *   crc32: 0xbeef,
+ *   file: "cat.jpg",
+ * });
  * assert.deepEqual(parseAck(bytes("ERR Disk full")), { ok: false, message: "Disk full" });
  * assert.throws(() => parseAck(bytes("HELLO")), SyntaxError);
  * ```
  */
 export function parseAck(line: Uint8Array): Ack {
   const text = utf8.decode(line);
-  const ok = /^OK (0|[1-9][0-9]{0,15}) (.+)$/.exec(text);
-  if (ok) return { ok: true, bytes: Number(ok[1]), file: ok[2] };
+  const ok = /^OK (0|[1-9][0-9]{0,15}) ([0-9a-f]{8}) (.+)$/.exec(text);
+  if (ok) return { ok: true, bytes: Number(ok[1]), crc32: parseInt(ok[2], 16), file: ok[3] };
   if (text.startsWith("ERR ")) return { ok: false, message: text.slice(4) };
   throw new SyntaxError(
     `Cannot parse acknowledgement: expected OK or ERR, got ${quoteBytes(line)}`,

@@ -6,6 +6,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { crc32 } from "node:zlib";
 import {
   type Ack,
   type Cidr,
@@ -294,19 +295,25 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     const tempPath = joinPath(out, `${TEMP_PREFIX}${crypto.randomUUID()}${TEMP_SUFFIX}`);
     try {
       let bytes = 0;
+      let crc = 0;
       const sniffed = new Uint8Array(12);
       {
         using file = Deno.openSync(tempPath, { write: true, createNew: true });
         if (raw) {
           writeAllSync(file, head.nameField);
+          crc = crc32(head.nameField);
           bytes = head.bodyLength;
-          for await (const chunk of reader.raw()) writeAllSync(file, chunk);
+          for await (const chunk of reader.raw()) {
+            crc = crc32(chunk, crc);
+            writeAllSync(file, chunk);
+          }
         } else {
           for await (const chunk of reader.data()) {
             if (bytes < sniffed.length) {
               sniffed.set(chunk.subarray(0, sniffed.length - bytes), bytes);
             }
             bytes += chunk.length;
+            crc = crc32(chunk, crc);
             writeAllSync(file, chunk);
           }
         }
@@ -315,7 +322,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       const finalName = raw
         ? undefined
         : `${name}.${sniffExtension(sniffed.subarray(0, Math.min(bytes, sniffed.length)))}`;
-      return { ...await commit(tempPath, finalName), bytes };
+      return { ...await commit(tempPath, finalName), bytes, crc32: crc };
     } finally {
       try {
         Deno.removeSync(tempPath);
@@ -350,7 +357,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
           stats.bytes += saved.bytes;
           if (saved.duplicate) stats.duplicates++;
           emit({ type: "saved", peer, ...saved, ms: performance.now() - started });
-          answers.add({ ok: true, file: saved.file, bytes: saved.bytes });
+          answers.add({ ok: true, file: saved.file, bytes: saved.bytes, crc32: saved.crc32 });
         } catch (error) {
           if (error instanceof ProtocolError && !error.recoverable) throw error;
           // A bad name or data, or a file that cannot be saved: this frame only.

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
+import { crc32 } from "node:zlib";
 import { collectFiles, type FileResult, nameFor, uploadFiles } from "../client.ts";
-import { encodeAck, FrameReader, sniffExtension } from "../protocol.ts";
+import { type Ack, encodeAck, FrameReader, sniffExtension } from "../protocol.ts";
 import { startServer } from "../server.ts";
-import { fakeJpeg, listFolder, makeImages, Spawned } from "./helpers.ts";
+import { concat, fakeJpeg, listFolder, makeImages, Spawned } from "./helpers.ts";
 
 const names: [string, string][] = [
   ["dir/0123abcd.jpg", "0123abcd"],
@@ -228,30 +229,51 @@ conn, _ = sk.accept(); conn.recv(16); time.sleep(0.1); conn.close()`,
   }
 });
 
-Deno.test("uploadFiles() fails a file whose answer reports a different size", async () => {
-  // A server that answers OK with a wrong byte count, as a buggy or lying peer might.
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const serving = (async () => {
-    using conn = await listener.accept();
-    const reader = new FrameReader(conn);
-    const head = await reader.readHead();
-    await reader.skipBody();
-    await conn.write(encodeAck({ ok: true, file: "x.jpg", bytes: head!.dataLength - 1 }));
-    await conn.read(new Uint8Array(1));
-  })();
-  const dir = await Deno.makeTempDir();
-  try {
-    await makeImages(dir, [300]);
-    const { files } = await collectFiles([dir]);
-    const report = await uploadFiles(files, { port: listener.addr.port });
-    assert.equal(report.confirmed, 0);
-    assert.match(report.failed[0].message!, /^Server saved 399 bytes of 300 as x\.jpg$/);
-  } finally {
-    await serving;
-    listener.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+const lies: [string, (dataLength: number, crc: number) => Ack, RegExp][] = [
+  [
+    "a different size",
+    (n, crc) => ({ ok: true, file: "x.jpg", bytes: n - 1, crc32: crc }),
+    /399 bytes with CRC-32/,
+  ],
+  [
+    "a different CRC-32",
+    (n, crc) => ({ ok: true, file: "x.jpg", bytes: n, crc32: crc ^ 1 }),
+    /400 bytes with CRC-32/,
+  ],
+];
+for (const [what, answer, message] of lies) {
+  Deno.test(`uploadFiles() fails a file whose answer reports ${what}`, async () => {
+    // A server that answers OK for bytes other than those sent, as a buggy or lying peer might.
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const serving = (async () => {
+      using conn = await listener.accept();
+      const reader = new FrameReader(conn);
+      await reader.readHead();
+      const chunks: Uint8Array[] = [];
+      for await (const chunk of reader.data()) chunks.push(chunk.slice());
+      const data = concat(...chunks);
+      await conn.write(encodeAck(answer(data.length, crc32(data))));
+      await conn.read(new Uint8Array(1));
+    })();
+    const dir = await Deno.makeTempDir();
+    try {
+      await makeImages(dir, [400]);
+      const { files } = await collectFiles([dir]);
+      const report = await uploadFiles(files, { port: listener.addr.port });
+      assert.equal(report.confirmed, 0);
+      assert.match(
+        report.failed[0].message!,
+        /^Server saved other bytes than were sent as x\.jpg: /,
+      );
+      assert.match(report.failed[0].message!, message);
+      assert.equal(report.failed[0].transient, false, "not tried again");
+    } finally {
+      await serving;
+      listener.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
 
 Deno.test("collectFiles() reports a FIFO or a dangling link instead of opening it", async () => {
   const dir = await Deno.makeTempDir();

@@ -316,8 +316,8 @@ for (const [what, field, message] of badFields) {
 
 Deno.test("encodeAck() and parseAck() round-trip both answers", () => {
   const answers = [
-    { ok: true as const, file: "猫 1.jpg", bytes: 0 },
-    { ok: true as const, file: "00001", bytes: 2 ** 40 },
+    { ok: true as const, file: "猫 1.jpg", bytes: 0, crc32: 0 },
+    { ok: true as const, file: "00001", bytes: 2 ** 40, crc32: 0xffffffff },
     { ok: false as const, message: 'Invalid name: it starts with a dot: ".x"' },
   ];
   for (const answer of answers) {
@@ -334,7 +334,18 @@ Deno.test("encodeAck() keeps a long message on one line within the limit", () =>
 });
 
 Deno.test("parseAck() rejects lines that are neither OK nor ERR", () => {
-  for (const line of ["", "OK", "OK x a.jpg", "OK 1", "ok 1 a", "ERR", "HTTP/1.1 200 OK"]) {
+  const lines = [
+    "",
+    "OK",
+    "OK x 00000000 a.jpg",
+    "OK 1 a.jpg",
+    "OK 1 0000000g a.jpg",
+    "OK 1 00000000",
+    "ok 1 00000000 a",
+    "ERR",
+    "HTTP/1.1 200 OK",
+  ];
+  for (const line of lines) {
     assert.throws(() => parseAck(utf8(line)), SyntaxError, line);
   }
 });

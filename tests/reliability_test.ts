@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
 import net from "node:net";
+import { crc32 } from "node:zlib";
 import { collectFiles, uploadFiles } from "../client.ts";
 import { encodeFrame, LineReader, MAX_ACK_SIZE, parseAck, parseCidr } from "../protocol.ts";
 import { type ServerOptions, startServer } from "../server.ts";
@@ -25,7 +26,12 @@ Deno.test("a server killed with SIGKILL mid-upload keeps every acknowledged file
     using conn = await Deno.connect({ hostname: "127.0.0.1", port });
     await conn.write(encodeFrame("saved", saved));
     const answer = await new LineReader(conn, MAX_ACK_SIZE).readLine(5000);
-    assert.deepEqual(parseAck(answer!), { ok: true, file: "saved.jpg", bytes: 50_000 });
+    assert.deepEqual(parseAck(answer!), {
+      ok: true,
+      file: "saved.jpg",
+      bytes: 50_000,
+      crc32: crc32(saved),
+    });
     // Half of a second frame: the server is writing its temporary file when killed.
     await conn.write(encodeFrame("partial", fakeJpeg(3_000_000)).subarray(0, 2_000_000));
     for (let i = 0; i < 100 && !(await listFolder(out)).some((n) => n.endsWith(".part")); i++) {
@@ -148,11 +154,13 @@ Deno.test("server drops a peer outside its --allow blocks before reading or answ
     const report = await uploadFiles([], { port });
     assert.equal(report.failed.length, 0);
     using conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    await conn.write(encodeFrame("welcome", fakeJpeg(100)));
+    const welcome = fakeJpeg(100);
+    await conn.write(encodeFrame("welcome", welcome));
     assert.deepEqual(parseAck((await new LineReader(conn, MAX_ACK_SIZE).readLine(5000))!), {
       ok: true,
       file: "welcome.jpg",
       bytes: 100,
+      crc32: crc32(welcome),
     });
     assert.deepEqual(await listFolder(out), ["welcome.jpg"]);
   });
@@ -347,9 +355,10 @@ Deno.test("a server fed thousands of corrupted frames still serves, and keeps on
 
     // Still serving.
     using conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    await conn.write(encodeFrame("after", fakeJpeg(500)));
+    const after = fakeJpeg(500);
+    await conn.write(encodeFrame("after", after));
     const answer = parseAck((await new LineReader(conn, MAX_ACK_SIZE).readLine(5000))!);
-    assert.deepEqual(answer, { ok: true, file: "after.jpg", bytes: 500 });
+    assert.deepEqual(answer, { ok: true, file: "after.jpg", bytes: 500, crc32: crc32(after) });
     acknowledged.set("after.jpg", 500);
 
     const saved = await listFolder(out);
@@ -397,10 +406,12 @@ Deno.test("a full disk gets an error answer, leaves no partial file, and the ser
       assert.match(full.ok ? "" : full.message, /No space left on device/);
       assert.deepEqual(await listFolder(out), ["filler.jpg"], "no partial or temporary file");
       await Deno.remove(`${out}/filler.jpg`);
-      assert.deepEqual(await send(port, encodeFrame("toolarge", fakeJpeg(600_000))), {
+      const again = fakeJpeg(600_000);
+      assert.deepEqual(await send(port, encodeFrame("toolarge", again)), {
         ok: true,
         file: "toolarge.jpg",
         bytes: 600_000,
+        crc32: crc32(again),
       });
     } finally {
       await server.shutdown(1000);

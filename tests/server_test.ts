@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { crc32 } from "node:zlib";
 import {
   type Ack,
   encodeFrame,
@@ -63,10 +64,25 @@ Deno.test("server saves each frame under its name with the sniffed extension", a
       encodeFrame("notes", utf8("plain text")),
       encodeFrame("empty", new Uint8Array(0)),
     ));
-    assert.deepEqual(await client.ack(), { ok: true, file: "photo.jpg", bytes: 70_000 });
-    assert.deepEqual(await client.ack(), { ok: true, file: "diagram.png", bytes: png.length });
-    assert.deepEqual(await client.ack(), { ok: true, file: "notes.bin", bytes: 10 });
-    assert.deepEqual(await client.ack(), { ok: true, file: "empty.bin", bytes: 0 });
+    assert.deepEqual(await client.ack(), {
+      ok: true,
+      file: "photo.jpg",
+      bytes: 70_000,
+      crc32: crc32(jpeg),
+    });
+    assert.deepEqual(await client.ack(), {
+      ok: true,
+      file: "diagram.png",
+      bytes: png.length,
+      crc32: crc32(png),
+    });
+    assert.deepEqual(await client.ack(), {
+      ok: true,
+      file: "notes.bin",
+      bytes: 10,
+      crc32: crc32(utf8("plain text")),
+    });
+    assert.deepEqual(await client.ack(), { ok: true, file: "empty.bin", bytes: 0, crc32: 0 });
     assert.deepEqual(await listFolder(out), ["diagram.png", "empty.bin", "notes.bin", "photo.jpg"]);
     assert.deepEqual(await Deno.readFile(`${out}/photo.jpg`), jpeg);
     assert.deepEqual(await Deno.readFile(`${out}/diagram.png`), png);
@@ -124,11 +140,17 @@ for (const [what, frame, message] of recoverable) {
   Deno.test(`server refuses ${what}, writes nothing, and the connection goes on`, async () => {
     await withServer({}, async (port, out) => {
       using client = await connect(port);
-      await client.send(concat(frame, encodeFrame("next", fakeJpeg(20))));
+      const next = fakeJpeg(20);
+      await client.send(concat(frame, encodeFrame("next", next)));
       const first = await client.ack();
       assert.equal(first?.ok, false);
       assert.match(first!.ok ? "" : first!.message, message);
-      assert.deepEqual(await client.ack(), { ok: true, file: "next.jpg", bytes: 20 });
+      assert.deepEqual(await client.ack(), {
+        ok: true,
+        file: "next.jpg",
+        bytes: 20,
+        crc32: crc32(next),
+      });
       assert.deepEqual(await listFolder(out), ["next.jpg"]);
     });
   });
@@ -184,7 +206,12 @@ Deno.test("server acknowledges an identical re-upload without a copy and refuses
     await client.send(encodeFrame("same", original));
     assert.equal((await client.ack())?.ok, true);
     await client.send(encodeFrame("same", original));
-    assert.deepEqual(await client.ack(), { ok: true, file: "same.jpg", bytes: 1000 });
+    assert.deepEqual(await client.ack(), {
+      ok: true,
+      file: "same.jpg",
+      bytes: 1000,
+      crc32: crc32(original),
+    });
     await client.send(encodeFrame("same", fakeJpeg(1000)));
     const answer = await client.ack();
     assert.match(answer && !answer.ok ? answer.message : "", /different file of that name exists/);
@@ -217,8 +244,15 @@ Deno.test("server in raw mode stores each body byte for byte after the numbered 
     using client = await connect(port);
     const frames = [encodeFrame("a", fakeJpeg(10)), encodeFrame("b", utf8("x"))];
     await client.send(concat(...frames));
-    assert.deepEqual(await client.ack(), { ok: true, file: "00001", bytes: frames[0].length - 16 });
-    assert.deepEqual(await client.ack(), { ok: true, file: "00002", bytes: frames[1].length - 16 });
+    for (const [i, file] of ["00001", "00002"].entries()) {
+      const body = frames[i].subarray(16);
+      assert.deepEqual(await client.ack(), {
+        ok: true,
+        file,
+        bytes: body.length,
+        crc32: crc32(body),
+      });
+    }
     assert.equal(await Deno.readTextFile(`${out}/00000`), "earlier run");
     assert.deepEqual(await Deno.readFile(`${out}/00001`), frames[0].subarray(16));
     assert.deepEqual(await Deno.readFile(`${out}/00002`), frames[1].subarray(16));
@@ -279,12 +313,18 @@ Deno.test("shutdown() lets a frame in progress finish and closes idle connection
     const server = await startServer({ host: "127.0.0.1", port: 0, out });
     using idle = await connect(server.addr.port);
     using busy = await connect(server.addr.port);
-    const frame = encodeFrame("late", fakeJpeg(100_000));
+    const late = fakeJpeg(100_000);
+    const frame = encodeFrame("late", late);
     await busy.send(frame.subarray(0, 50_000));
     await new Promise((resolve) => setTimeout(resolve, 100));
     const stopping = server.shutdown(5000);
     await busy.send(frame.subarray(50_000));
-    assert.deepEqual(await busy.ack(), { ok: true, file: "late.jpg", bytes: 100_000 });
+    assert.deepEqual(await busy.ack(), {
+      ok: true,
+      file: "late.jpg",
+      bytes: 100_000,
+      crc32: crc32(late),
+    });
     assert.equal(await idle.ack(), null);
     const stats = await stopping;
     assert.deepEqual(stats, { files: 1, duplicates: 0, bytes: 100_000, errors: 0 });
@@ -314,7 +354,13 @@ Deno.test("server answers a frame before waiting for the body of the next", asyn
     using client = await connect(port);
     const second = encodeFrame("second", fakeJpeg(100_000));
     // The first frame whole, the second's head and a little of its body; the rest never comes.
-    await client.send(concat(encodeFrame("first", fakeJpeg(100)), second.subarray(0, 1000)));
-    assert.deepEqual(await client.ack(), { ok: true, file: "first.jpg", bytes: 100 });
+    const first = fakeJpeg(100);
+    await client.send(concat(encodeFrame("first", first), second.subarray(0, 1000)));
+    assert.deepEqual(await client.ack(), {
+      ok: true,
+      file: "first.jpg",
+      bytes: 100,
+      crc32: crc32(first),
+    });
   });
 });
