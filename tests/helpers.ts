@@ -4,7 +4,6 @@
 export const ROOT = new URL("../", import.meta.url).pathname;
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 /** Encodes text as UTF-8. */
 export function utf8(text: string): Uint8Array {
@@ -182,16 +181,6 @@ export class Spawned implements AsyncDisposable {
 /** Runs a project script with Deno and the given permission flags. */
 export function denoScript(script: string, flags: string[], args: string[], options = {}): Spawned {
   return new Spawned(Deno.execPath(), ["run", ...flags, `${ROOT}${script}`, ...args], options);
-}
-
-/** Runs a command to its end and returns its status and output. */
-export async function run(
-  command: string,
-  args: string[],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const { code, stdout, stderr } = await new Deno.Command(command, { args, stdin: "null" })
-    .output();
-  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
 }
 
 /** Starts `server.ts` on a free loopback port saving into `out`. */
