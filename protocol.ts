@@ -943,7 +943,7 @@ export type Ack =
  */
 export function encodeAck(ack: Ack): Uint8Array {
   const line = ack.ok
-    ? `OK ${ack.bytes} ${ack.crc32.toString(16).padStart(8, "0")} ${ack.file}`
+    ? `OK ${ack.bytes} ${(ack.crc32 >>> 0).toString(16).padStart(8, "0")} ${ack.file}`
     : `ERR ${ack.message}`;
   const bytes = encoder.encode(line.replace(/[\r\n]+/g, " "));
   // Cutting may split a UTF-8 character; parseAck decodes leniently.

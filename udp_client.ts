@@ -175,15 +175,11 @@ async function main(): Promise<void> {
   }
   using _sender = sender;
   let failures = 0;
-  const send = async (payload: Uint8Array | RangeError) => {
-    try {
-      if (payload instanceof RangeError) throw payload;
-      await sender.send(payload);
-    } catch (error) {
-      failures++;
-      console.error(`udp_client.ts: ${(error as Error).message}`);
-    }
+  const fail = (error: unknown) => {
+    failures++;
+    console.error(`udp_client.ts: ${(error as Error).message}`);
   };
+  const send = (payload: Uint8Array) => sender.send(payload).catch(fail);
 
   if (messages.length > 0) {
     for (const message of messages) await send(encoder.encode(message));
@@ -192,9 +188,13 @@ async function main(): Promise<void> {
     const prompt = () => interactive && Deno.stdout.writeSync(encoder.encode("data: "));
     prompt();
     for await (const result of readLines(Deno.stdin, MAX_LINE_SIZE)) {
-      const text = result.ok ? decoder.decode(result.line).trim() : "";
-      if (text === "exit") break;
-      await send(result.ok ? encoder.encode(text) : tooLong(result.tooLong));
+      if (result.ok) {
+        const text = decoder.decode(result.line).trim();
+        if (text === "exit") break;
+        await send(encoder.encode(text));
+      } else {
+        fail(tooLong(result.tooLong));
+      }
       prompt();
     }
   }
