@@ -14,6 +14,7 @@ import {
   describeError,
   encodeHeader,
   encodeName,
+  encodeQuery,
   formatBytes,
   formatDuration,
   HEADER_SIZE,
@@ -22,6 +23,7 @@ import {
   NAME_SIZE,
   parseAck,
   parseCount,
+  parseHave,
   parsePort,
   parseSeconds,
   ProtocolError,
@@ -49,6 +51,8 @@ export interface FileResult {
   savedAs?: string;
   /** Why it failed. */
   message?: string;
+  /** Confirmed by a query: the server already held this very file, so it was not sent. */
+  alreadyThere?: boolean;
   /**
    * The failure came from the connection (refused, reset, timed out, server
    * busy), not from the file or the server's verdict: another try may work.
@@ -210,6 +214,12 @@ export interface UploadOptions {
    */
   legacy?: boolean;
   /**
+   * Ask the server first which files it already holds (same name, size and
+   * CRC-32) and send only the others. Not with `legacy`.
+   * @default {false}
+   */
+  resume?: boolean;
+  /**
    * Connect with TLS; `caCerts` (PEM) are trusted as well as the system's.
    * @default {undefined}
    */
@@ -234,6 +244,18 @@ export interface UploadOptions {
 
 /** Bytes of file read per chunk: a multiple of 3, so chunks encode alone. */
 const CHUNK_SIZE = 3 * 65_536;
+
+/** Queries sent before their answers are read, so neither side's buffers fill up. */
+const QUERY_BATCH = 64;
+
+/** Computes a file's CRC-32, reading it in bounded chunks. */
+function crcOfFile(path: string): number {
+  using file = Deno.openSync(path);
+  const buffer = new Uint8Array(CHUNK_SIZE);
+  let crc = 0;
+  for (let n; (n = file.readSync(buffer)) !== null;) crc = crc32(buffer.subarray(0, n), crc);
+  return crc;
+}
 
 /** Reads until `buffer` is full or the file ends. */
 function readFull(file: Deno.FsFile, buffer: Uint8Array): number {
@@ -543,6 +565,16 @@ export async function uploadFiles(
   const report: UploadReport = { confirmed: 0, bytes: 0, failed: [] };
   let queue: Iterator<UploadFile>;
   let onResult: (result: FileResult) => void;
+  /** Counts a file's final fate and passes it on. */
+  const record = (result: FileResult) => {
+    if (result.ok) {
+      report.confirmed++;
+      report.bytes += result.bytes;
+    } else {
+      report.failed.push(result);
+    }
+    options.onResult?.(result);
+  };
 
   /** Sends one file to the original server: one connection, no answer. */
   async function sendLegacy(entry: UploadFile, writer: FrameWriter): Promise<number> {
@@ -624,24 +656,63 @@ export async function uploadFiles(
     await uploader?.close();
   }
 
+  /**
+   * Asks the server about each file, 64 queries at a time, and reports those
+   * it already holds; returns the others. Any failure leaves the rest to be
+   * sent: a query only ever saves work.
+   */
+  async function skipHeld(candidates: UploadFile[]): Promise<UploadFile[]> {
+    const rest: UploadFile[] = [];
+    let asked = 0;
+    try {
+      using conn = await connectWithin(target, timeout);
+      const lines = new LineReader(conn, MAX_ACK_SIZE);
+      for (; asked < candidates.length; asked += QUERY_BATCH) {
+        const batch = candidates.slice(asked, asked + QUERY_BATCH).map((entry) => {
+          const info = Deno.statSync(entry.path);
+          return { entry, size: info.isFile ? info.size : -1 };
+        });
+        const queries = batch.filter(({ size }) => size >= 0);
+        const frames = queries.map(({ entry, size }) => encodeQuery(entry.name, size));
+        const bytes = new Uint8Array(frames.reduce((sum, frame) => sum + frame.length, 0));
+        frames.reduce((offset, frame) => (bytes.set(frame, offset), offset + frame.length), 0);
+        await withDeadline(writeAll(conn, bytes), timeout, { waitingFor: "the server to read" });
+        for (const { entry, size } of batch) {
+          if (size < 0) {
+            rest.push(entry);
+            continue;
+          }
+          const line = await lines.readLine(timeout);
+          if (line === null) throw new Error("the server closed the connection");
+          const held = parseHave(line);
+          if (held?.bytes === size && held.crc32 === crcOfFile(entry.path)) {
+            record({
+              path: entry.path,
+              ok: true,
+              bytes: size,
+              savedAs: held.file,
+              alreadyThere: true,
+            });
+          } else {
+            rest.push(entry);
+          }
+        }
+      }
+      return rest;
+    } catch {
+      return [...rest, ...candidates.slice(asked)];
+    }
+  }
+
   // Each pass sends what the last one failed to for a transient reason.
-  let pass = files;
+  let pass = options.resume && !options.legacy ? await skipHeld(files) : files;
   for (let attempt = 0;; attempt++) {
     const again: UploadFile[] = [];
     const byPath = new Map(pass.map((entry) => [entry.path, entry]));
     queue = pass.values();
     onResult = (result) => {
-      if (!result.ok && result.transient && attempt < retries) {
-        again.push(byPath.get(result.path)!);
-        return;
-      }
-      if (result.ok) {
-        report.confirmed++;
-        report.bytes += result.bytes;
-      } else {
-        report.failed.push(result);
-      }
-      options.onResult?.(result);
+      if (!result.ok && result.transient && attempt < retries) again.push(byPath.get(result.path)!);
+      else record(result);
     };
     const workers = Math.max(1, Math.min(options.concurrency ?? 4, pass.length));
     await Promise.all(Array.from({ length: workers }, options.legacy ? legacyWorker : worker));
@@ -672,6 +743,8 @@ Options:
                        busy (default 3)
   --legacy             talk to the original Python server: one file per
                        connection, no acknowledgement
+  --resume             ask the server first which files it already holds (same
+                       name, size and CRC-32) and send only the others
   --tls                connect with TLS, checking the server's certificate
   --ca FILE            also trust this PEM certificate (a private CA or a
                        self-signed server); implies --tls
@@ -700,6 +773,7 @@ async function main(): Promise<void> {
         retries: { type: "string", default: "3" },
         legacy: { type: "boolean", default: false },
         tls: { type: "boolean", default: false },
+        resume: { type: "boolean", default: false },
         ca: { type: "string" },
         verbose: { type: "boolean", short: "v", default: false },
         help: { type: "boolean", short: "h", default: false },
@@ -728,6 +802,7 @@ async function main(): Promise<void> {
         timeout: parseSeconds(values.timeout, "--timeout"),
         retries: parseCount(values.retries, "--retries", 0),
         legacy: values.legacy,
+        resume: values.resume,
         tls: values.tls || values.ca !== undefined ? { caFile: values.ca } : undefined,
       },
       verbose: values.verbose,
@@ -765,6 +840,7 @@ async function main(): Promise<void> {
   const encoder = new TextEncoder();
   const started = performance.now();
   let done = selection.skipped.length;
+  let already = 0;
   let doneBytes = 0;
   const progress = () => {
     const seconds = (performance.now() - started) / 1000;
@@ -794,9 +870,15 @@ async function main(): Promise<void> {
         if (!result.ok) {
           clearProgress();
           console.error(`failed ${result.path}: ${result.message}`);
-        } else if (parsed.verbose) {
-          clearProgress();
-          console.log(`sent ${result.path}${result.savedAs ? ` as ${result.savedAs}` : ""}`);
+        } else {
+          if (result.alreadyThere) already++;
+          if (parsed.verbose) {
+            clearProgress();
+            const saved = result.savedAs ? ` as ${result.savedAs}` : "";
+            console.log(
+              `${result.alreadyThere ? "already there:" : "sent"} ${result.path}${saved}`,
+            );
+          }
         }
       },
     });
@@ -810,8 +892,8 @@ async function main(): Promise<void> {
     `${legacy ? "sent" : "confirmed"} ${report.confirmed} of ${total} files (${
       formatBytes(report.bytes)
     }) in ${formatDuration(elapsed)}, ${(report.bytes / 1e6 / (elapsed / 1000)).toFixed(1)} MB/s${
-      failed > 0 ? `; ${failed} failed (listed above)` : ""
-    }`,
+      already > 0 ? ` (${already} already there, not sent)` : ""
+    }${failed > 0 ? `; ${failed} failed (listed above)` : ""}`,
   );
   Deno.exit(failed > 0 ? 1 : 0);
 }

@@ -289,6 +289,8 @@ function checkName(name: string): Uint8Array {
     ? "it contains a slash or backslash"
     : name.startsWith(".")
     ? "it starts with a dot"
+    : name.startsWith("?")
+    ? "it starts with ?, which marks a query"
     : name.endsWith(" ")
     ? "it ends with a space"
     : !name.isWellFormed() || name.includes("\ufffd")
@@ -308,7 +310,7 @@ function checkName(name: string): Uint8Array {
  * bytes. A name that does not fit is refused, never cut.
  *
  * @param name A file name without extension: at most 32 bytes of UTF-8, no
- * slash, backslash, control character or leading dot, no trailing space.
+ * slash, backslash, control character, leading dot or `?`, no trailing space.
  * @returns The 32-byte name field.
  * @throws {ProtocolError} `name`, when the name breaks a rule.
  *
@@ -675,6 +677,7 @@ export class FrameReader {
   #start = 0;
   #end = 0;
   #remaining = 0;
+  #bytesRead = 0;
 
   /**
    * Creates a reader.
@@ -695,6 +698,11 @@ export class FrameReader {
     this.#idleTimeout = options.idleTimeout ?? 60_000;
     this.#buffer = new Uint8Array(bufferSize);
     this.#decoded = new Uint8Array(bufferSize / 4 * 3);
+  }
+
+  /** Bytes read from the source so far. */
+  get bytesRead(): number {
+    return this.#bytesRead;
   }
 
   /** Bytes of the current body not yet consumed. */
@@ -720,6 +728,7 @@ export class FrameReader {
     });
     if (n === null) return false;
     this.#end += n;
+    this.#bytesRead += n;
     return true;
   }
 
@@ -987,6 +996,149 @@ export function parseAck(line: Uint8Array): Ack {
   );
 }
 
+const QUERY_FIELD = (() => {
+  const field = new Uint8Array(NAME_SIZE);
+  field[0] = 0x3f; // "?"
+  return field;
+})();
+
+/**
+ * Encodes a query frame asking our server whether it already holds a file:
+ * a frame whose name field is `?` and whose data is `<bytes> <name>`. The
+ * server answers it in order with the other frames (see
+ * {@linkcode encodeHave}); the original server would store it as a file.
+ *
+ * @param name The name the file would be sent under.
+ * @param bytes The file's size.
+ * @returns The frame.
+ *
+ * @example Encode a query
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeQuery, isQuery } from "./protocol.ts";
+ *
+ * const frame = encodeQuery("cat", 42);
+ * assert.ok(isQuery(frame.subarray(16, 48)));
+ * ```
+ */
+export function encodeQuery(name: string, bytes: number): Uint8Array {
+  checkName(name);
+  const base64 = encoder.encode(`${bytes} ${name}`).toBase64();
+  const frame = new Uint8Array(HEADER_SIZE + NAME_SIZE + base64.length);
+  frame.set(encodeHeader(NAME_SIZE + base64.length));
+  frame.set(QUERY_FIELD, HEADER_SIZE);
+  encoder.encodeInto(base64, frame.subarray(HEADER_SIZE + NAME_SIZE));
+  return frame;
+}
+
+/**
+ * Tells whether a name field marks a query frame.
+ *
+ * @param nameField The 32 bytes after the header.
+ * @returns True for `?` followed by NUL padding.
+ *
+ * @example Tell a query from a file
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeName, isQuery } from "./protocol.ts";
+ *
+ * assert.equal(isQuery(encodeName("cat")), false);
+ * ```
+ */
+export function isQuery(nameField: Uint8Array): boolean {
+  return nameField.length === NAME_SIZE && nameField.every((byte, i) => byte === QUERY_FIELD[i]);
+}
+
+/**
+ * Parses the decoded data of a query frame.
+ *
+ * @param data The query's data: `<bytes> <name>`.
+ * @returns The name and size asked about.
+ * @throws {ProtocolError} `name`, for anything else.
+ *
+ * @example Parse a query
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseQuery } from "./protocol.ts";
+ *
+ * assert.deepEqual(parseQuery(new TextEncoder().encode("42 cat")), { bytes: 42, name: "cat" });
+ * ```
+ */
+export function parseQuery(data: Uint8Array): { name: string; bytes: number } {
+  const match = /^(0|[1-9][0-9]{0,15}) (.+)$/.exec(utf8.decode(data));
+  if (!match) {
+    throw new ProtocolError(
+      "name",
+      `Invalid query: expected <bytes> <name>, got ${quoteBytes(data)}`,
+    );
+  }
+  checkName(match[2]);
+  return { bytes: Number(match[1]), name: match[2] };
+}
+
+/** What the server holds under a queried name, as {@linkcode encodeHave} reports it. */
+export interface Held {
+  /** The file's name in the output folder. */
+  file: string;
+  /** Its size. */
+  bytes: number;
+  /** Its CRC-32. */
+  crc32: number;
+}
+
+/**
+ * Encodes the answer to a query: `HAVE <bytes> <crc32> <file>\n` or `NONE\n`.
+ *
+ * @param held The file held under that name and size, or undefined.
+ * @returns The answer line.
+ *
+ * @example Encode both answers
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeHave } from "./protocol.ts";
+ *
+ * const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+ * assert.equal(text(encodeHave({ file: "cat.jpg", bytes: 42, crc32: 255 })), "HAVE 42 000000ff cat.jpg\n");
+ * assert.equal(text(encodeHave(undefined)), "NONE\n");
+ * ```
+ */
+export function encodeHave(held: Held | undefined): Uint8Array {
+  return encoder.encode(
+    held
+      ? `HAVE ${held.bytes} ${(held.crc32 >>> 0).toString(16).padStart(8, "0")} ${held.file}\n`
+      : "NONE\n",
+  );
+}
+
+/**
+ * Parses the answer to a query, without its newline.
+ *
+ * @param line The line's bytes.
+ * @returns What the server holds, or undefined for `NONE`.
+ * @throws {SyntaxError} If the line is neither answer.
+ *
+ * @example Parse an answer
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseHave } from "./protocol.ts";
+ *
+ * const bytes = (text: string) => new TextEncoder().encode(text);
+ * assert.deepEqual(parseHave(bytes("HAVE 42 000000ff cat.jpg")), { bytes: 42, crc32: 255, file: "cat.jpg" });
+ * assert.equal(parseHave(bytes("NONE")), undefined);
+ * ```
+ */
+export function parseHave(line: Uint8Array): Held | undefined {
+  const text = utf8.decode(line);
+  if (text === "NONE") return undefined;
+  const have = /^HAVE (0|[1-9][0-9]{0,15}) ([0-9a-f]{8}) (.+)$/.exec(text);
+  if (!have) {
+    throw new SyntaxError(
+      `Cannot parse the answer to a query: expected HAVE or NONE, got ${quoteBytes(line)}`,
+    );
+  }
+  return { bytes: Number(have[1]), crc32: parseInt(have[2], 16), file: have[3] };
+}
+
 /**
  * Reads newline-terminated lines of bounded length from a stream.
  *
@@ -1067,6 +1219,20 @@ export class LineReader {
     }
   }
 }
+
+/**
+ * Every extension {@linkcode sniffExtension} gives, so every one a decoded
+ * file can be saved with.
+ *
+ * @example The list
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { EXTENSIONS, sniffExtension } from "./protocol.ts";
+ *
+ * assert.ok(EXTENSIONS.includes(sniffExtension(new Uint8Array([0xff, 0xd8, 0xff]))));
+ * ```
+ */
+export const EXTENSIONS: readonly string[] = ["jpg", "png", "gif", "webp", "bmp", "tiff", "bin"];
 
 /**
  * Detects an image type from its first bytes.

@@ -8,23 +8,27 @@
 import { parseArgs } from "node:util";
 import { crc32 } from "node:zlib";
 import {
-  type Ack,
   type Cidr,
   DEFAULT_MAX_FRAME_SIZE,
   describeError,
   encodeAck,
+  encodeHave,
+  EXTENSIONS,
   formatBytes,
   formatDuration,
   type FrameHead,
   FrameReader,
   HEADER_SIZE,
+  type Held,
   inAnyCidr,
+  isQuery,
   NAME_SIZE,
   parseByteSize,
   parseCidr,
   parseCount,
   parseName,
   parsePort,
+  parseQuery,
   parseSeconds,
   ProtocolError,
   sniffExtension,
@@ -136,6 +140,8 @@ export interface ServerStats {
   bytes: number;
   /** Frames and connections that failed. */
   errors: number;
+  /** Bytes read from clients. */
+  received: number;
 }
 
 /** A running server. */
@@ -202,6 +208,15 @@ async function syncFolder(folder: string): Promise<void> {
   await handle.sync();
 }
 
+/** Computes a file's CRC-32, reading it in bounded chunks. */
+async function crcOfFile(path: string): Promise<number> {
+  using file = await Deno.open(path);
+  const buffer = new Uint8Array(262_144);
+  let crc = 0;
+  for (let n; (n = await file.read(buffer)) !== null;) crc = crc32(buffer.subarray(0, n), crc);
+  return crc;
+}
+
 /** Compares two files byte for byte, reading both in bounded chunks. */
 async function sameContent(pathA: string, pathB: string): Promise<boolean> {
   using fileA = await Deno.open(pathA);
@@ -254,7 +269,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
   const listener: Deno.Listener = options.tls
     ? Deno.listenTls({ ...address, ...options.tls })
     : Deno.listen(address);
-  const stats: ServerStats = { files: 0, duplicates: 0, bytes: 0, errors: 0 };
+  const stats: ServerStats = { files: 0, duplicates: 0, bytes: 0, errors: 0, received: 0 };
   /** Each open connection, and whether a frame is in progress on it. */
   const connections = new Map<Deno.Conn, { busy: boolean }>();
   const handlers = new Set<Promise<void>>();
@@ -287,6 +302,26 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
         );
       }
     }
+  }
+
+  /** Answers a query: the file saved under that name with that size, if any. */
+  async function lookUp(reader: FrameReader, head: FrameHead): Promise<Held | undefined> {
+    if (head.dataLength > 1024) {
+      throw new ProtocolError("size", `Query too large: ${head.dataLength} bytes of data`);
+    }
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of reader.data()) chunks.push(chunk.slice());
+    const query = parseQuery(new Uint8Array(chunks.flatMap((chunk) => [...chunk])));
+    if (raw) return undefined;
+    for (const extension of EXTENSIONS) {
+      const file = `${query.name}.${extension}`;
+      const path = joinPath(out, file);
+      const info = await Deno.lstat(path).catch(() => undefined);
+      if (info?.isFile && info.size === query.bytes) {
+        return { file, bytes: info.size, crc32: await crcOfFile(path) };
+      }
+    }
+    return undefined;
   }
 
   /** Receives one body into a temporary file and commits it. */
@@ -336,6 +371,12 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     const peer = peerOf(conn);
     const reader = new FrameReader(conn, readerOptions);
     const answers = new Answers(conn, idleTimeout);
+    // Counted before each answer, so the figure is current once a client has it.
+    let counted = 0;
+    const account = () => {
+      stats.received += reader.bytesRead - counted;
+      counted = reader.bytesRead;
+    };
     try {
       while (!stopping) {
         state.busy = false;
@@ -346,6 +387,12 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
         }
         const head = await reader.readHead();
         if (head === null) break;
+        if (isQuery(head.nameField)) {
+          const held = await lookUp(reader, head);
+          account();
+          answers.add(encodeHave(held));
+          continue;
+        }
         // Nor while a body still has to arrive: over a slow link a large one
         // would hold the answers past the client's deadline.
         if (reader.buffered < head.dataLength) await answers.flush();
@@ -357,7 +404,10 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
           stats.bytes += saved.bytes;
           if (saved.duplicate) stats.duplicates++;
           emit({ type: "saved", peer, ...saved, ms: performance.now() - started });
-          answers.add({ ok: true, file: saved.file, bytes: saved.bytes, crc32: saved.crc32 });
+          account();
+          answers.add(
+            encodeAck({ ok: true, file: saved.file, bytes: saved.bytes, crc32: saved.crc32 }),
+          );
         } catch (error) {
           if (error instanceof ProtocolError && !error.recoverable) throw error;
           // A bad name or data, or a file that cannot be saved: this frame only.
@@ -365,7 +415,8 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
           stats.errors++;
           emit({ type: "rejected", peer, message });
           await reader.skipBody();
-          answers.add({ ok: false, message });
+          account();
+          answers.add(encodeAck({ ok: false, message }));
         }
       }
     } catch (error) {
@@ -377,10 +428,11 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
         const reason = error instanceof Error ? error.message : String(error);
         const message = isDisconnect(error) ? `Connection lost inside a frame: ${reason}` : reason;
         emit({ type: "rejected", peer, message });
-        if (error instanceof ProtocolError) answers.add({ ok: false, message });
+        if (error instanceof ProtocolError) answers.add(encodeAck({ ok: false, message }));
       }
     } finally {
       await answers.flush();
+      account();
       connections.delete(conn);
       closeQuietly(conn);
     }
@@ -479,8 +531,8 @@ class Answers {
     return this.#pending.length;
   }
 
-  add(ack: Ack): void {
-    this.#pending.push(encodeAck(ack));
+  add(line: Uint8Array): void {
+    this.#pending.push(line);
   }
 
   async flush(): Promise<void> {

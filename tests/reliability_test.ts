@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import dgram from "node:dgram";
 import net from "node:net";
 import { crc32 } from "node:zlib";
-import { collectFiles, uploadFiles } from "../client.ts";
+import { collectFiles, type FileResult, uploadFiles } from "../client.ts";
 import { encodeFrame, LineReader, MAX_ACK_SIZE, parseAck, parseCidr } from "../protocol.ts";
 import { type ServerOptions, startServer } from "../server.ts";
 import {
@@ -441,4 +441,45 @@ Deno.test("a read-only or vanished output folder gets an error answer and the se
       await server.shutdown(1000);
     }
   });
+});
+
+Deno.test("a second run with --resume sends under 1% of the bytes, and changed or missing files still go", async () => {
+  const input = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  const server = await startServer({ host: "127.0.0.1", port: 0, out });
+  try {
+    const port = server.addr.port;
+    const images = await makeImages(input, Array(30).fill(64 * 1024));
+    const { files } = await collectFiles([input]);
+    const first = await uploadFiles(files, { port, resume: true });
+    assert.equal(first.confirmed, 30);
+    const firstReceived = server.stats.received;
+
+    const second = await uploadFiles(files, { port, resume: true });
+    assert.equal(second.confirmed, 30);
+    assert.deepEqual(second.failed, []);
+    const secondReceived = server.stats.received - firstReceived;
+    assert.ok(secondReceived < firstReceived / 100, `${secondReceived} of ${firstReceived} bytes`);
+    assert.equal(server.stats.files, 30, "nothing saved twice");
+
+    // One file lost on the server, one changed on the client (same size): only those travel.
+    const [lost, changed] = images.keys();
+    await Deno.remove(`${out}/${lost}.jpg`);
+    await Deno.writeFile(`${input}/${changed}.jpg`, fakeJpeg(64 * 1024));
+    const results: FileResult[] = [];
+    const third = await uploadFiles(files, {
+      port,
+      resume: true,
+      onResult: (r) => results.push(r),
+    });
+    assert.equal(third.confirmed, 29);
+    assert.match(third.failed[0].path, new RegExp(changed));
+    assert.match(third.failed[0].message!, /different file of that name exists/);
+    assert.deepEqual(await Deno.readFile(`${out}/${lost}.jpg`), images.get(lost));
+    assert.equal(results.filter((r) => r.alreadyThere).length, 28);
+  } finally {
+    await server.shutdown(1000);
+    await Deno.remove(input, { recursive: true });
+    await Deno.remove(out, { recursive: true });
+  }
 });

@@ -327,7 +327,13 @@ Deno.test("shutdown() lets a frame in progress finish and closes idle connection
     });
     assert.equal(await idle.ack(), null);
     const stats = await stopping;
-    assert.deepEqual(stats, { files: 1, duplicates: 0, bytes: 100_000, errors: 0 });
+    assert.deepEqual(stats, {
+      files: 1,
+      duplicates: 0,
+      bytes: 100_000,
+      errors: 0,
+      received: frame.length,
+    });
     await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }));
   } finally {
     await Deno.remove(out, { recursive: true });
