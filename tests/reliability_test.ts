@@ -483,3 +483,48 @@ Deno.test("a second run with --resume sends under 1% of the bytes, and changed o
     await Deno.remove(out, { recursive: true });
   }
 });
+
+Deno.test("udp_server.ts keeps its memory bounded under a flood of 100,000 datagrams", async () => {
+  const server = new Spawned(Deno.execPath(), [
+    "run",
+    "--allow-net=127.0.0.1",
+    `${ROOT}udp_server.ts`,
+    "--host=127.0.0.1",
+    "--port=0",
+  ]);
+  await using _server = server;
+  const port = Number((await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+  const rss = async () => {
+    const { stdout } = await new Deno.Command("ps", {
+      args: ["-o", "rss=", "-p", String(server.child.pid)],
+    })
+      .output();
+    return Number(new TextDecoder().decode(stdout).trim()) / 1024;
+  };
+  const before = await rss();
+  const flood = new Spawned("python3", [
+    "-c",
+    `import socket, sys
+sk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(100000): sk.sendto(b"flood %d " % i + b"x" * 1000, ("127.0.0.1", ${port}))`,
+  ]);
+  await using _flood = flood;
+  let peak = before;
+  while (
+    (await Promise.race([
+      flood.child.status.then(() => true),
+      new Promise((r) => setTimeout(() => r(false), 50)),
+    ])) === false
+  ) {
+    peak = Math.max(peak, await rss());
+  }
+  assert.equal((await flood.wait()).code, 0, flood.stderr);
+  peak = Math.max(peak, await rss());
+  // 100 MB went by: the server keeps no backlog of its own; what it cannot take, the kernel drops.
+  assert.ok(
+    peak < before + 64,
+    `resident memory grew from ${before.toFixed(0)} to ${peak.toFixed(0)} MB`,
+  );
+  await server.stop();
+  assert.match(server.stderr, /stopped after \d+ datagrams/);
+});
