@@ -15,6 +15,7 @@ import {
   encodeHeader,
   encodeName,
   encodeQuery,
+  encodeToken,
   formatBytes,
   formatDuration,
   HEADER_SIZE,
@@ -214,6 +215,12 @@ export interface UploadOptions {
    */
   legacy?: boolean;
   /**
+   * The server's shared token, presented first on every connection. Not
+   * with `legacy`.
+   * @default {undefined}
+   */
+  token?: string;
+  /**
    * Ask the server first which files it already holds (same name, size and
    * CRC-32) and send only the others. Not with `legacy`.
    * @default {false}
@@ -395,6 +402,8 @@ interface Sent {
 /** A frame sent and waiting for its acknowledgement. */
 interface Pending extends Sent {
   entry: UploadFile;
+  /** The token frame, whose answer is the connection's, not a file's. */
+  token?: true;
 }
 
 /**
@@ -412,18 +421,23 @@ class Uploader {
   #wake = Promise.withResolvers<void>();
   #room = Promise.withResolvers<void>();
   #sending = true;
+  /** The token still to present before the first frame. */
+  #token: string | undefined;
   /** Why no more frames can be sent on this connection, once that is so. */
   broken: string | undefined;
 
   constructor(
     conn: Deno.Conn,
-    options: Required<Pick<UploadOptions, "timeout" | "window" | "onResult">>,
+    options: Required<Pick<UploadOptions, "timeout" | "window" | "onResult">> & {
+      token?: string;
+    },
   ) {
     this.#conn = conn;
     this.#timeout = options.timeout;
     this.#window = options.window;
     this.#report = options.onResult;
     this.#writer = new FrameWriter(options.timeout);
+    this.#token = options.token;
     this.#acks = this.#readAcks();
   }
 
@@ -439,8 +453,12 @@ class Uploader {
         const line = await lines.readLine(this.#timeout);
         if (line === null) throw new Error("the server closed the connection");
         const ack = parseAck(line);
-        const { entry, bytes, dataCrc, bodyCrc } = this.#pending.shift()!;
+        const { entry, bytes, dataCrc, bodyCrc, token } = this.#pending.shift()!;
         this.#room.resolve();
+        if (token) {
+          if (!ack.ok) throw new Deno.errors.PermissionDenied(`Token refused: ${ack.message}`);
+          continue;
+        }
         // A decoding server saves the file's bytes; a --raw one the frame body.
         const complete = ack.ok &&
           ((ack.bytes === bytes && ack.crc32 === dataCrc) ||
@@ -460,10 +478,16 @@ class Uploader {
         );
       }
     } catch (error) {
-      const message = `Connection lost: ${(error as Error).message}`;
+      // A refused token is final; anything else may pass on another try.
+      const refused = error instanceof Deno.errors.PermissionDenied;
+      const message = refused
+        ? (error as Error).message
+        : `Connection lost: ${(error as Error).message}`;
       this.broken ??= message;
-      for (const { entry, bytes } of this.#pending.splice(0)) {
-        this.#report({ path: entry.path, bytes, ok: false, message, transient: true });
+      for (const { entry, bytes, token } of this.#pending.splice(0)) {
+        if (!token) {
+          this.#report({ path: entry.path, bytes, ok: false, message, transient: !refused });
+        }
       }
       this.#room.resolve();
       closeQuietly(this.#conn);
@@ -481,6 +505,22 @@ class Uploader {
       this.#room = Promise.withResolvers();
     }
     if (this.broken) return false;
+    if (this.#token !== undefined) {
+      const frame = encodeToken(this.#token);
+      this.#token = undefined;
+      try {
+        await withDeadline(writeAll(this.#conn, frame), this.#timeout, {
+          waitingFor: "the server to read",
+        });
+      } catch (error) {
+        this.broken = `Connection lost: ${(error as Error).message}`;
+        closeQuietly(this.#conn);
+        return false;
+      }
+      const none = { bytes: 0, dataCrc: 0, bodyCrc: 0 };
+      this.#pending.push({ entry: { path: "", name: "" }, ...none, token: true });
+      this.#wake.resolve();
+    }
     let sent: Sent;
     try {
       sent = await this.#writer.send(this.#conn, entry);
@@ -637,6 +677,7 @@ export async function uploadFiles(
           timeout,
           window: options.window ?? 32,
           onResult,
+          token: options.token,
         });
       } catch (error) {
         const message = `Cannot connect to ${host}:${port}: ${(error as Error).message}`;
@@ -667,6 +708,13 @@ export async function uploadFiles(
     try {
       using conn = await connectWithin(target, timeout);
       const lines = new LineReader(conn, MAX_ACK_SIZE);
+      if (options.token !== undefined) {
+        await withDeadline(writeAll(conn, encodeToken(options.token)), timeout, {
+          waitingFor: "the server to read",
+        });
+        const line = await lines.readLine(timeout);
+        if (line === null || !parseAck(line).ok) return candidates;
+      }
       for (; asked < candidates.length; asked += QUERY_BATCH) {
         const batch = candidates.slice(asked, asked + QUERY_BATCH).map((entry) => {
           const info = Deno.statSync(entry.path);
@@ -743,6 +791,8 @@ Options:
                        busy (default 3)
   --legacy             talk to the original Python server: one file per
                        connection, no acknowledgement
+  --token-file FILE    present the token on this file's first line, for a server
+                       started with --token-file (grant --allow-read on it)
   --resume             ask the server first which files it already holds (same
                        name, size and CRC-32) and send only the others
   --tls                connect with TLS, checking the server's certificate
@@ -774,6 +824,7 @@ async function main(): Promise<void> {
         legacy: { type: "boolean", default: false },
         tls: { type: "boolean", default: false },
         resume: { type: "boolean", default: false },
+        "token-file": { type: "string" },
         ca: { type: "string" },
         verbose: { type: "boolean", short: "v", default: false },
         help: { type: "boolean", short: "h", default: false },
@@ -785,6 +836,9 @@ async function main(): Promise<void> {
     }
     if (positionals.length === 0) {
       throw new TypeError("Missing DIR: name at least one folder or file");
+    }
+    if (values.legacy && values["token-file"] !== undefined) {
+      throw new TypeError("Invalid --token-file: the original server (--legacy) takes no token");
     }
     parsed = {
       paths: positionals,
@@ -803,6 +857,7 @@ async function main(): Promise<void> {
         retries: parseCount(values.retries, "--retries", 0),
         legacy: values.legacy,
         resume: values.resume,
+        tokenFile: values["token-file"],
         tls: values.tls || values.ca !== undefined ? { caFile: values.ca } : undefined,
       },
       verbose: values.verbose,
@@ -814,8 +869,13 @@ async function main(): Promise<void> {
 
   let selection: Selection;
   let tls: UploadOptions["tls"];
+  let token: string | undefined;
   try {
     await checkNetPermission(parsed.upload.host, parsed.upload.port);
+    const tokenFile = parsed.upload.tokenFile;
+    token = tokenFile === undefined
+      ? undefined
+      : (await Deno.readTextFile(tokenFile)).split("\n")[0].trim();
     const caFile = parsed.upload.tls?.caFile;
     tls = parsed.upload.tls &&
       { caCerts: caFile === undefined ? undefined : [await Deno.readTextFile(caFile)] };
@@ -864,6 +924,7 @@ async function main(): Promise<void> {
     report = await uploadFiles(selection.files, {
       ...parsed.upload,
       tls,
+      token,
       onResult(result) {
         done++;
         doneBytes += result.bytes;

@@ -109,7 +109,8 @@ export type ProtocolErrorCode =
   | "base64"
   | "truncated"
   | "timeout"
-  | "idle";
+  | "idle"
+  | "auth";
 
 /**
  * A frame or acknowledgement broke the protocol. After a `name` or `base64`
@@ -291,6 +292,8 @@ function checkName(name: string): Uint8Array {
     ? "it starts with a dot"
     : name.startsWith("?")
     ? "it starts with ?, which marks a query"
+    : name.startsWith("!")
+    ? "it starts with !, which marks a token"
     : name.endsWith(" ")
     ? "it ends with a space"
     : !name.isWellFormed() || name.includes("\ufffd")
@@ -310,7 +313,7 @@ function checkName(name: string): Uint8Array {
  * bytes. A name that does not fit is refused, never cut.
  *
  * @param name A file name without extension: at most 32 bytes of UTF-8, no
- * slash, backslash, control character, leading dot or `?`, no trailing space.
+ * slash, backslash, control character, leading `.`, `?` or `!`, no trailing space.
  * @returns The 32-byte name field.
  * @throws {ProtocolError} `name`, when the name breaks a rule.
  *
@@ -996,11 +999,29 @@ export function parseAck(line: Uint8Array): Ack {
   );
 }
 
-const QUERY_FIELD = (() => {
+/** A name field holding one marker character and NUL padding. */
+function markerField(marker: string): Uint8Array {
   const field = new Uint8Array(NAME_SIZE);
-  field[0] = 0x3f; // "?"
+  field[0] = marker.charCodeAt(0);
   return field;
-})();
+}
+
+const QUERY_FIELD = markerField("?");
+const TOKEN_FIELD = markerField("!");
+
+function isMarked(nameField: Uint8Array, field: Uint8Array): boolean {
+  return nameField.length === NAME_SIZE && nameField.every((byte, i) => byte === field[i]);
+}
+
+/** Encodes a frame with a marker name field and the given data. */
+function markedFrame(field: Uint8Array, data: Uint8Array): Uint8Array {
+  const base64 = data.toBase64();
+  const frame = new Uint8Array(HEADER_SIZE + NAME_SIZE + base64.length);
+  frame.set(encodeHeader(NAME_SIZE + base64.length));
+  frame.set(field, HEADER_SIZE);
+  encoder.encodeInto(base64, frame.subarray(HEADER_SIZE + NAME_SIZE));
+  return frame;
+}
 
 /**
  * Encodes a query frame asking our server whether it already holds a file:
@@ -1023,12 +1044,7 @@ const QUERY_FIELD = (() => {
  */
 export function encodeQuery(name: string, bytes: number): Uint8Array {
   checkName(name);
-  const base64 = encoder.encode(`${bytes} ${name}`).toBase64();
-  const frame = new Uint8Array(HEADER_SIZE + NAME_SIZE + base64.length);
-  frame.set(encodeHeader(NAME_SIZE + base64.length));
-  frame.set(QUERY_FIELD, HEADER_SIZE);
-  encoder.encodeInto(base64, frame.subarray(HEADER_SIZE + NAME_SIZE));
-  return frame;
+  return markedFrame(QUERY_FIELD, encoder.encode(`${bytes} ${name}`));
 }
 
 /**
@@ -1046,7 +1062,46 @@ export function encodeQuery(name: string, bytes: number): Uint8Array {
  * ```
  */
 export function isQuery(nameField: Uint8Array): boolean {
-  return nameField.length === NAME_SIZE && nameField.every((byte, i) => byte === QUERY_FIELD[i]);
+  return isMarked(nameField, QUERY_FIELD);
+}
+
+/**
+ * Encodes the frame that proves a client knows the server's shared token: a
+ * frame whose name field is `!` and whose data is the token. A server with
+ * `--token-file` wants it first on every connection and answers it like a
+ * file (`OK 0 00000000 !`, or `ERR` and a closed connection).
+ *
+ * @param token The shared token.
+ * @returns The frame.
+ *
+ * @example Encode a token frame
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeToken, isToken } from "./protocol.ts";
+ *
+ * assert.ok(isToken(encodeToken("correct horse battery").subarray(16, 48)));
+ * ```
+ */
+export function encodeToken(token: string): Uint8Array {
+  return markedFrame(TOKEN_FIELD, encoder.encode(token));
+}
+
+/**
+ * Tells whether a name field marks a token frame.
+ *
+ * @param nameField The 32 bytes after the header.
+ * @returns True for `!` followed by NUL padding.
+ *
+ * @example Tell a token from a file
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeName, isToken } from "./protocol.ts";
+ *
+ * assert.equal(isToken(encodeName("cat")), false);
+ * ```
+ */
+export function isToken(nameField: Uint8Array): boolean {
+  return isMarked(nameField, TOKEN_FIELD);
 }
 
 /**

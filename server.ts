@@ -7,6 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { crc32 } from "node:zlib";
+import { timingSafeEqual } from "node:crypto";
 import {
   type Cidr,
   DEFAULT_MAX_FRAME_SIZE,
@@ -22,6 +23,7 @@ import {
   type Held,
   inAnyCidr,
   isQuery,
+  isToken,
   NAME_SIZE,
   parseByteSize,
   parseCidr,
@@ -81,6 +83,13 @@ export interface ServerOptions {
    * @default {32}
    */
   maxConnectionsPerAddress?: number;
+  /**
+   * A shared token every connection must present first (a `!` frame, see
+   * `encodeToken`); without it nothing is read beyond that frame. The
+   * original client cannot send one.
+   * @default {undefined}
+   */
+  token?: string;
   /**
    * Serve TLS with this PEM certificate chain and key instead of plain TCP.
    * @default {undefined}
@@ -304,14 +313,27 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     }
   }
 
-  /** Answers a query: the file saved under that name with that size, if any. */
-  async function lookUp(reader: FrameReader, head: FrameHead): Promise<Held | undefined> {
-    if (head.dataLength > 1024) {
-      throw new ProtocolError("size", `Query too large: ${head.dataLength} bytes of data`);
+  /** Reads the data of a query or token frame, which is small or refused. */
+  async function smallData(reader: FrameReader, head: FrameHead): Promise<Uint8Array> {
+    if (head.dataLength > 1368) {
+      throw new ProtocolError("size", `Control frame too large: ${head.dataLength} bytes of data`);
     }
     const chunks: Uint8Array[] = [];
     for await (const chunk of reader.data()) chunks.push(chunk.slice());
-    const query = parseQuery(new Uint8Array(chunks.flatMap((chunk) => [...chunk])));
+    return new Uint8Array(chunks.flatMap((chunk) => [...chunk]));
+  }
+
+  /** Tells whether a token frame carries the server's token (any, when it has none). */
+  async function tokenMatches(reader: FrameReader, head: FrameHead): Promise<boolean> {
+    const given = await smallData(reader, head);
+    if (options.token === undefined) return true;
+    const expected = new TextEncoder().encode(options.token);
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  }
+
+  /** Answers a query: the file saved under that name with that size, if any. */
+  async function lookUp(reader: FrameReader, head: FrameHead): Promise<Held | undefined> {
+    const query = parseQuery(await smallData(reader, head));
     if (raw) return undefined;
     for (const extension of EXTENSIONS) {
       const file = `${query.name}.${extension}`;
@@ -377,6 +399,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       stats.received += reader.bytesRead - counted;
       counted = reader.bytesRead;
     };
+    let authenticated = options.token === undefined;
     try {
       while (!stopping) {
         state.busy = false;
@@ -387,6 +410,17 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
         }
         const head = await reader.readHead();
         if (head === null) break;
+        if (isToken(head.nameField)) {
+          const matches = await tokenMatches(reader, head);
+          account();
+          if (!matches) throw new ProtocolError("auth", "Authentication failed: wrong token");
+          authenticated = true;
+          answers.add(encodeAck({ ok: true, file: "!", bytes: 0, crc32: 0 }));
+          continue;
+        }
+        if (!authenticated) {
+          throw new ProtocolError("auth", "Authentication required: send the token first");
+        }
         if (isQuery(head.nameField)) {
           const held = await lookUp(reader, head);
           account();
@@ -585,6 +619,9 @@ Options:
   --max-per-address N      connections served at once from one address (default 32)
   --allow CIDR             accept connections only from this block, such as
                            10.0.0.0/8; repeatable (default: from anywhere)
+  --token-file FILE        require every connection to present the token on
+                           this file's first line (16+ characters; grant
+                           --allow-read on it); the original client cannot
   --tls-cert FILE          serve TLS with this PEM certificate chain (needs
                            --tls-key, and --allow-read for both files)
   --tls-key FILE           the certificate's PEM private key
@@ -596,6 +633,17 @@ Options:
   -h, --help               show this help
 
 Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a usage error.`;
+
+/** Reads a shared token: the file's first line, at least 16 characters. */
+async function readToken(path: string): Promise<string> {
+  const token = (await Deno.readTextFile(path)).split("\n")[0].trim();
+  if (token.length < 16) {
+    throw new RangeError(
+      `Token too short: ${path} holds ${token.length} characters, want 16 or more`,
+    );
+  }
+  return token;
+}
 
 /** The TLS files named on the command line: both or neither. */
 function tlsFiles(cert?: string, key?: string): { cert: string; key: string } | undefined {
@@ -611,6 +659,7 @@ async function main(): Promise<void> {
     quiet: boolean;
     drainTimeout: number;
     tlsFiles?: { cert: string; key: string };
+    tokenFile?: string;
   };
   try {
     const { values } = parseArgs({
@@ -625,6 +674,7 @@ async function main(): Promise<void> {
         "max-connections": { type: "string", default: "256" },
         "max-per-address": { type: "string", default: "32" },
         allow: { type: "string", multiple: true },
+        "token-file": { type: "string" },
         "tls-cert": { type: "string" },
         "tls-key": { type: "string" },
         "header-timeout": { type: "string", default: "30" },
@@ -649,6 +699,7 @@ async function main(): Promise<void> {
       maxConnectionsPerAddress: parseCount(values["max-per-address"], "--max-per-address"),
       allow: values.allow?.map(parseCidr),
       tlsFiles: tlsFiles(values["tls-cert"], values["tls-key"]),
+      tokenFile: values["token-file"],
       headerTimeout: parseSeconds(values["header-timeout"], "--header-timeout"),
       idleTimeout: parseSeconds(values["idle-timeout"], "--idle-timeout"),
       drainTimeout: parseSeconds(values["drain-timeout"], "--drain-timeout"),
@@ -677,9 +728,11 @@ async function main(): Promise<void> {
       cert: await Deno.readTextFile(options.tlsFiles.cert),
       key: await Deno.readTextFile(options.tlsFiles.key),
     };
+    const token = options.tokenFile && await readToken(options.tokenFile);
     server = await startServer({
       ...options,
       tls,
+      token,
       onEvent(event) {
         switch (event.type) {
           case "saved":
@@ -706,7 +759,8 @@ async function main(): Promise<void> {
     });
   } catch (error) {
     console.error(`server.ts: Cannot start: ${describeError(error)}`);
-    Deno.exit(error instanceof Deno.errors.NotCapable ? 2 : 1);
+    // A missing permission or an unusable token file is the command line's fault.
+    Deno.exit(error instanceof Deno.errors.NotCapable || error instanceof RangeError ? 2 : 1);
   }
   const { hostname, port } = server.addr;
   console.log(`listening on ${hostname}:${port}, saving to ${out}${options.raw ? " (raw)" : ""}`);

@@ -8,6 +8,7 @@ import { encodeFrame, LineReader, MAX_ACK_SIZE, parseAck, parseCidr } from "../p
 import { type ServerOptions, startServer } from "../server.ts";
 import {
   concat,
+  denoScript,
   fakeJpeg,
   listFolder,
   makeImages,
@@ -527,4 +528,90 @@ for i in range(100000): sk.sendto(b"flood %d " % i + b"x" * 1000, ("127.0.0.1", 
   );
   await server.stop();
   assert.match(server.stderr, /stopped after \d+ datagrams/);
+});
+
+Deno.test("a server with a token writes nothing for a client without it or with a wrong one", async () => {
+  const token = "correct horse battery staple";
+  const out = await Deno.makeTempDir();
+  const input = await Deno.makeTempDir();
+  const server = await startServer({ host: "127.0.0.1", port: 0, out, token });
+  try {
+    const port = server.addr.port;
+    const images = await makeImages(input, [100, 200]);
+    const { files } = await collectFiles([input]);
+
+    const without = await uploadFiles(files, { port, retries: 0 });
+    assert.equal(without.confirmed, 0);
+    assert.match(without.failed[0].message!, /Authentication required: send the token first/);
+
+    const wrong = await uploadFiles(files, {
+      port,
+      token: "incorrect horse battery staple",
+      retries: 3,
+    });
+    assert.equal(wrong.confirmed, 0);
+    for (const failure of wrong.failed) {
+      assert.match(failure.message!, /^Token refused: Authentication failed: wrong token$/);
+      assert.equal(failure.transient, false, "a refused token is not tried again");
+    }
+    assert.deepEqual(await listFolder(out), [], "nothing written");
+
+    const right = await uploadFiles(files, { port, token, resume: true });
+    assert.deepEqual(right.failed, []);
+    for (const [name, bytes] of images) {
+      assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
+    }
+    // Queries need the token too: a second run sends nothing again.
+    const again = await uploadFiles(files, { port, token, resume: true });
+    assert.equal(again.confirmed, 2);
+    assert.equal(server.stats.files, 2);
+  } finally {
+    await server.shutdown(1000);
+    await Deno.remove(out, { recursive: true });
+    await Deno.remove(input, { recursive: true });
+  }
+});
+
+Deno.test("server.ts --token-file and client.ts --token-file upload; a short token is a usage error", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/short`, "tooshort\n");
+    await using refused = denoScript("server.ts", [
+      "--allow-net=127.0.0.1",
+      `--allow-read=${dir}`,
+      `--allow-write=${dir}`,
+    ], [
+      "--host=127.0.0.1",
+      "--port=0",
+      `--out=${dir}/out`,
+      `--token-file=${dir}/short`,
+    ]);
+    assert.equal((await refused.wait()).code, 2);
+    assert.match(refused.stderr, /Token too short: .* holds 8 characters, want 16 or more/);
+
+    await Deno.writeTextFile(`${dir}/token`, "a much longer shared secret\n");
+    await Deno.mkdir(`${dir}/in`);
+    const images = await makeImages(`${dir}/in`, [1000]);
+    await using server = denoScript("server.ts", [
+      "--allow-net=127.0.0.1",
+      `--allow-read=${dir}`,
+      `--allow-write=${dir}`,
+    ], [
+      "--host=127.0.0.1",
+      "--port=0",
+      `--out=${dir}/out`,
+      `--token-file=${dir}/token`,
+    ]);
+    const port = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1];
+    await using client = denoScript("client.ts", ["--allow-net=127.0.0.1", `--allow-read=${dir}`], [
+      `--port=${port}`,
+      `--token-file=${dir}/token`,
+      `${dir}/in`,
+    ]);
+    assert.equal((await client.wait()).code, 0, client.stderr);
+    const [[name, bytes]] = images;
+    assert.deepEqual(await Deno.readFile(`${dir}/out/${name}.jpg`), bytes);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
