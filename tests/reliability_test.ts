@@ -615,3 +615,66 @@ Deno.test("server.ts --token-file and client.ts --token-file upload; a short tok
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("two uploads of one name at once keep exactly one file, and the other is told why", async () => {
+  await withServer({}, async (port, out) => {
+    const upload = async (data: Uint8Array) => {
+      using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(encodeFrame("same", data));
+      return { data, answer: parseAck((await new LineReader(conn, MAX_ACK_SIZE).readLine(5000))!) };
+    };
+    const different = await Promise.all([upload(fakeJpeg(300_000)), upload(fakeJpeg(300_000))]);
+    const saved = different.filter(({ answer }) => answer.ok);
+    const refused = different.filter(({ answer }) => !answer.ok);
+    assert.equal(saved.length, 1);
+    assert.match(
+      refused[0].answer.ok ? "" : refused[0].answer.message,
+      /different file of that name/,
+    );
+    assert.deepEqual(await Deno.readFile(`${out}/same.jpg`), saved[0].data);
+
+    const data = fakeJpeg(300_000);
+    await Deno.remove(`${out}/same.jpg`);
+    const identical = await Promise.all([upload(data), upload(data)]);
+    assert.ok(identical.every(({ answer }) => answer.ok), "an identical copy is acknowledged");
+    assert.deepEqual(await listFolder(out), ["same.jpg"]);
+  });
+});
+
+Deno.test("a client killed mid-run and run again with --resume completes the set, nothing lost or doubled", async () => {
+  const input = await Deno.makeTempDir();
+  await withServer({}, async (port, out) => {
+    // 75 MB: long enough to be cut in the middle.
+    const images = await makeImages(input, Array(300).fill(256 * 1024));
+    await using killed = denoScript(
+      "client.ts",
+      ["--allow-net=127.0.0.1", `--allow-read=${input}`],
+      [
+        `--port=${port}`,
+        "-c",
+        "1",
+        input,
+      ],
+    );
+    for (let i = 0; i < 1000 && (await listFolder(out)).length < 10; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    await killed.stop("SIGKILL");
+    const before = (await listFolder(out)).filter((name) => name.endsWith(".jpg")).length;
+    assert.ok(before >= 10 && before < 300, `${before} files arrived before the kill`);
+
+    const { files } = await collectFiles([input]);
+    const report = await uploadFiles(files, { port, resume: true });
+    assert.deepEqual(report.failed, []);
+    assert.equal(report.confirmed, 300);
+    // The killed client's last frame was cut: the server drops it when the connection ends.
+    for (let i = 0; i < 100 && (await listFolder(out)).some((n) => n.endsWith(".part")); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.deepEqual(await listFolder(out), [...images.keys()].map((name) => `${name}.jpg`).sort());
+    for (const [name, bytes] of images) {
+      assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
+    }
+  });
+  await Deno.remove(input, { recursive: true });
+});
