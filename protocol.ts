@@ -415,7 +415,11 @@ export function base64Length(byteLength: number): number {
  * ```
  */
 export function encodeFrame(name: string, data: Uint8Array): Uint8Array {
-  const nameField = encodeName(name);
+  return frameWith(encodeName(name), data);
+}
+
+/** Encodes a frame with this name field and data. */
+function frameWith(nameField: Uint8Array, data: Uint8Array): Uint8Array {
   const base64 = data.toBase64();
   const frame = new Uint8Array(HEADER_SIZE + NAME_SIZE + base64.length);
   frame.set(encodeHeader(NAME_SIZE + base64.length));
@@ -1013,16 +1017,6 @@ function isMarked(nameField: Uint8Array, field: Uint8Array): boolean {
   return nameField.length === NAME_SIZE && nameField.every((byte, i) => byte === field[i]);
 }
 
-/** Encodes a frame with a marker name field and the given data. */
-function markedFrame(field: Uint8Array, data: Uint8Array): Uint8Array {
-  const base64 = data.toBase64();
-  const frame = new Uint8Array(HEADER_SIZE + NAME_SIZE + base64.length);
-  frame.set(encodeHeader(NAME_SIZE + base64.length));
-  frame.set(field, HEADER_SIZE);
-  encoder.encodeInto(base64, frame.subarray(HEADER_SIZE + NAME_SIZE));
-  return frame;
-}
-
 /**
  * Encodes a query frame asking our server whether it already holds a file:
  * a frame whose name field is `?` and whose data is `<bytes> <name>`. The
@@ -1044,7 +1038,7 @@ function markedFrame(field: Uint8Array, data: Uint8Array): Uint8Array {
  */
 export function encodeQuery(name: string, bytes: number): Uint8Array {
   checkName(name);
-  return markedFrame(QUERY_FIELD, encoder.encode(`${bytes} ${name}`));
+  return frameWith(QUERY_FIELD, encoder.encode(`${bytes} ${name}`));
 }
 
 /**
@@ -1083,7 +1077,7 @@ export function isQuery(nameField: Uint8Array): boolean {
  * ```
  */
 export function encodeToken(token: string): Uint8Array {
-  return markedFrame(TOKEN_FIELD, encoder.encode(token));
+  return frameWith(TOKEN_FIELD, encoder.encode(token));
 }
 
 /**

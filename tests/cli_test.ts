@@ -8,6 +8,7 @@ import {
   ROOT,
   Spawned,
   spawnServer,
+  spawnUdpServer,
   utf8,
 } from "./helpers.ts";
 
@@ -217,16 +218,11 @@ Deno.test("client.ts with a folder that does not exist exits 1 with one line", a
 });
 
 Deno.test("udp_client.ts sends each piped line to udp_server.ts, which prints it as one safe line", async () => {
-  await using server = denoScript("udp_server.ts", ["--allow-net=127.0.0.1"], [
-    "--host",
-    "127.0.0.1",
-    "--port",
-    "0",
-  ]);
-  const port = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1];
+  const { server, port } = await spawnUdpServer();
+  await using _server = server;
   await using client = denoScript("udp_client.ts", ["--allow-net=127.0.0.1,0.0.0.0"], [
     "--port",
-    port,
+    String(port),
   ], {
     stdin: true,
   });
@@ -257,13 +253,8 @@ Deno.test("udp_client.ts sends each piped line to udp_server.ts, which prints it
 });
 
 Deno.test("udp_server.ts prints a datagram of 65,507 bytes whole and replaces invalid UTF-8", async () => {
-  await using server = denoScript("udp_server.ts", ["--allow-net=127.0.0.1"], [
-    "--host",
-    "127.0.0.1",
-    "--port",
-    "0",
-  ]);
-  const port = Number((await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+  const { server, port } = await spawnUdpServer();
+  await using _server = server;
   const { default: dgram } = await import("node:dgram");
   const sender = dgram.createSocket("udp4");
   await new Promise<void>((resolve) => sender.bind(0, "127.0.0.1", resolve));
@@ -290,16 +281,11 @@ Deno.test("the demo uploads the sample images and shows where they arrived", asy
 });
 
 Deno.test("udp_client.ts sends each MESSAGE argument as one datagram and exits", async () => {
-  await using server = denoScript("udp_server.ts", ["--allow-net=127.0.0.1"], [
-    "--host",
-    "127.0.0.1",
-    "--port",
-    "0",
-  ]);
-  const port = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1];
+  const { server, port } = await spawnUdpServer();
+  await using _server = server;
   await using client = denoScript("udp_client.ts", ["--allow-net=127.0.0.1,0.0.0.0"], [
     "--port",
-    port,
+    String(port),
     "  kept as given  ",
     "第二",
   ]);

@@ -196,3 +196,16 @@ export async function spawnServer(
   const match = await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/);
   return { server, port: Number(match[1]) };
 }
+
+/** Starts `udp_server.ts` on a free loopback port. */
+export async function spawnUdpServer(
+  args: string[] = [],
+): Promise<{ server: Spawned; port: number }> {
+  const server = denoScript(
+    "udp_server.ts",
+    ["--allow-net=127.0.0.1"],
+    ["--host", "127.0.0.1", "--port", "0", ...args],
+  );
+  const match = await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/);
+  return { server, port: Number(match[1]) };
+}

@@ -4,7 +4,15 @@
  */
 import assert from "node:assert/strict";
 import { encodeFrame } from "../protocol.ts";
-import { denoScript, listFolder, makeImages, ROOT, Spawned, spawnServer } from "./helpers.ts";
+import {
+  denoScript,
+  listFolder,
+  makeImages,
+  ROOT,
+  Spawned,
+  spawnServer,
+  spawnUdpServer,
+} from "./helpers.ts";
 
 function python(script: string, args: string[], options: { stdin?: boolean } = {}): Spawned {
   return new Spawned("python3", ["-u", `${ROOT}tests/original/${script}`, ...args], options);
@@ -103,14 +111,9 @@ Deno.test("client.ts --legacy uploads to the original server, one connection per
 });
 
 Deno.test("the original UDP client's lines are printed by udp_server.ts", async () => {
-  await using server = denoScript("udp_server.ts", ["--allow-net=127.0.0.1"], [
-    "--host",
-    "127.0.0.1",
-    "--port",
-    "0",
-  ]);
-  const port = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1];
-  await using client = python("udp_client.py", [port], { stdin: true });
+  const { server, port } = await spawnUdpServer();
+  await using _server = server;
+  await using client = python("udp_client.py", [String(port)], { stdin: true });
   await client.write("hello\n  数据 data  \nexit\n");
   await client.child.stdin.close();
   assert.equal((await client.wait()).code, 0, client.stderr);

@@ -16,6 +16,7 @@ import {
   ROOT,
   Spawned,
   spawnServer,
+  spawnUdpServer,
 } from "./helpers.ts";
 
 Deno.test("a server killed with SIGKILL mid-upload keeps every acknowledged file and a restart clears its temporary file", async () => {
@@ -279,16 +280,8 @@ Deno.test("server keeps accepting after running out of file descriptors", async 
 });
 
 Deno.test("udp_server.ts --allow prints only datagrams from its blocks and never replies", async () => {
-  const server = new Spawned(Deno.execPath(), [
-    "run",
-    "--allow-net=127.0.0.1",
-    `${ROOT}udp_server.ts`,
-    "--host=127.0.0.1",
-    "--port=0",
-    "--allow=127.0.0.2/32",
-  ]);
+  const { server, port } = await spawnUdpServer(["--allow=127.0.0.2/32"]);
   await using _server = server;
-  const port = Number((await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]);
   const replies: Uint8Array[] = [];
   for (const [from, text] of [["127.0.0.1", "from outside"], ["127.0.0.2", "from inside"]]) {
     const socket = dgram.createSocket("udp4");
@@ -486,15 +479,8 @@ Deno.test("a second run with --resume sends under 1% of the bytes, and changed o
 });
 
 Deno.test("udp_server.ts keeps its memory bounded under a flood of 100,000 datagrams", async () => {
-  const server = new Spawned(Deno.execPath(), [
-    "run",
-    "--allow-net=127.0.0.1",
-    `${ROOT}udp_server.ts`,
-    "--host=127.0.0.1",
-    "--port=0",
-  ]);
+  const { server, port } = await spawnUdpServer();
   await using _server = server;
-  const port = Number((await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]);
   const rss = async () => {
     const { stdout } = await new Deno.Command("ps", {
       args: ["-o", "rss=", "-p", String(server.child.pid)],
