@@ -183,16 +183,33 @@ export function denoScript(script: string, flags: string[], args: string[], opti
   return new Spawned(Deno.execPath(), ["run", ...flags, `${ROOT}${script}`, ...args], options);
 }
 
-/** Starts `server.ts` on a free loopback port saving into `out`. */
+/** The command line that runs `server.ts` on a free loopback port, saving into `out`. */
+export function serverCommand(out: string, args: string[] = []): string[] {
+  return [
+    Deno.execPath(),
+    "run",
+    "--allow-net=127.0.0.1",
+    `--allow-read=${out}`,
+    `--allow-write=${out}`,
+    `${ROOT}server.ts`,
+    "--host=127.0.0.1",
+    "--port=0",
+    `--out=${out}`,
+    ...args,
+  ];
+}
+
+/**
+ * Starts `server.ts` on a free loopback port saving into `out`, under
+ * `wrapper` (such as strace or prlimit) when given.
+ */
 export async function spawnServer(
   out: string,
   args: string[] = [],
+  wrapper: string[] = [],
 ): Promise<{ server: Spawned; port: number }> {
-  const server = denoScript(
-    "server.ts",
-    ["--allow-net=127.0.0.1", `--allow-read=${out}`, `--allow-write=${out}`],
-    ["--host", "127.0.0.1", "--port", "0", "--out", out, ...args],
-  );
+  const [command, ...rest] = [...wrapper, ...serverCommand(out, args)];
+  const server = new Spawned(command, rest);
   const match = await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/);
   return { server, port: Number(match[1]) };
 }

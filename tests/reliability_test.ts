@@ -69,25 +69,15 @@ Deno.test("server.ts --fsync syncs each file it saves and its folder", async () 
     }
     const found = await new Deno.Command("sh", { args: ["-c", "command -v strace"] }).output();
     assert.ok(found.success, "strace is needed for this test: apt-get install strace");
-    const server = new Spawned("strace", [
+    const { server, port } = await spawnServer(out, ["--fsync"], [
+      "strace",
       "-f",
       "-e",
       "trace=fsync,fdatasync",
       "-o",
       trace,
-      Deno.execPath(),
-      "run",
-      "--allow-net=127.0.0.1",
-      `--allow-read=${out}`,
-      `--allow-write=${out}`,
-      `${ROOT}server.ts`,
-      "--host=127.0.0.1",
-      "--port=0",
-      `--out=${out}`,
-      "--fsync",
     ]);
     await using _server = server;
-    const port = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1];
     const client = new Spawned(Deno.execPath(), [
       "run",
       "--allow-net=127.0.0.1",
@@ -240,20 +230,8 @@ Deno.test("server keeps accepting after running out of file descriptors", async 
   const input = await Deno.makeTempDir();
   try {
     // 64 descriptors: the runtime takes some, the connections below the rest.
-    const server = new Spawned("prlimit", [
-      "--nofile=64:64",
-      Deno.execPath(),
-      "run",
-      "--allow-net=127.0.0.1",
-      `--allow-read=${out}`,
-      `--allow-write=${out}`,
-      `${ROOT}server.ts`,
-      "--host=127.0.0.1",
-      "--port=0",
-      `--out=${out}`,
-    ]);
+    const { server, port } = await spawnServer(out, [], ["prlimit", "--nofile=64:64"]);
     await using _server = server;
-    const port = Number((await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]);
     const crowd: net.Socket[] = [];
     try {
       for (let i = 0; i < 80; i++) {
