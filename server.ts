@@ -211,6 +211,20 @@ async function removeStaleTemporaryFiles(out: string): Promise<number> {
   return removed;
 }
 
+/**
+ * Creates a temporary file. Running out of descriptors passes as connections
+ * close, so the answer says busy, which a client takes as worth another try.
+ */
+function openTemporaryFile(path: string): Deno.FsFile {
+  try {
+    return Deno.openSync(path, { write: true, createNew: true });
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code !== "EMFILE" && code !== "ENFILE") throw error;
+    throw new Error(`Server busy: ${(error as Error).message}`, { cause: error });
+  }
+}
+
 /** Makes a folder's entries durable, as a new link is only once its folder is synced. */
 async function syncFolder(folder: string): Promise<void> {
   using handle = await Deno.open(folder);
@@ -355,7 +369,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       let crc = 0;
       const sniffed = new Uint8Array(12);
       {
-        using file = Deno.openSync(tempPath, { write: true, createNew: true });
+        using file = openTemporaryFile(tempPath);
         if (raw) {
           writeAllSync(file, head.nameField);
           crc = crc32(head.nameField);

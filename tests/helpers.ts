@@ -107,11 +107,14 @@ export class Spawned implements AsyncDisposable {
     }
   }
 
-  /** Waits until stdout matches `pattern`, failing after `ms` with what was printed. */
-  async waitFor(pattern: RegExp, ms = 15_000): Promise<RegExpMatchArray> {
-    const deadline = Date.now() + ms;
+  /** Waits until one stream matches `pattern`, failing after 15 s with what was printed. */
+  async waitFor(
+    pattern: RegExp,
+    stream: "stdout" | "stderr" = "stdout",
+  ): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + 15_000;
     for (;;) {
-      const match = this.stdout.match(pattern);
+      const match = this[stream].match(pattern);
       if (match) return match;
       if (Date.now() > deadline) {
         throw new Error(

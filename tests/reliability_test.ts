@@ -4,7 +4,14 @@ import dgram from "node:dgram";
 import net from "node:net";
 import { crc32 } from "node:zlib";
 import { collectFiles, type FileResult, uploadFiles } from "../client.ts";
-import { encodeFrame, LineReader, MAX_ACK_SIZE, parseAck, parseCidr } from "../protocol.ts";
+import {
+  encodeFrame,
+  encodeQuery,
+  LineReader,
+  MAX_ACK_SIZE,
+  parseAck,
+  parseCidr,
+} from "../protocol.ts";
 import { type ServerOptions, startServer } from "../server.ts";
 import {
   concat,
@@ -225,32 +232,53 @@ Deno.test("200 clients uploading at once all succeed", async () => {
   });
 });
 
-Deno.test("server keeps accepting after running out of file descriptors", async () => {
+/** Tells whether the server answers a query on `socket` within half a second. */
+async function answersQuery(socket: net.Socket): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await new Promise<boolean>((resolve) => {
+      socket.once("data", () => resolve(true));
+      timer = setTimeout(() => resolve(false), 500);
+      socket.write(encodeQuery("probe", 1));
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("a server out of file descriptors keeps accepting, answers busy, and the client's retry lands the files", async () => {
   const out = await Deno.makeTempDir();
   const input = await Deno.makeTempDir();
   try {
-    // 64 descriptors: the runtime takes some, the connections below the rest.
-    const { server, port } = await spawnServer(out, [], ["prlimit", "--nofile=64:64"]);
-    await using _server = server;
-    const crowd: net.Socket[] = [];
-    try {
-      for (let i = 0; i < 80; i++) {
-        const socket = await connectFrom(`127.0.0.${2 + (i % 8)}`, port);
-        socket.on("error", () => {});
-        crowd.push(socket);
-      }
-      for (let i = 0; i < 100 && !/accept failed/.test(server.stderr); i++) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      assert.match(server.stderr, /accept failed: Too many open files/);
-    } finally {
-      for (const socket of crowd) socket.destroy();
-    }
     await makeImages(input, [1000, 2000]);
     const { files } = await collectFiles([input]);
-    const report = await uploadFiles(files, { port, retries: 3 });
-    assert.deepEqual(report.failed, []);
-    assert.equal((await listFolder(out)).length, 2);
+    const { server, port } = await spawnServer(out, [], ["prlimit", "--nofile=64:64"]);
+    await using _server = server;
+    // Connections until one is left waiting: the server has no descriptor left.
+    const accepted: net.Socket[] = [];
+    let waiting: net.Socket | undefined;
+    try {
+      for (let i = 0; i < 100 && waiting === undefined; i++) {
+        const socket = await connectFrom(`127.0.0.${2 + (i % 8)}`, port);
+        socket.on("error", () => {});
+        if (await answersQuery(socket)) accepted.push(socket);
+        else waiting = socket;
+      }
+      assert.ok(waiting, "the server answered 100 connections under a limit of 64 descriptors");
+      await server.waitFor(/accept failed: Too many open files/, "stderr");
+      // One descriptor freed: the waiting connection takes it and ends, then the
+      // client's connection takes it, which leaves none for a file.
+      waiting.destroy();
+      accepted.pop()!.destroy();
+      const upload = uploadFiles(files, { port, retries: 3 });
+      await server.waitFor(/: Server busy: Too many open files/, "stderr");
+      for (const socket of accepted.splice(0)) socket.destroy();
+      const report = await upload;
+      assert.deepEqual(report.failed, []);
+      assert.equal((await listFolder(out)).length, 2);
+    } finally {
+      for (const socket of [...accepted, waiting]) socket?.destroy();
+    }
   } finally {
     await Deno.remove(out, { recursive: true });
     await Deno.remove(input, { recursive: true });
