@@ -587,7 +587,12 @@ async function main(): Promise<void> {
         quick ? " (--quick: tiny sets)" : ""
       }, data in ${where}. Loopback. Our time is the client's own, from its first connection to the last confirmation; the others' from start to the last file in place. The small set's original runs on its first 200 files.`,
     ];
-    const report = [...header, "", ...lines, "", "Goals:", "", ...goals].join("\n");
+    // Tiny sets measure start-up and a cold JIT: a 5,000-datagram burst is
+    // over in 30 ms, before our printer's loop is compiled. Only full runs judge.
+    const judged = quick
+      ? ["Goals are judged on full runs only; with --quick, for reference:", "", ...goals]
+      : ["Goals:", "", ...goals];
+    const report = [...header, "", ...lines, "", ...judged].join("\n");
     console.log(report);
     if (!quick) {
       // The results page and the README quote the latest table between these markers.
