@@ -3,7 +3,7 @@
  * folder, with the same flags as the `.ts` script.
  */
 import assert from "node:assert/strict";
-import { fakeJpeg, listFolder, ROOT, Spawned } from "./helpers.ts";
+import { fakeJpeg, listFolder, ROOT, Spawned, TempDirs } from "./helpers.ts";
 
 const SCRIPTS = ["server", "client", "udp_server", "udp_client"];
 
@@ -46,30 +46,27 @@ Deno.test("deno task bundle writes four files that import nothing but the runtim
 
 Deno.test("the bundled server and client upload a folder, each run alone in an empty folder", async () => {
   const folders = await bundled;
-  const input = await Deno.makeTempDir();
-  try {
-    const files = new Map([["one", fakeJpeg(1000)], ["two", fakeJpeg(300_000)]]);
-    for (const [name, bytes] of files) await Deno.writeFile(`${input}/${name}.jpg`, bytes);
-    await using server = runBundle(folders.server, "server", [
-      "--allow-net=127.0.0.1",
-      "--allow-read=uploads",
-      "--allow-write=uploads",
-    ], ["--host", "127.0.0.1", "--port", "0"]);
-    const port = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1];
-    await using client = runBundle(folders.client, "client", [
-      `--allow-net=127.0.0.1:${port}`,
-      `--allow-read=${input}`,
-    ], ["--port", port, input]);
-    assert.equal((await client.wait()).code, 0, client.stderr);
-    assert.match(client.stdout, /confirmed 2 of 2 files/);
-    assert.deepEqual(await listFolder(`${folders.server}/uploads`), ["one.jpg", "two.jpg"]);
-    for (const [name, bytes] of files) {
-      assert.deepEqual(await Deno.readFile(`${folders.server}/uploads/${name}.jpg`), bytes);
-    }
-    assert.equal((await server.stop()).code, 0);
-  } finally {
-    await Deno.remove(input, { recursive: true });
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const files = new Map([["one", fakeJpeg(1000)], ["two", fakeJpeg(300_000)]]);
+  for (const [name, bytes] of files) await Deno.writeFile(`${input}/${name}.jpg`, bytes);
+  await using server = runBundle(folders.server, "server", [
+    "--allow-net=127.0.0.1",
+    "--allow-read=uploads",
+    "--allow-write=uploads",
+  ], ["--host", "127.0.0.1", "--port", "0"]);
+  const port = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1];
+  await using client = runBundle(folders.client, "client", [
+    `--allow-net=127.0.0.1:${port}`,
+    `--allow-read=${input}`,
+  ], ["--port", port, input]);
+  assert.equal((await client.wait()).code, 0, client.stderr);
+  assert.match(client.stdout, /confirmed 2 of 2 files/);
+  assert.deepEqual(await listFolder(`${folders.server}/uploads`), ["one.jpg", "two.jpg"]);
+  for (const [name, bytes] of files) {
+    assert.deepEqual(await Deno.readFile(`${folders.server}/uploads/${name}.jpg`), bytes);
   }
+  assert.equal((await server.stop()).code, 0);
 });
 
 Deno.test("the bundled UDP client and server talk, each run alone in an empty folder", async () => {

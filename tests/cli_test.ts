@@ -6,9 +6,11 @@ import {
   listFolder,
   makeImages,
   ROOT,
+  spawnClient,
   Spawned,
   spawnServer,
   spawnUdpServer,
+  TempDirs,
   utf8,
 } from "./helpers.ts";
 
@@ -73,134 +75,90 @@ Deno.test("server.ts without write permission names the flags to add and exits 2
 });
 
 Deno.test("client.ts uploads a folder to server.ts, which saves every file byte for byte and prints a summary on SIGTERM", async () => {
-  const input = await Deno.makeTempDir();
-  const out = await Deno.makeTempDir();
-  try {
-    const images = await makeImages(input, [10, 1000, 100_000, 400_000, ...Array(20).fill(5000)]);
-    const { server, port } = await spawnServer(out);
-    await using _server = server;
-    await using client = denoScript(
-      "client.ts",
-      ["--allow-net=127.0.0.1", `--allow-read=${input}`],
-      [
-        "--port",
-        String(port),
-        "-c",
-        "2",
-        input,
-      ],
-    );
-    assert.equal((await client.wait()).code, 0, client.stderr);
-    assert.match(client.stdout, /confirmed 24 of 24 files/);
-    assert.doesNotMatch(client.stdout, /\r/, "no progress line when stdout is not a terminal");
-    for (const [name, bytes] of images) {
-      assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
-    }
-    const status = await server.stop("SIGTERM");
-    assert.equal(status.code, 0);
-    assert.equal(server.stdout.match(/^saved /gm)?.length, 24);
-    assert.match(server.stdout, /stopped: 24 files \(.*\), 0 already had, 0 errors/);
-  } finally {
-    await Deno.remove(input, { recursive: true });
-    await Deno.remove(out, { recursive: true });
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const out = await temporary.make();
+  const images = await makeImages(input, [10, 1000, 100_000, 400_000, ...Array(20).fill(5000)]);
+  const { server, port } = await spawnServer(out);
+  await using _server = server;
+  await using client = spawnClient(input, ["--port", String(port), "-c", "2"]);
+  assert.equal((await client.wait()).code, 0, client.stderr);
+  assert.match(client.stdout, /confirmed 24 of 24 files/);
+  assert.doesNotMatch(client.stdout, /\r/, "no progress line when stdout is not a terminal");
+  for (const [name, bytes] of images) {
+    assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
   }
+  const status = await server.stop("SIGTERM");
+  assert.equal(status.code, 0);
+  assert.equal(server.stdout.match(/^saved /gm)?.length, 24);
+  assert.match(server.stdout, /stopped: 24 files \(.*\), 0 already had, 0 errors/);
 });
 
 Deno.test("server.ts --raw stores each frame body as the original server did", async () => {
-  const input = await Deno.makeTempDir();
-  const out = await Deno.makeTempDir();
-  try {
-    const images = await makeImages(input, [300, 7000]);
-    const { server: spawned, port } = await spawnServer(out, ["--raw", "--quiet"]);
-    await using _server = spawned;
-    await using client = denoScript(
-      "client.ts",
-      ["--allow-net=127.0.0.1", `--allow-read=${input}`],
-      ["--port", String(port), "-c", "1", input],
-    );
-    assert.equal((await client.wait()).code, 0, client.stderr);
-    assert.deepEqual(await listFolder(out), ["00000", "00001"]);
-    const expected = [...images].sort(([a], [b]) => a.localeCompare(b))
-      .map(([name, bytes]) => encodeFrame(name, bytes).subarray(16));
-    assert.deepEqual(await Deno.readFile(`${out}/00000`), expected[0]);
-    assert.deepEqual(await Deno.readFile(`${out}/00001`), expected[1]);
-    assert.equal(spawned.stdout.match(/^saved /gm), null, "--quiet prints no line per file");
-  } finally {
-    await Deno.remove(input, { recursive: true });
-    await Deno.remove(out, { recursive: true });
-  }
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const out = await temporary.make();
+  const images = await makeImages(input, [300, 7000]);
+  const { server: spawned, port } = await spawnServer(out, ["--raw", "--quiet"]);
+  await using _server = spawned;
+  await using client = spawnClient(input, ["--port", String(port), "-c", "1"]);
+  assert.equal((await client.wait()).code, 0, client.stderr);
+  assert.deepEqual(await listFolder(out), ["00000", "00001"]);
+  const expected = [...images].sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, bytes]) => encodeFrame(name, bytes).subarray(16));
+  assert.deepEqual(await Deno.readFile(`${out}/00000`), expected[0]);
+  assert.deepEqual(await Deno.readFile(`${out}/00001`), expected[1]);
+  assert.equal(spawned.stdout.match(/^saved /gm), null, "--quiet prints no line per file");
 });
 
 Deno.test("server.ts keeps serving several clients at once after garbage and a cut frame", async () => {
-  const out = await Deno.makeTempDir();
-  const inputs = await Promise.all(Array.from({ length: 4 }, () => Deno.makeTempDir()));
-  try {
-    const { server, port } = await spawnServer(out, ["--quiet"]);
-    await using _server = server;
-    const garbage = await Deno.connect({ hostname: "127.0.0.1", port });
-    await garbage.write(utf8("hello there, this is not a frame\n"));
-    const cut = await Deno.connect({ hostname: "127.0.0.1", port });
-    await cut.write(encodeFrame("cut", fakeJpeg(50_000)).subarray(0, 20_000));
-    cut.close();
-    await Promise.all(inputs.map((input) => makeImages(input, Array(10).fill(3000))));
-    const clients = inputs.map((input) =>
-      denoScript("client.ts", ["--allow-net=127.0.0.1", `--allow-read=${input}`], [
-        "--port",
-        String(port),
-        input,
-      ])
-    );
-    for (const client of clients) {
-      await using _client = client;
-      assert.equal((await client.wait()).code, 0, client.stderr);
-    }
-    garbage.close();
-    assert.equal((await listFolder(out)).length, 40);
-    await server.stop();
-    assert.match(
-      server.stderr,
-      /rejected 127\.0\.0\.1:\d+: Cannot parse header: expected 16 digits, got "hello there, thi"/,
-    );
-    assert.match(server.stderr, /rejected 127\.0\.0\.1:\d+: Input ended inside a frame body/);
-    assert.match(server.stdout, /stopped: 40 files .* 2 errors/);
-  } finally {
-    await Deno.remove(out, { recursive: true });
-    for (const input of inputs) await Deno.remove(input, { recursive: true });
+  await using temporary = new TempDirs();
+  const out = await temporary.make();
+  const inputs = await Promise.all(Array.from({ length: 4 }, () => temporary.make()));
+  const { server, port } = await spawnServer(out, ["--quiet"]);
+  await using _server = server;
+  const garbage = await Deno.connect({ hostname: "127.0.0.1", port });
+  await garbage.write(utf8("hello there, this is not a frame\n"));
+  const cut = await Deno.connect({ hostname: "127.0.0.1", port });
+  await cut.write(encodeFrame("cut", fakeJpeg(50_000)).subarray(0, 20_000));
+  cut.close();
+  await Promise.all(inputs.map((input) => makeImages(input, Array(10).fill(3000))));
+  const clients = inputs.map((input) => spawnClient(input, ["--port", String(port)]));
+  for (const client of clients) {
+    await using _client = client;
+    assert.equal((await client.wait()).code, 0, client.stderr);
   }
+  garbage.close();
+  assert.equal((await listFolder(out)).length, 40);
+  await server.stop();
+  assert.match(
+    server.stderr,
+    /rejected 127\.0\.0\.1:\d+: Cannot parse header: expected 16 digits, got "hello there, thi"/,
+  );
+  assert.match(server.stderr, /rejected 127\.0\.0\.1:\d+: Input ended inside a frame body/);
+  assert.match(server.stdout, /stopped: 40 files .* 2 errors/);
 });
 
 Deno.test("client.ts exits 1 and names each file that was not confirmed", async () => {
-  const input = await Deno.makeTempDir();
-  const out = await Deno.makeTempDir();
-  try {
-    const images = await makeImages(input, [100, 100]);
-    await Deno.writeFile(`${input}/${"y".repeat(33)}.jpg`, fakeJpeg(10));
-    const [taken] = images.keys();
-    await Deno.writeFile(`${out}/${taken}.jpg`, utf8("someone else's"));
-    const { server, port } = await spawnServer(out);
-    await using _server = server;
-    await using client = denoScript(
-      "client.ts",
-      ["--allow-net=127.0.0.1", `--allow-read=${input}`],
-      [
-        "--port",
-        String(port),
-        input,
-      ],
-    );
-    assert.equal((await client.wait()).code, 1);
-    assert.match(
-      client.stderr,
-      new RegExp(
-        `failed ${input}/${taken}\\.jpg: Refused by the server: Cannot save ${taken}\\.jpg: a different file of that name exists`,
-      ),
-    );
-    assert.match(client.stderr, /skipped .*y{33}\.jpg: Invalid name: it is 33 bytes, more than 32/);
-    assert.match(client.stdout, /confirmed 1 of 3 files .*; 2 failed/);
-  } finally {
-    await Deno.remove(input, { recursive: true });
-    await Deno.remove(out, { recursive: true });
-  }
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const out = await temporary.make();
+  const images = await makeImages(input, [100, 100]);
+  await Deno.writeFile(`${input}/${"y".repeat(33)}.jpg`, fakeJpeg(10));
+  const [taken] = images.keys();
+  await Deno.writeFile(`${out}/${taken}.jpg`, utf8("someone else's"));
+  const { server, port } = await spawnServer(out);
+  await using _server = server;
+  await using client = spawnClient(input, ["--port", String(port)]);
+  assert.equal((await client.wait()).code, 1);
+  assert.match(
+    client.stderr,
+    new RegExp(
+      `failed ${input}/${taken}\\.jpg: Refused by the server: Cannot save ${taken}\\.jpg: a different file of that name exists`,
+    ),
+  );
+  assert.match(client.stderr, /skipped .*y{33}\.jpg: Invalid name: it is 33 bytes, more than 32/);
+  assert.match(client.stdout, /confirmed 1 of 3 files .*; 2 failed/);
 });
 
 Deno.test("client.ts without a folder is a usage error", async () => {

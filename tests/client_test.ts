@@ -3,7 +3,15 @@ import { crc32 } from "node:zlib";
 import { collectFiles, type FileResult, nameFor, uploadFiles } from "../client.ts";
 import { type Ack, encodeAck, FrameReader, sniffExtension } from "../protocol.ts";
 import { startServer } from "../server.ts";
-import { concat, fakeJpeg, listFolder, makeImages, Spawned } from "./helpers.ts";
+import {
+  concat,
+  fakeJpeg,
+  listFolder,
+  makeImages,
+  Spawned,
+  TempDirs,
+  withServerAndImages,
+} from "./helpers.ts";
 
 const names: [string, string][] = [
   ["dir/0123abcd.jpg", "0123abcd"],
@@ -19,72 +27,42 @@ for (const [path, name] of names) {
 }
 
 Deno.test("collectFiles() picks matching extensions without case, sorted, and recurses only when asked", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    await Deno.mkdir(`${dir}/sub`);
-    for (const file of ["b.jpg", "a.JPG", "c.png", "d.txt", "sub/e.jpg"]) {
-      await Deno.writeFile(`${dir}/${file}`, fakeJpeg(10));
-    }
-    const flat = await collectFiles([dir]);
-    assert.deepEqual(flat.files.map((f) => f.path), [`${dir}/a.JPG`, `${dir}/b.jpg`]);
-    const deep = await collectFiles([dir], { extensions: ["jpg", "png"], recursive: true });
-    assert.deepEqual(deep.files.map((f) => f.name), ["a", "b", "c", "e"]);
-    const named = await collectFiles([`${dir}/d.txt`]);
-    assert.deepEqual(named.files.map((f) => f.name), ["d"]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+  await using temporary = new TempDirs();
+  const dir = await temporary.make();
+  await Deno.mkdir(`${dir}/sub`);
+  for (const file of ["b.jpg", "a.JPG", "c.png", "d.txt", "sub/e.jpg"]) {
+    await Deno.writeFile(`${dir}/${file}`, fakeJpeg(10));
   }
+  const flat = await collectFiles([dir]);
+  assert.deepEqual(flat.files.map((f) => f.path), [`${dir}/a.JPG`, `${dir}/b.jpg`]);
+  const deep = await collectFiles([dir], { extensions: ["jpg", "png"], recursive: true });
+  assert.deepEqual(deep.files.map((f) => f.name), ["a", "b", "c", "e"]);
+  const named = await collectFiles([`${dir}/d.txt`]);
+  assert.deepEqual(named.files.map((f) => f.name), ["d"]);
 });
 
 Deno.test("collectFiles() applies the original's start, batch size and batch count", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    for (let i = 0; i < 10; i++) await Deno.writeFile(`${dir}/${i}.jpg`, new Uint8Array(1));
-    const picked = await collectFiles([dir], { start: 3, batchSize: 2, maxBatch: 2 });
-    assert.deepEqual(picked.files.map((f) => f.name), ["3", "4", "5", "6"]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using temporary = new TempDirs();
+  const dir = await temporary.make();
+  for (let i = 0; i < 10; i++) await Deno.writeFile(`${dir}/${i}.jpg`, new Uint8Array(1));
+  const picked = await collectFiles([dir], { start: 3, batchSize: 2, maxBatch: 2 });
+  assert.deepEqual(picked.files.map((f) => f.name), ["3", "4", "5", "6"]);
 });
 
 Deno.test("collectFiles() reports a file whose name cannot be sent and keeps the rest", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    await Deno.writeFile(`${dir}/${"x".repeat(40)}.jpg`, new Uint8Array(1));
-    await Deno.writeFile(`${dir}/ok.jpg`, new Uint8Array(1));
-    const picked = await collectFiles([dir]);
-    assert.deepEqual(picked.files.map((f) => f.name), ["ok"]);
-    assert.equal(picked.skipped.length, 1);
-    assert.match(picked.skipped[0].message!, /40 bytes, more than 32/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using temporary = new TempDirs();
+  const dir = await temporary.make();
+  await Deno.writeFile(`${dir}/${"x".repeat(40)}.jpg`, new Uint8Array(1));
+  await Deno.writeFile(`${dir}/ok.jpg`, new Uint8Array(1));
+  const picked = await collectFiles([dir]);
+  assert.deepEqual(picked.files.map((f) => f.name), ["ok"]);
+  assert.equal(picked.skipped.length, 1);
+  assert.match(picked.skipped[0].message!, /40 bytes, more than 32/);
 });
 
 Deno.test("collectFiles() fails for a path that does not exist", async () => {
   await assert.rejects(collectFiles(["/nonexistent/folder"]), Deno.errors.NotFound);
 });
-
-async function withServerAndImages(
-  sizes: number[],
-  body: (
-    port: number,
-    input: string,
-    out: string,
-    images: Map<string, Uint8Array>,
-  ) => Promise<void>,
-) {
-  const input = await Deno.makeTempDir();
-  const out = await Deno.makeTempDir();
-  const server = await startServer({ host: "127.0.0.1", port: 0, out });
-  try {
-    await body(server.addr.port, input, out, await makeImages(input, sizes));
-  } finally {
-    await server.shutdown(1000);
-    await Deno.remove(input, { recursive: true });
-    await Deno.remove(out, { recursive: true });
-  }
-}
 
 for (const concurrency of [1, 3, 8]) {
   Deno.test(`uploadFiles() delivers every file byte for byte over ${concurrency} connection(s)`, async () => {
@@ -175,7 +153,8 @@ Deno.test("uploadFiles() fails files whose answer never comes, after the timeout
       })();
     }
   })();
-  const dir = await Deno.makeTempDir();
+  await using temporary = new TempDirs();
+  const dir = await temporary.make();
   try {
     await makeImages(dir, [10]);
     const { files } = await collectFiles([dir]);
@@ -186,7 +165,6 @@ Deno.test("uploadFiles() fails files whose answer never comes, after the timeout
     listener.close();
     for (const conn of accepted) conn.close();
     await serving.catch(() => {});
-    await Deno.remove(dir, { recursive: true });
   }
 });
 
@@ -214,19 +192,16 @@ conn, _ = sk.accept(); conn.recv(16); time.sleep(0.1); conn.close()`,
   ]);
   await using _server = server;
   const port = Number((await server.waitFor(/^(\d+)\n/))[1]);
-  const dir = await Deno.makeTempDir();
-  try {
-    await makeImages(dir, [600_000]);
-    const { files } = await collectFiles([dir]);
-    const report = await uploadFiles(files, { port, legacy: true });
-    assert.equal(report.confirmed, 0);
-    assert.match(
-      report.failed[0].message!,
-      /^Cannot confirm: the server closed before reading all of it/,
-    );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using temporary = new TempDirs();
+  const dir = await temporary.make();
+  await makeImages(dir, [600_000]);
+  const { files } = await collectFiles([dir]);
+  const report = await uploadFiles(files, { port, legacy: true });
+  assert.equal(report.confirmed, 0);
+  assert.match(
+    report.failed[0].message!,
+    /^Cannot confirm: the server closed before reading all of it/,
+  );
 });
 
 const lies: [string, (dataLength: number, crc: number) => Ack, RegExp][] = [
@@ -255,7 +230,8 @@ for (const [what, answer, message] of lies) {
       await conn.write(encodeAck(answer(data.length, crc32(data))));
       await conn.read(new Uint8Array(1));
     })();
-    const dir = await Deno.makeTempDir();
+    await using temporary = new TempDirs();
+    const dir = await temporary.make();
     try {
       await makeImages(dir, [400]);
       const { files } = await collectFiles([dir]);
@@ -275,33 +251,30 @@ for (const [what, answer, message] of lies) {
     } finally {
       await serving;
       listener.close();
-      await Deno.remove(dir, { recursive: true });
     }
   });
 }
 
 Deno.test("collectFiles() reports a FIFO or a dangling link instead of opening it", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const mkfifo = await new Deno.Command("mkfifo", { args: [`${dir}/pipe.jpg`] }).output();
-    assert.ok(mkfifo.success, "mkfifo is needed for this test");
-    await Deno.symlink(`${dir}/missing`, `${dir}/dangling.jpg`);
-    await Deno.writeFile(`${dir}/real.jpg`, new Uint8Array(1));
-    await Deno.symlink(`${dir}/real.jpg`, `${dir}/link.jpg`);
-    const picked = await collectFiles([dir]);
-    assert.deepEqual(picked.files.map((f) => f.name), ["link", "real"]);
-    assert.deepEqual(picked.skipped.map((s) => [s.path.slice(dir.length + 1), s.message]), [
-      ["dangling.jpg", "Cannot send: not a regular file"],
-      ["pipe.jpg", "Cannot send: not a regular file"],
-    ]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using temporary = new TempDirs();
+  const dir = await temporary.make();
+  const mkfifo = await new Deno.Command("mkfifo", { args: [`${dir}/pipe.jpg`] }).output();
+  assert.ok(mkfifo.success, "mkfifo is needed for this test");
+  await Deno.symlink(`${dir}/missing`, `${dir}/dangling.jpg`);
+  await Deno.writeFile(`${dir}/real.jpg`, new Uint8Array(1));
+  await Deno.symlink(`${dir}/real.jpg`, `${dir}/link.jpg`);
+  const picked = await collectFiles([dir]);
+  assert.deepEqual(picked.files.map((f) => f.name), ["link", "real"]);
+  assert.deepEqual(picked.skipped.map((s) => [s.path.slice(dir.length + 1), s.message]), [
+    ["dangling.jpg", "Cannot send: not a regular file"],
+    ["pipe.jpg", "Cannot send: not a regular file"],
+  ]);
 });
 
 Deno.test("uploadFiles() tries a refused connection again and delivers once the server is up", async () => {
-  const input = await Deno.makeTempDir();
-  const out = await Deno.makeTempDir();
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const out = await temporary.make();
   const reserved = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = reserved.addr.port;
   reserved.close();
@@ -323,8 +296,6 @@ Deno.test("uploadFiles() tries a refused connection again and delivers once the 
     }
   } finally {
     await server?.shutdown(1000);
-    await Deno.remove(input, { recursive: true });
-    await Deno.remove(out, { recursive: true });
   }
 });
 

@@ -1,5 +1,7 @@
 /** Shared helpers for the tests: subprocesses, test data and byte sources. */
 
+import { type ServerOptions, startServer } from "../server.ts";
+
 /** The project folder, with a trailing slash. */
 export const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -62,6 +64,47 @@ export async function makeImages(
     files.set(name, bytes);
   }
   return files;
+}
+
+/** Temporary folders, each removed with all it holds when the holder is disposed. */
+export class TempDirs implements AsyncDisposable {
+  readonly #paths: string[] = [];
+
+  /** Makes one more folder and returns its path. */
+  async make(): Promise<string> {
+    const path = await Deno.makeTempDir();
+    this.#paths.push(path);
+    return path;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    for (const path of this.#paths) await Deno.remove(path, { recursive: true });
+  }
+}
+
+/**
+ * Runs `body` against an in-process server on a free loopback port, with
+ * images of `sizes` made in a fresh input folder and a fresh output folder.
+ */
+export async function withServerAndImages(
+  sizes: number[],
+  body: (
+    port: number,
+    input: string,
+    out: string,
+    images: Map<string, Uint8Array>,
+  ) => Promise<void>,
+  options: Omit<ServerOptions, "host" | "port" | "out"> = {},
+): Promise<void> {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const out = await temporary.make();
+  const server = await startServer({ ...options, host: "127.0.0.1", port: 0, out });
+  try {
+    await body(server.addr.port, input, out, await makeImages(input, sizes));
+  } finally {
+    await server.shutdown(1000);
+  }
 }
 
 /** Lists a folder's file names, sorted. */
@@ -215,6 +258,15 @@ export async function spawnServer(
   const server = new Spawned(command, rest);
   const match = await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/);
   return { server, port: Number(match[1]) };
+}
+
+/** Runs `client.ts` on the folder `input`, allowed to read only it, after `args`. */
+export function spawnClient(input: string, args: string[]): Spawned {
+  return denoScript(
+    "client.ts",
+    ["--allow-net=127.0.0.1", `--allow-read=${input}`],
+    [...args, input],
+  );
 }
 
 /** Starts `udp_server.ts` on a free loopback port. */

@@ -21,54 +21,54 @@ import {
   makeImages,
   random,
   ROOT,
+  spawnClient,
   Spawned,
   spawnServer,
   spawnUdpServer,
+  TempDirs,
 } from "./helpers.ts";
 
 Deno.test("a server killed with SIGKILL mid-upload keeps every acknowledged file and a restart clears its temporary file", async () => {
-  const out = await Deno.makeTempDir();
-  try {
-    const { server, port } = await spawnServer(out);
-    await using _server = server;
-    const saved = fakeJpeg(50_000);
-    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    await conn.write(encodeFrame("saved", saved));
-    const answer = await new LineReader(conn, MAX_ACK_SIZE).readLine(5000);
-    assert.deepEqual(parseAck(answer!), {
-      ok: true,
-      file: "saved.jpg",
-      bytes: 50_000,
-      crc32: crc32(saved),
-    });
-    // Half of a second frame: the server is writing its temporary file when killed.
-    await conn.write(encodeFrame("partial", fakeJpeg(3_000_000)).subarray(0, 2_000_000));
-    for (let i = 0; i < 100 && !(await listFolder(out)).some((n) => n.endsWith(".part")); i++) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    assert.equal((await server.stop("SIGKILL")).signal, "SIGKILL");
-
-    const left = await listFolder(out);
-    assert.ok(left.includes("saved.jpg"), left.join());
-    assert.ok(
-      !left.some((name) => name.startsWith("partial")),
-      "no partial file under a final name",
-    );
-    assert.equal(left.filter((name) => name.endsWith(".part")).length, 1, left.join());
-    assert.deepEqual(await Deno.readFile(`${out}/saved.jpg`), saved);
-
-    const { server: restarted } = await spawnServer(out);
-    await using _restarted = restarted;
-    assert.match(restarted.stdout, /removed 1 temporary files left by an earlier run/);
-    assert.deepEqual(await listFolder(out), ["saved.jpg"]);
-  } finally {
-    await Deno.remove(out, { recursive: true });
+  await using temporary = new TempDirs();
+  const out = await temporary.make();
+  const { server, port } = await spawnServer(out);
+  await using _server = server;
+  const saved = fakeJpeg(50_000);
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(encodeFrame("saved", saved));
+  const answer = await new LineReader(conn, MAX_ACK_SIZE).readLine(5000);
+  assert.deepEqual(parseAck(answer!), {
+    ok: true,
+    file: "saved.jpg",
+    bytes: 50_000,
+    crc32: crc32(saved),
+  });
+  // Half of a second frame: the server is writing its temporary file when killed.
+  await conn.write(encodeFrame("partial", fakeJpeg(3_000_000)).subarray(0, 2_000_000));
+  for (let i = 0; i < 100 && !(await listFolder(out)).some((n) => n.endsWith(".part")); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
+  assert.equal((await server.stop("SIGKILL")).signal, "SIGKILL");
+
+  const left = await listFolder(out);
+  assert.ok(left.includes("saved.jpg"), left.join());
+  assert.ok(
+    !left.some((name) => name.startsWith("partial")),
+    "no partial file under a final name",
+  );
+  assert.equal(left.filter((name) => name.endsWith(".part")).length, 1, left.join());
+  assert.deepEqual(await Deno.readFile(`${out}/saved.jpg`), saved);
+
+  const { server: restarted } = await spawnServer(out);
+  await using _restarted = restarted;
+  assert.match(restarted.stdout, /removed 1 temporary files left by an earlier run/);
+  assert.deepEqual(await listFolder(out), ["saved.jpg"]);
 });
 
 Deno.test("server.ts --fsync syncs each file it saves and its folder", async () => {
-  const out = await Deno.makeTempDir();
-  const input = await Deno.makeTempDir();
+  await using temporary = new TempDirs();
+  const out = await temporary.make();
+  const input = await temporary.make();
   const trace = await Deno.makeTempFile();
   try {
     for (const name of ["a", "b", "c"]) {
@@ -110,7 +110,7 @@ Deno.test("server.ts --fsync syncs each file it saves and its folder", async () 
     // One for each file's data and one for the folder after each link.
     assert.ok(calls.length >= 6, `expected at least 6 syncs, strace saw:\n${calls.join("\n")}`);
   } finally {
-    for (const path of [out, input, trace]) await Deno.remove(path, { recursive: true });
+    await Deno.remove(trace);
   }
 });
 
@@ -126,13 +126,13 @@ async function withServer(
   options: ServerOptions,
   body: (port: number, out: string) => Promise<void>,
 ): Promise<void> {
-  const out = await Deno.makeTempDir();
+  await using temporary = new TempDirs();
+  const out = await temporary.make();
   const server = await startServer({ host: "127.0.0.1", port: 0, out, ...options });
   try {
     await body(server.addr.port, out);
   } finally {
     await server.shutdown(1000);
-    await Deno.remove(out, { recursive: true });
   }
 }
 
@@ -188,7 +188,8 @@ Deno.test("1,000 idle connections and a one-byte-at-a-time client do not stop a 
     const idle: net.Socket[] = [];
     const trickle = await connectFrom("127.0.0.3", port);
     const dripping = setInterval(() => trickle.write("0"), 50);
-    const input = await Deno.makeTempDir();
+    await using temporary = new TempDirs();
+    const input = await temporary.make();
     try {
       for (let i = 0; i < 1000; i++) {
         const socket = await connectFrom("127.0.0.2", port);
@@ -207,27 +208,23 @@ Deno.test("1,000 idle connections and a one-byte-at-a-time client do not stop a 
       clearInterval(dripping);
       trickle.destroy();
       for (const socket of idle) socket.destroy();
-      await Deno.remove(input, { recursive: true });
     }
   });
 });
 
 Deno.test("200 clients uploading at once all succeed", async () => {
   await withServer({ maxConnectionsPerAddress: 256 }, async (port, out) => {
-    const input = await Deno.makeTempDir();
-    try {
-      const images = await makeImages(input, Array(200).fill(20_000));
-      const { files } = await collectFiles([input]);
-      const reports = await Promise.all(
-        files.map((file) => uploadFiles([file], { port, retries: 0, timeout: 20_000 })),
-      );
-      assert.deepEqual(reports.flatMap((report) => report.failed), []);
-      assert.equal((await listFolder(out)).length, 200);
-      for (const [name, bytes] of images) {
-        assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
-      }
-    } finally {
-      await Deno.remove(input, { recursive: true });
+    await using temporary = new TempDirs();
+    const input = await temporary.make();
+    const images = await makeImages(input, Array(200).fill(20_000));
+    const { files } = await collectFiles([input]);
+    const reports = await Promise.all(
+      files.map((file) => uploadFiles([file], { port, retries: 0, timeout: 20_000 })),
+    );
+    assert.deepEqual(reports.flatMap((report) => report.failed), []);
+    assert.equal((await listFolder(out)).length, 200);
+    for (const [name, bytes] of images) {
+      assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
     }
   });
 });
@@ -247,41 +244,37 @@ async function answersQuery(socket: net.Socket): Promise<boolean> {
 }
 
 Deno.test("a server out of file descriptors keeps accepting, answers busy, and the client's retry lands the files", async () => {
-  const out = await Deno.makeTempDir();
-  const input = await Deno.makeTempDir();
+  await using temporary = new TempDirs();
+  const out = await temporary.make();
+  const input = await temporary.make();
+  await makeImages(input, [1000, 2000]);
+  const { files } = await collectFiles([input]);
+  const { server, port } = await spawnServer(out, [], ["prlimit", "--nofile=64:64"]);
+  await using _server = server;
+  // Connections until one is left waiting: the server has no descriptor left.
+  const accepted: net.Socket[] = [];
+  let waiting: net.Socket | undefined;
   try {
-    await makeImages(input, [1000, 2000]);
-    const { files } = await collectFiles([input]);
-    const { server, port } = await spawnServer(out, [], ["prlimit", "--nofile=64:64"]);
-    await using _server = server;
-    // Connections until one is left waiting: the server has no descriptor left.
-    const accepted: net.Socket[] = [];
-    let waiting: net.Socket | undefined;
-    try {
-      for (let i = 0; i < 100 && waiting === undefined; i++) {
-        const socket = await connectFrom(`127.0.0.${2 + (i % 8)}`, port);
-        socket.on("error", () => {});
-        if (await answersQuery(socket)) accepted.push(socket);
-        else waiting = socket;
-      }
-      assert.ok(waiting, "the server answered 100 connections under a limit of 64 descriptors");
-      await server.waitFor(/accept failed: Too many open files/, "stderr");
-      // One descriptor freed: the waiting connection takes it and ends, then the
-      // client's connection takes it, which leaves none for a file.
-      waiting.destroy();
-      accepted.pop()!.destroy();
-      const upload = uploadFiles(files, { port, retries: 3 });
-      await server.waitFor(/: Server busy: Too many open files/, "stderr");
-      for (const socket of accepted.splice(0)) socket.destroy();
-      const report = await upload;
-      assert.deepEqual(report.failed, []);
-      assert.equal((await listFolder(out)).length, 2);
-    } finally {
-      for (const socket of [...accepted, waiting]) socket?.destroy();
+    for (let i = 0; i < 100 && waiting === undefined; i++) {
+      const socket = await connectFrom(`127.0.0.${2 + (i % 8)}`, port);
+      socket.on("error", () => {});
+      if (await answersQuery(socket)) accepted.push(socket);
+      else waiting = socket;
     }
+    assert.ok(waiting, "the server answered 100 connections under a limit of 64 descriptors");
+    await server.waitFor(/accept failed: Too many open files/, "stderr");
+    // One descriptor freed: the waiting connection takes it and ends, then the
+    // client's connection takes it, which leaves none for a file.
+    waiting.destroy();
+    accepted.pop()!.destroy();
+    const upload = uploadFiles(files, { port, retries: 3 });
+    await server.waitFor(/: Server busy: Too many open files/, "stderr");
+    for (const socket of accepted.splice(0)) socket.destroy();
+    const report = await upload;
+    assert.deepEqual(report.failed, []);
+    assert.equal((await listFolder(out)).length, 2);
   } finally {
-    await Deno.remove(out, { recursive: true });
-    await Deno.remove(input, { recursive: true });
+    for (const socket of [...accepted, waiting]) socket?.destroy();
   }
 });
 
@@ -444,8 +437,9 @@ Deno.test("a read-only or vanished output folder gets an error answer and the se
 });
 
 Deno.test("a second run with --resume sends under 1% of the bytes, and changed or missing files still go", async () => {
-  const input = await Deno.makeTempDir();
-  const out = await Deno.makeTempDir();
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const out = await temporary.make();
   const server = await startServer({ host: "127.0.0.1", port: 0, out });
   try {
     const port = server.addr.port;
@@ -479,8 +473,6 @@ Deno.test("a second run with --resume sends under 1% of the bytes, and changed o
     assert.equal(results.filter((r) => r.alreadyThere).length, 28);
   } finally {
     await server.shutdown(1000);
-    await Deno.remove(input, { recursive: true });
-    await Deno.remove(out, { recursive: true });
   }
 });
 
@@ -524,8 +516,9 @@ for i in range(100000): sk.sendto(b"flood %d " % i + b"x" * 1000, ("127.0.0.1", 
 
 Deno.test("a server with a token writes nothing for a client without it or with a wrong one", async () => {
   const token = "correct horse battery staple";
-  const out = await Deno.makeTempDir();
-  const input = await Deno.makeTempDir();
+  await using temporary = new TempDirs();
+  const out = await temporary.make();
+  const input = await temporary.make();
   const server = await startServer({ host: "127.0.0.1", port: 0, out, token });
   try {
     const port = server.addr.port;
@@ -559,53 +552,36 @@ Deno.test("a server with a token writes nothing for a client without it or with 
     assert.equal(server.stats.files, 2);
   } finally {
     await server.shutdown(1000);
-    await Deno.remove(out, { recursive: true });
-    await Deno.remove(input, { recursive: true });
   }
 });
 
 Deno.test("server.ts --token-file and client.ts --token-file upload; a short token is a usage error", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    await Deno.writeTextFile(`${dir}/short`, "tooshort\n");
-    await using refused = denoScript("server.ts", [
-      "--allow-net=127.0.0.1",
-      `--allow-read=${dir}`,
-      `--allow-write=${dir}`,
-    ], [
-      "--host=127.0.0.1",
-      "--port=0",
-      `--out=${dir}/out`,
-      `--token-file=${dir}/short`,
-    ]);
-    assert.equal((await refused.wait()).code, 2);
-    assert.match(refused.stderr, /Token too short: .* holds 8 characters, want 16 or more/);
+  await using temporary = new TempDirs();
+  const dir = await temporary.make();
+  const serverWithToken = (tokenFile: string) =>
+    denoScript(
+      "server.ts",
+      ["--allow-net=127.0.0.1", `--allow-read=${dir}`, `--allow-write=${dir}`],
+      ["--host=127.0.0.1", "--port=0", `--out=${dir}/out`, `--token-file=${tokenFile}`],
+    );
+  await Deno.writeTextFile(`${dir}/short`, "tooshort\n");
+  await using refused = serverWithToken(`${dir}/short`);
+  assert.equal((await refused.wait()).code, 2);
+  assert.match(refused.stderr, /Token too short: .* holds 8 characters, want 16 or more/);
 
-    await Deno.writeTextFile(`${dir}/token`, "a much longer shared secret\n");
-    await Deno.mkdir(`${dir}/in`);
-    const images = await makeImages(`${dir}/in`, [1000]);
-    await using server = denoScript("server.ts", [
-      "--allow-net=127.0.0.1",
-      `--allow-read=${dir}`,
-      `--allow-write=${dir}`,
-    ], [
-      "--host=127.0.0.1",
-      "--port=0",
-      `--out=${dir}/out`,
-      `--token-file=${dir}/token`,
-    ]);
-    const port = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1];
-    await using client = denoScript("client.ts", ["--allow-net=127.0.0.1", `--allow-read=${dir}`], [
-      `--port=${port}`,
-      `--token-file=${dir}/token`,
-      `${dir}/in`,
-    ]);
-    assert.equal((await client.wait()).code, 0, client.stderr);
-    const [[name, bytes]] = images;
-    assert.deepEqual(await Deno.readFile(`${dir}/out/${name}.jpg`), bytes);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await Deno.writeTextFile(`${dir}/token`, "a much longer shared secret\n");
+  await Deno.mkdir(`${dir}/in`);
+  const images = await makeImages(`${dir}/in`, [1000]);
+  await using server = serverWithToken(`${dir}/token`);
+  const port = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1];
+  await using client = denoScript("client.ts", ["--allow-net=127.0.0.1", `--allow-read=${dir}`], [
+    `--port=${port}`,
+    `--token-file=${dir}/token`,
+    `${dir}/in`,
+  ]);
+  assert.equal((await client.wait()).code, 0, client.stderr);
+  const [[name, bytes]] = images;
+  assert.deepEqual(await Deno.readFile(`${dir}/out/${name}.jpg`), bytes);
 });
 
 Deno.test("two uploads of one name at once keep exactly one file, and the other is told why", async () => {
@@ -634,20 +610,12 @@ Deno.test("two uploads of one name at once keep exactly one file, and the other 
 });
 
 Deno.test("a client killed mid-run and run again with --resume completes the set, nothing lost or doubled", async () => {
-  const input = await Deno.makeTempDir();
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
   await withServer({}, async (port, out) => {
     // 75 MB: long enough to be cut in the middle.
     const images = await makeImages(input, Array(300).fill(256 * 1024));
-    await using killed = denoScript(
-      "client.ts",
-      ["--allow-net=127.0.0.1", `--allow-read=${input}`],
-      [
-        `--port=${port}`,
-        "-c",
-        "1",
-        input,
-      ],
-    );
+    await using killed = spawnClient(input, [`--port=${port}`, "-c", "1"]);
     for (let i = 0; i < 1000 && (await listFolder(out)).length < 10; i++) {
       await new Promise((resolve) => setTimeout(resolve, 2));
     }
@@ -668,5 +636,4 @@ Deno.test("a client killed mid-run and run again with --resume completes the set
       assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
     }
   });
-  await Deno.remove(input, { recursive: true });
 });

@@ -10,7 +10,7 @@ import {
   parseAck,
 } from "../protocol.ts";
 import { type ServerOptions, startServer } from "../server.ts";
-import { concat, fakeJpeg, listFolder, utf8 } from "./helpers.ts";
+import { concat, fakeJpeg, listFolder, TempDirs, utf8 } from "./helpers.ts";
 
 /** Starts a server on a free loopback port in a new temporary folder. */
 async function withServer(
@@ -308,51 +308,45 @@ Deno.test("server cuts off a header that trickles in past its deadline", async (
 });
 
 Deno.test("shutdown() lets a frame in progress finish and closes idle connections", async () => {
-  const out = await Deno.makeTempDir();
-  try {
-    const server = await startServer({ host: "127.0.0.1", port: 0, out });
-    using idle = await connect(server.addr.port);
-    using busy = await connect(server.addr.port);
-    const late = fakeJpeg(100_000);
-    const frame = encodeFrame("late", late);
-    await busy.send(frame.subarray(0, 50_000));
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const stopping = server.shutdown(5000);
-    await busy.send(frame.subarray(50_000));
-    assert.deepEqual(await busy.ack(), {
-      ok: true,
-      file: "late.jpg",
-      bytes: 100_000,
-      crc32: crc32(late),
-    });
-    assert.equal(await idle.ack(), null);
-    const stats = await stopping;
-    assert.deepEqual(stats, {
-      files: 1,
-      duplicates: 0,
-      bytes: 100_000,
-      errors: 0,
-      received: frame.length,
-    });
-    await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }));
-  } finally {
-    await Deno.remove(out, { recursive: true });
-  }
+  await using temporary = new TempDirs();
+  const out = await temporary.make();
+  const server = await startServer({ host: "127.0.0.1", port: 0, out });
+  using idle = await connect(server.addr.port);
+  using busy = await connect(server.addr.port);
+  const late = fakeJpeg(100_000);
+  const frame = encodeFrame("late", late);
+  await busy.send(frame.subarray(0, 50_000));
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const stopping = server.shutdown(5000);
+  await busy.send(frame.subarray(50_000));
+  assert.deepEqual(await busy.ack(), {
+    ok: true,
+    file: "late.jpg",
+    bytes: 100_000,
+    crc32: crc32(late),
+  });
+  assert.equal(await idle.ack(), null);
+  const stats = await stopping;
+  assert.deepEqual(stats, {
+    files: 1,
+    duplicates: 0,
+    bytes: 100_000,
+    errors: 0,
+    received: frame.length,
+  });
+  await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }));
 });
 
 Deno.test("shutdown() drops a frame that outlasts the drain deadline and leaves no partial file", async () => {
-  const out = await Deno.makeTempDir();
-  try {
-    const server = await startServer({ host: "127.0.0.1", port: 0, out });
-    using busy = await connect(server.addr.port);
-    await busy.send(encodeFrame("never", fakeJpeg(100_000)).subarray(0, 50_000));
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const stats = await server.shutdown(100);
-    assert.equal(stats.files, 0);
-    assert.deepEqual(await listFolder(out), []);
-  } finally {
-    await Deno.remove(out, { recursive: true });
-  }
+  await using temporary = new TempDirs();
+  const out = await temporary.make();
+  const server = await startServer({ host: "127.0.0.1", port: 0, out });
+  using busy = await connect(server.addr.port);
+  await busy.send(encodeFrame("never", fakeJpeg(100_000)).subarray(0, 50_000));
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const stats = await server.shutdown(100);
+  assert.equal(stats.files, 0);
+  assert.deepEqual(await listFolder(out), []);
 });
 
 Deno.test("server answers a frame before waiting for the body of the next", async () => {

@@ -1,8 +1,7 @@
 /** TLS between our client and server, with a certificate the test makes with openssl. */
 import assert from "node:assert/strict";
 import { collectFiles, uploadFiles } from "../client.ts";
-import { startServer } from "../server.ts";
-import { denoScript, listFolder, makeImages } from "./helpers.ts";
+import { denoScript, listFolder, makeImages, TempDirs, withServerAndImages } from "./helpers.ts";
 
 const made: string[] = [];
 globalThis.addEventListener("unload", () => {
@@ -72,25 +71,10 @@ const certificate = (async () => {
   };
 })();
 
-async function withTlsServer(
-  body: (
-    port: number,
-    input: string,
-    out: string,
-    images: Map<string, Uint8Array>,
-  ) => Promise<void>,
-) {
+/** Runs `body` against a TLS server with the test's certificate, as `withServerAndImages`. */
+async function withTlsServer(body: Parameters<typeof withServerAndImages>[1]): Promise<void> {
   const { cert, key } = await certificate;
-  const input = await Deno.makeTempDir();
-  const out = await Deno.makeTempDir();
-  const server = await startServer({ host: "127.0.0.1", port: 0, out, tls: { cert, key } });
-  try {
-    await body(server.addr.port, input, out, await makeImages(input, [10, 100_000, 700_000]));
-  } finally {
-    await server.shutdown(1000);
-    await Deno.remove(input, { recursive: true });
-    await Deno.remove(out, { recursive: true });
-  }
+  await withServerAndImages([10, 100_000, 700_000], body, { tls: { cert, key } });
 }
 
 Deno.test("uploadFiles() over TLS delivers every file to a server whose private CA it trusts", async () => {
@@ -129,36 +113,32 @@ Deno.test("a plain client gets nothing saved by a TLS server, which goes on serv
 
 Deno.test("server.ts --tls-cert/--tls-key and client.ts --ca upload over TLS", async () => {
   const { dir } = await certificate;
-  const input = await Deno.makeTempDir();
-  const out = await Deno.makeTempDir();
-  try {
-    const images = await makeImages(input, [5000, 6000]);
-    await using server = denoScript("server.ts", [
-      "--allow-net=127.0.0.1",
-      `--allow-read=${out},${dir}`,
-      `--allow-write=${out}`,
-    ], [
-      "--host=127.0.0.1",
-      "--port=0",
-      `--out=${out}`,
-      `--tls-cert=${dir}/cert.pem`,
-      `--tls-key=${dir}/key.pem`,
-    ]);
-    const port = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1];
-    await using client = denoScript("client.ts", [
-      "--allow-net=127.0.0.1",
-      `--allow-read=${input},${dir}`,
-    ], [
-      `--port=${port}`,
-      `--ca=${dir}/ca.pem`,
-      input,
-    ]);
-    assert.equal((await client.wait()).code, 0, client.stderr);
-    for (const [name, bytes] of images) {
-      assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
-    }
-  } finally {
-    await Deno.remove(input, { recursive: true });
-    await Deno.remove(out, { recursive: true });
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const out = await temporary.make();
+  const images = await makeImages(input, [5000, 6000]);
+  await using server = denoScript("server.ts", [
+    "--allow-net=127.0.0.1",
+    `--allow-read=${out},${dir}`,
+    `--allow-write=${out}`,
+  ], [
+    "--host=127.0.0.1",
+    "--port=0",
+    `--out=${out}`,
+    `--tls-cert=${dir}/cert.pem`,
+    `--tls-key=${dir}/key.pem`,
+  ]);
+  const port = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1];
+  await using client = denoScript("client.ts", [
+    "--allow-net=127.0.0.1",
+    `--allow-read=${input},${dir}`,
+  ], [
+    `--port=${port}`,
+    `--ca=${dir}/ca.pem`,
+    input,
+  ]);
+  assert.equal((await client.wait()).code, 0, client.stderr);
+  for (const [name, bytes] of images) {
+    assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
   }
 });
