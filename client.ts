@@ -11,6 +11,7 @@ import { crc32 } from "node:zlib";
 import {
   base64Length,
   checkNetPermission,
+  crc32OfFile,
   describeError,
   encodeHeader,
   encodeName,
@@ -254,15 +255,6 @@ const CHUNK_SIZE = 3 * 65_536;
 
 /** Queries sent before their answers are read, so neither side's buffers fill up. */
 const QUERY_BATCH = 64;
-
-/** Computes a file's CRC-32, reading it in bounded chunks. */
-function crcOfFile(path: string): number {
-  using file = Deno.openSync(path);
-  const buffer = new Uint8Array(CHUNK_SIZE);
-  let crc = 0;
-  for (let n; (n = file.readSync(buffer)) !== null;) crc = crc32(buffer.subarray(0, n), crc);
-  return crc;
-}
 
 /** Reads until `buffer` is full or the file ends. */
 function readFull(file: Deno.FsFile, buffer: Uint8Array): number {
@@ -733,7 +725,7 @@ export async function uploadFiles(
           const line = await lines.readLine(timeout);
           if (line === null) throw new Error("the server closed the connection");
           const held = parseHave(line);
-          if (held?.bytes === size && held.crc32 === crcOfFile(entry.path)) {
+          if (held?.bytes === size && held.crc32 === await crc32OfFile(entry.path)) {
             record({
               path: entry.path,
               ok: true,

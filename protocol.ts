@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { crc32 } from "node:zlib";
 
 /**
  * Bytes in the length header.
@@ -1282,6 +1283,33 @@ export class LineReader {
  * ```
  */
 export const EXTENSIONS: readonly string[] = ["jpg", "png", "gif", "webp", "bmp", "tiff", "bin"];
+
+/**
+ * Computes the CRC-32 of a file, the checksum in `OK` and `HAVE` answers,
+ * reading it in bounded chunks so that memory does not grow with the file.
+ *
+ * @param path The file.
+ * @returns The CRC-32 (IEEE, as zlib computes it).
+ *
+ * @example Checksum a file
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { crc32 } from "node:zlib";
+ * import { crc32OfFile } from "./protocol.ts";
+ *
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeTextFile(path, "hello");
+ * assert.equal(await crc32OfFile(path), crc32("hello"));
+ * await Deno.remove(path);
+ * ```
+ */
+export async function crc32OfFile(path: string): Promise<number> {
+  using file = await Deno.open(path);
+  const buffer = new Uint8Array(262_144);
+  let crc = 0;
+  for (let n; (n = await file.read(buffer)) !== null;) crc = crc32(buffer.subarray(0, n), crc);
+  return crc;
+}
 
 /**
  * Detects an image type from its first bytes.

@@ -10,6 +10,7 @@ import { crc32 } from "node:zlib";
 import { timingSafeEqual } from "node:crypto";
 import {
   type Cidr,
+  crc32OfFile,
   DEFAULT_MAX_FRAME_SIZE,
   describeError,
   encodeAck,
@@ -231,15 +232,6 @@ async function syncFolder(folder: string): Promise<void> {
   await handle.sync();
 }
 
-/** Computes a file's CRC-32, reading it in bounded chunks. */
-async function crcOfFile(path: string): Promise<number> {
-  using file = await Deno.open(path);
-  const buffer = new Uint8Array(262_144);
-  let crc = 0;
-  for (let n; (n = await file.read(buffer)) !== null;) crc = crc32(buffer.subarray(0, n), crc);
-  return crc;
-}
-
 /** Compares two files byte for byte, reading both in bounded chunks. */
 async function sameContent(pathA: string, pathB: string): Promise<boolean> {
   using fileA = await Deno.open(pathA);
@@ -354,7 +346,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       const path = joinPath(out, file);
       const info = await Deno.lstat(path).catch(() => undefined);
       if (info?.isFile && info.size === query.bytes) {
-        return { file, bytes: info.size, crc32: await crcOfFile(path) };
+        return { file, bytes: info.size, crc32: await crc32OfFile(path) };
       }
     }
     return undefined;
