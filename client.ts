@@ -11,6 +11,8 @@ import { crc32 } from "node:zlib";
 import {
   base64Length,
   checkNetPermission,
+  closeQuietly,
+  concatBytes,
   crc32OfFile,
   describeError,
   encodeHeader,
@@ -559,14 +561,6 @@ function isNetworkError(error: unknown): boolean {
     (error instanceof ProtocolError && error.code === "timeout");
 }
 
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Already closed.
-  }
-}
-
 /** Totals of an upload. */
 export interface UploadReport {
   /** Files confirmed (or, with `legacy`, sent). */
@@ -714,9 +708,9 @@ export async function uploadFiles(
         });
         const queries = batch.filter(({ size }) => size >= 0);
         const frames = queries.map(({ entry, size }) => encodeQuery(entry.name, size));
-        const bytes = new Uint8Array(frames.reduce((sum, frame) => sum + frame.length, 0));
-        frames.reduce((offset, frame) => (bytes.set(frame, offset), offset + frame.length), 0);
-        await withDeadline(writeAll(conn, bytes), timeout, { waitingFor: "the server to read" });
+        await withDeadline(writeAll(conn, concatBytes(frames)), timeout, {
+          waitingFor: "the server to read",
+        });
         for (const { entry, size } of batch) {
           if (size < 0) {
             rest.push(entry);

@@ -561,6 +561,59 @@ export async function withDeadline<T>(
 }
 
 /**
+ * Joins byte arrays into one, so that several frames or answers leave in a
+ * single write.
+ *
+ * @param parts The arrays, in order.
+ * @returns A new array holding all of them.
+ *
+ * @example Join two answers
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { concatBytes } from "./protocol.ts";
+ *
+ * assert.deepEqual(
+ *   concatBytes([new Uint8Array([1, 2]), new Uint8Array([3])]),
+ *   new Uint8Array([1, 2, 3]),
+ * );
+ * ```
+ */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const joined = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    joined.set(part, offset);
+    offset += part.length;
+  }
+  return joined;
+}
+
+/**
+ * Closes a connection that may already be closed.
+ *
+ * @param conn The connection.
+ * @returns Nothing; a second close is ignored.
+ *
+ * @example Close twice
+ * ```ts
+ * import { closeQuietly } from "./protocol.ts";
+ *
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * closeQuietly(conn);
+ * closeQuietly(conn);
+ * listener.close();
+ * ```
+ */
+export function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
+  }
+}
+
+/**
  * Writes all of `bytes`, looping over short writes.
  *
  * @param writer Anything with `write`, such as `Deno.Conn` or `Deno.FsFile`.

@@ -10,6 +10,8 @@ import { crc32 } from "node:zlib";
 import { timingSafeEqual } from "node:crypto";
 import {
   type Cidr,
+  closeQuietly,
+  concatBytes,
   crc32OfFile,
   DEFAULT_MAX_FRAME_SIZE,
   describeError,
@@ -579,10 +581,8 @@ class Answers {
     if (this.#pending.length === 0) return;
     const lines = this.#pending;
     this.#pending = [];
-    const bytes = new Uint8Array(lines.reduce((sum, line) => sum + line.length, 0));
-    lines.reduce((offset, line) => (bytes.set(line, offset), offset + line.length), 0);
     // The original client closes without reading: a failed write is expected.
-    await withDeadline(writeAll(this.#conn, bytes), this.#timeout, {
+    await withDeadline(writeAll(this.#conn, concatBytes(lines)), this.#timeout, {
       waitingFor: "the client to read",
     }).catch(() => {});
   }
@@ -597,14 +597,6 @@ function isDisconnect(error: unknown): boolean {
 
 function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
   for (let offset = 0; offset < bytes.length;) offset += file.writeSync(bytes.subarray(offset));
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Already closed.
-  }
 }
 
 const USAGE = `Usage: deno run --allow-net --allow-read=DIR --allow-write=DIR server.ts [options]

@@ -1,5 +1,6 @@
 /** Shared helpers for the tests: subprocesses, test data and byte sources. */
 
+import { concatBytes } from "../protocol.ts";
 import { type ServerOptions, startServer } from "../server.ts";
 
 /** The project folder, with a trailing slash. */
@@ -14,13 +15,7 @@ export function utf8(text: string): Uint8Array {
 
 /** Joins byte arrays. */
 export function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** A small deterministic PRNG (mulberry32), so a failing split can be replayed. */
