@@ -612,14 +612,18 @@ Deno.test("two uploads of one name at once keep exactly one file, and the other 
 Deno.test("a client killed mid-run and run again with --resume completes the set, nothing lost or doubled", async () => {
   await using temporary = new TempDirs();
   const input = await temporary.make();
-  await withServer({}, async (port, out) => {
-    // 75 MB: long enough to be cut in the middle.
+  let saved = 0;
+  let killed: Spawned | undefined;
+  await withServer({
+    // Killed on the server's own count: a poll from here can see the run end first.
+    onEvent: (event) => {
+      if (event.type === "saved" && ++saved === 10) killed?.child.kill("SIGKILL");
+    },
+  }, async (port, out) => {
     const images = await makeImages(input, Array(300).fill(256 * 1024));
-    await using killed = spawnClient(input, [`--port=${port}`, "-c", "1"]);
-    for (let i = 0; i < 1000 && (await listFolder(out)).length < 10; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 2));
-    }
-    await killed.stop("SIGKILL");
+    await using client = spawnClient(input, [`--port=${port}`, "-c", "1"]);
+    killed = client;
+    assert.equal((await client.wait()).signal, "SIGKILL");
     const before = (await listFolder(out)).filter((name) => name.endsWith(".jpg")).length;
     assert.ok(before >= 10 && before < 300, `${before} files arrived before the kill`);
 
