@@ -411,11 +411,8 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     try {
       while (!stopping) {
         state.busy = false;
-        // Answers wait while the next frame is already here, so that a run of
-        // small frames costs one write, not one each...
-        if (reader.buffered < HEADER_SIZE + NAME_SIZE || answers.count >= 32) {
-          await answers.flush();
-        }
+        // A client that waits for each answer before its next frame gets it at once.
+        if (reader.buffered < HEADER_SIZE + NAME_SIZE) await answers.flush();
         const head = await reader.readHead();
         if (head === null) break;
         if (isToken(head.nameField)) {
@@ -423,7 +420,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
           account();
           if (!matches) throw new ProtocolError("auth", "Authentication failed: wrong token");
           authenticated = true;
-          answers.add(encodeAck({ ok: true, file: "!", bytes: 0, crc32: 0 }));
+          await answers.add(encodeAck({ ok: true, file: "!", bytes: 0, crc32: 0 }));
           continue;
         }
         if (!authenticated) {
@@ -432,12 +429,9 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
         if (isQuery(head.nameField)) {
           const held = await lookUp(reader, head);
           account();
-          answers.add(encodeHave(held));
+          await answers.add(encodeHave(held));
           continue;
         }
-        // Nor while a body still has to arrive: over a slow link a large one
-        // would hold the answers past the client's deadline.
-        if (reader.buffered < head.dataLength) await answers.flush();
         state.busy = true;
         const started = performance.now();
         try {
@@ -447,7 +441,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
           if (saved.duplicate) stats.duplicates++;
           emit({ type: "saved", peer, ...saved, ms: performance.now() - started });
           account();
-          answers.add(
+          await answers.add(
             encodeAck({ ok: true, file: saved.file, bytes: saved.bytes, crc32: saved.crc32 }),
           );
         } catch (error) {
@@ -458,7 +452,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
           emit({ type: "rejected", peer, message });
           await reader.skipBody();
           account();
-          answers.add(encodeAck({ ok: false, message }));
+          await answers.add(encodeAck({ ok: false, message }));
         }
       }
     } catch (error) {
@@ -470,7 +464,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
         const reason = error instanceof Error ? error.message : String(error);
         const message = isDisconnect(error) ? `Connection lost inside a frame: ${reason}` : reason;
         emit({ type: "rejected", peer, message });
-        if (error instanceof ProtocolError) answers.add(encodeAck({ ok: false, message }));
+        if (error instanceof ProtocolError) await answers.add(encodeAck({ ok: false, message }));
       }
     } finally {
       await answers.flush();
@@ -558,33 +552,64 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
   };
 }
 
-/** The answers owed on one connection, written in order in as few writes as can be. */
+/** Answers waiting together: one write for a batch rather than one each. */
+const ANSWER_BATCH = 16;
+/** Longest an answer waits for others to join it, in milliseconds. */
+const ANSWER_DELAY = 5;
+
+/**
+ * The answers owed on one connection, sent in order and in batches: at once
+ * when {@linkcode ANSWER_BATCH} are waiting or on {@linkcode Answers.flush},
+ * otherwise {@linkcode ANSWER_DELAY} ms after the first. A run of small
+ * frames then costs a few writes, and wakes the client a few times, instead
+ * of once each.
+ */
 class Answers {
   readonly #conn: Deno.Conn;
   readonly #timeout: number;
   #pending: Uint8Array[] = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** The write under way, if any: one at a time, and its end sends what came meanwhile. */
+  #writing: Promise<void> | undefined;
 
   constructor(conn: Deno.Conn, timeout: number) {
     this.#conn = conn;
     this.#timeout = timeout;
   }
 
-  get count(): number {
-    return this.#pending.length;
-  }
-
-  add(line: Uint8Array): void {
+  /** Queues an answer; waits only while a full batch cannot be written yet. */
+  async add(line: Uint8Array): Promise<void> {
     this.#pending.push(line);
+    if (this.#pending.length < ANSWER_BATCH) {
+      this.#timer ??= setTimeout(() => this.#send(), ANSWER_DELAY);
+      return;
+    }
+    // A client that does not take its answers holds up its own frames, not memory.
+    while (this.#writing) await this.#writing;
+    this.#send();
   }
 
-  async flush(): Promise<void> {
-    if (this.#pending.length === 0) return;
-    const lines = this.#pending;
+  #send(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#writing || this.#pending.length === 0) return;
+    const bytes = concatBytes(this.#pending);
     this.#pending = [];
-    // The original client closes without reading: a failed write is expected.
-    await withDeadline(writeAll(this.#conn, concatBytes(lines)), this.#timeout, {
+    this.#writing = withDeadline(writeAll(this.#conn, bytes), this.#timeout, {
       waitingFor: "the client to read",
-    }).catch(() => {});
+    })
+      // The original client closes without reading: a failed write is expected.
+      .catch(() => {})
+      .finally(() => {
+        this.#writing = undefined;
+        this.#send();
+      });
+  }
+
+  /** Sends what is waiting and waits until every answer is written. */
+  async flush(): Promise<void> {
+    this.#send();
+    while (this.#writing) await this.#writing;
   }
 }
 
