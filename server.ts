@@ -215,12 +215,17 @@ async function removeStaleTemporaryFiles(out: string): Promise<number> {
 }
 
 /**
- * Creates a temporary file. Running out of descriptors passes as connections
- * close, so the answer says busy, which a client takes as worth another try.
+ * Creates a temporary file, open for writing or, given its data, written
+ * whole and closed in one call. Running out of descriptors passes as
+ * connections close, so the answer says busy, which a client takes as worth
+ * another try.
  */
-function openTemporaryFile(path: string): Deno.FsFile {
+function createTemporaryFile(path: string): Deno.FsFile;
+function createTemporaryFile(path: string, data: Uint8Array): void;
+function createTemporaryFile(path: string, data?: Uint8Array): Deno.FsFile | void {
   try {
-    return Deno.openSync(path, { write: true, createNew: true });
+    if (data === undefined) return Deno.openSync(path, { write: true, createNew: true });
+    Deno.writeFileSync(path, data, { createNew: true });
   } catch (error) {
     const code = (error as { code?: string }).code;
     if (code !== "EMFILE" && code !== "ENFILE") throw error;
@@ -362,27 +367,38 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       let bytes = 0;
       let crc = 0;
       const sniffed = new Uint8Array(12);
-      {
-        using file = openTemporaryFile(tempPath);
-        if (raw) {
-          writeAllSync(file, head.nameField);
-          crc = crc32(head.nameField);
-          bytes = head.bodyLength;
-          for await (const chunk of reader.raw()) {
-            crc = crc32(chunk, crc);
-            writeAllSync(file, chunk);
-          }
-        } else {
+      if (raw) {
+        using file = createTemporaryFile(tempPath);
+        writeAllSync(file, head.nameField);
+        crc = crc32(head.nameField);
+        bytes = head.bodyLength;
+        for await (const chunk of reader.raw()) {
+          crc = crc32(chunk, crc);
+          writeAllSync(file, chunk);
+        }
+        if (fsync) await file.sync();
+      } else {
+        let file: Deno.FsFile | undefined;
+        try {
           for await (const chunk of reader.data()) {
             if (bytes < sniffed.length) {
               sniffed.set(chunk.subarray(0, sniffed.length - bytes), bytes);
             }
             bytes += chunk.length;
             crc = crc32(chunk, crc);
-            writeAllSync(file, chunk);
+            // A file that arrived whole costs one call, not an open, a write and a close.
+            if (file === undefined && reader.remaining === 0 && !fsync) {
+              createTemporaryFile(tempPath, chunk);
+            } else {
+              file ??= createTemporaryFile(tempPath);
+              writeAllSync(file, chunk);
+            }
           }
+          if (bytes === 0) file = createTemporaryFile(tempPath);
+          if (fsync) await file!.sync();
+        } finally {
+          file?.close();
         }
-        if (fsync) await file.sync();
       }
       const finalName = raw
         ? undefined
