@@ -394,7 +394,9 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
               writeAllSync(file, chunk);
             }
           }
+          // An empty body yields no chunk, yet its file must exist all the same.
           if (bytes === 0) file = createTemporaryFile(tempPath);
+          // With --fsync every file went through a handle, which the sync needs.
           if (fsync) await file!.sync();
         } finally {
           file?.close();
