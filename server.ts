@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { crc32 } from "node:zlib";
 import { timingSafeEqual } from "node:crypto";
@@ -269,7 +270,6 @@ async function sameContent(pathA: string, pathB: string): Promise<boolean> {
  * @returns The running server.
  */
 export async function startServer(options: ServerOptions = {}): Promise<UploadServer> {
-  const out = options.out ?? "uploads";
   const raw = options.raw ?? false;
   const fsync = options.fsync ?? false;
   const maxConnections = options.maxConnections ?? 256;
@@ -283,6 +283,8 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     idleTimeout,
   };
   const emit = options.onEvent ?? (() => {});
+  // An absolute path spares Deno's permission check a getcwd on every file call.
+  const out = resolve(options.out ?? "uploads");
   await Deno.mkdir(out, { recursive: true });
   const stale = await removeStaleTemporaryFiles(out);
   if (stale > 0) emit({ type: "cleaned", files: stale });

@@ -94,6 +94,32 @@ Deno.test("client.ts uploads a folder to server.ts, which saves every file byte 
   assert.match(server.stdout, /stopped: 24 files \(.*\), 0 already had, 0 errors/);
 });
 
+Deno.test("server.ts saves into a relative --out that is a symbolic link, allowed by the link's name alone", async () => {
+  await using temporary = new TempDirs();
+  const [base, target, input] = await Promise.all([
+    temporary.make(),
+    temporary.make(),
+    temporary.make(),
+  ]);
+  await Deno.symlink(target, `${base}/link`);
+  const images = await makeImages(input, [5000]);
+  await using server = new Spawned(Deno.execPath(), [
+    "run",
+    "--allow-net=127.0.0.1",
+    "--allow-read=link",
+    "--allow-write=link",
+    `${ROOT}server.ts`,
+    "--host=127.0.0.1",
+    "--port=0",
+    "--out=link",
+  ], { cwd: base });
+  const port = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1];
+  await using client = spawnClient(input, ["--port", port]);
+  assert.equal((await client.wait()).code, 0, client.stderr);
+  const [[name, bytes]] = images;
+  assert.deepEqual(await Deno.readFile(`${target}/${name}.jpg`), bytes);
+});
+
 Deno.test("server.ts --raw stores each frame body as the original server did", async () => {
   await using temporary = new TempDirs();
   const input = await temporary.make();
