@@ -677,10 +677,13 @@ export interface FrameReaderOptions {
    */
   idleTimeout?: number;
   /**
-   * Size of the read buffer in bytes, a multiple of 4 from 64 up.
-   * @default {262_144}
+   * Largest size of the read buffer in bytes, a multiple of 4 from 64 up.
+   * The buffer starts at 64 KiB, or this if smaller, and doubles whenever a
+   * read fills it, so only a connection sent more than it takes holds a
+   * large one.
+   * @default {1_048_576}
    */
-  bufferSize?: number;
+  maxBufferSize?: number;
 }
 
 /**
@@ -733,8 +736,9 @@ export class FrameReader {
   readonly #maxFrameSize: number;
   readonly #headerTimeout: number;
   readonly #idleTimeout: number;
-  readonly #buffer: Uint8Array;
-  readonly #decoded: Uint8Array;
+  readonly #maxBufferSize: number;
+  #buffer: Uint8Array;
+  #decoded: Uint8Array;
   #start = 0;
   #end = 0;
   #remaining = 0;
@@ -747,18 +751,19 @@ export class FrameReader {
    * @param options Limits and deadlines.
    */
   constructor(source: ByteSource, options: FrameReaderOptions = {}) {
-    const bufferSize = options.bufferSize ?? 262_144;
-    if (!Number.isSafeInteger(bufferSize) || bufferSize < 64 || bufferSize % 4 !== 0) {
+    const maxBufferSize = options.maxBufferSize ?? 1_048_576;
+    if (!Number.isSafeInteger(maxBufferSize) || maxBufferSize < 64 || maxBufferSize % 4 !== 0) {
       throw new RangeError(
-        `Cannot create frame reader: buffer size must be a multiple of 4 from 64 up, got ${bufferSize}`,
+        `Cannot create frame reader: buffer size must be a multiple of 4 from 64 up, got ${maxBufferSize}`,
       );
     }
     this.#source = source;
     this.#maxFrameSize = options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE;
     this.#headerTimeout = options.headerTimeout ?? 30_000;
     this.#idleTimeout = options.idleTimeout ?? 60_000;
-    this.#buffer = new Uint8Array(bufferSize);
-    this.#decoded = new Uint8Array(bufferSize / 4 * 3);
+    this.#maxBufferSize = maxBufferSize;
+    this.#buffer = new Uint8Array(Math.min(65_536, maxBufferSize));
+    this.#decoded = new Uint8Array(this.#buffer.length / 4 * 3);
   }
 
   /** Bytes read from the source so far. */
@@ -784,13 +789,27 @@ export class FrameReader {
       this.#end -= this.#start;
       this.#start = 0;
     }
+    const room = this.#buffer.length - this.#end;
     const n = await withDeadline(this.#source.read(this.#buffer.subarray(this.#end)), ms, {
       waitingFor,
     });
     if (n === null) return false;
     this.#end += n;
     this.#bytesRead += n;
+    // A read that took all the room likely left more waiting, which fewer,
+    // larger reads take at less cost.
+    if (n === room && this.#buffer.length < this.#maxBufferSize) this.#grow();
     return true;
+  }
+
+  /** Doubles the buffers, up to the limit, keeping the unconsumed bytes. */
+  #grow(): void {
+    const buffer = new Uint8Array(Math.min(this.#buffer.length * 2, this.#maxBufferSize));
+    buffer.set(this.#buffer.subarray(this.#start, this.#end));
+    this.#end -= this.#start;
+    this.#start = 0;
+    this.#buffer = buffer;
+    this.#decoded = new Uint8Array(buffer.length / 4 * 3);
   }
 
   /**

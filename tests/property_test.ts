@@ -30,7 +30,9 @@ Deno.test("any valid frames split at any points decode to the same files", async
       fc.constantFrom(64, 256, 262_144),
       async (frames, chunkSizes, bufferSize) => {
         const stream = concat(...frames.map(({ name, data }) => encodeFrame(name, data)));
-        const got = await readAll(new FrameReader(bytesSource(stream, chunkSizes), { bufferSize }));
+        const got = await readAll(
+          new FrameReader(bytesSource(stream, chunkSizes), { maxBufferSize: bufferSize }),
+        );
         assert.deepEqual(got, frames.map(({ name, data }) => ({ name, data })));
       },
     ),
@@ -60,7 +62,7 @@ Deno.test("any bytes fed to the frame reader end in frames or a ProtocolError, n
   await fc.assert(
     fc.asyncProperty(inputs, splits, async (input, chunkSizes) => {
       const reader = new FrameReader(bytesSource(input, chunkSizes), {
-        bufferSize: 64,
+        maxBufferSize: 64,
         headerTimeout: 1000,
         idleTimeout: 1000,
       });

@@ -117,7 +117,7 @@ Deno.test("FrameReader decodes frames the same whatever the chunking", async () 
     const next = random(seed);
     const chunkSizes = Array.from({ length: 50 }, () => 1 + Math.floor(next() ** 3 * 70_000));
     const bufferSize = seed % 2 === 0 ? 64 : 262_144;
-    const reader = new FrameReader(bytesSource(stream, chunkSizes), { bufferSize });
+    const reader = new FrameReader(bytesSource(stream, chunkSizes), { maxBufferSize: bufferSize });
     const got = await readAll(reader);
     assert.equal(got.length, frames.length, `seed ${seed}`);
     got.forEach((frame, i) => {
@@ -130,7 +130,7 @@ Deno.test("FrameReader decodes frames the same whatever the chunking", async () 
 Deno.test("FrameReader reads frames split into single bytes", async () => {
   const data = crypto.getRandomValues(new Uint8Array(1000));
   const stream = concat(encodeFrame("a", data), encodeFrame("b", new Uint8Array(0)));
-  const got = await readAll(new FrameReader(bytesSource(stream, [1]), { bufferSize: 64 }));
+  const got = await readAll(new FrameReader(bytesSource(stream, [1]), { maxBufferSize: 64 }));
   assert.deepEqual(got.map((f) => f.name), ["a", "b"]);
   assert.deepEqual(got[0].data, data);
   assert.equal(got[1].data.length, 0);
@@ -148,7 +148,7 @@ Deno.test("FrameReader reads a frame from the original client's three writes", a
 
 Deno.test("FrameReader never holds a whole large body: chunks stay under the buffer size", async () => {
   const data = new Uint8Array(3 * 1024 * 1024);
-  const reader = new FrameReader(bytesSource(encodeFrame("big", data)), { bufferSize: 4096 });
+  const reader = new FrameReader(bytesSource(encodeFrame("big", data)), { maxBufferSize: 4096 });
   await reader.readHead();
   let largest = 0;
   let total = 0;
@@ -158,6 +158,30 @@ Deno.test("FrameReader never holds a whole large body: chunks stay under the buf
   }
   assert.equal(total, data.length);
   assert.ok(largest <= 3072, `largest chunk ${largest}`);
+});
+
+Deno.test("FrameReader grows its buffer only while reads fill it, and never past maxBufferSize", async () => {
+  const stream = encodeFrame("big", new Uint8Array(3 * 1024 * 1024));
+  const cases: [string, number, number, number][] = [
+    ["a sender ahead of the reader", Infinity, 1_048_576, 1_048_576],
+    ["a sender behind the reader", 1000, 1_048_576, 65_536],
+    ["a limit below the starting size", Infinity, 4096, 4096],
+  ];
+  for (const [label, chunkSize, maxBufferSize, expected] of cases) {
+    const inner = bytesSource(stream, [chunkSize]);
+    let largestOffered = 0;
+    const source: ByteSource = {
+      read(buffer) {
+        largestOffered = Math.max(largestOffered, buffer.length);
+        return inner.read(buffer);
+      },
+    };
+    const reader = new FrameReader(source, { maxBufferSize });
+    await reader.readHead();
+    await reader.skipBody();
+    assert.equal(await reader.readHead(), null, label);
+    assert.equal(largestOffered, expected, label);
+  }
 });
 
 const badBodies: [string, string][] = [
@@ -182,7 +206,7 @@ for (const [what, body] of badBodies) {
       encodeFrame("good", new Uint8Array([9])),
     );
     for (const chunks of [[Infinity], [1], [5]]) {
-      const reader = new FrameReader(bytesSource(stream, chunks), { bufferSize: 64 });
+      const reader = new FrameReader(bytesSource(stream, chunks), { maxBufferSize: 64 });
       await reader.readHead();
       await assertProtocolError(
         (async () => {
@@ -202,7 +226,7 @@ Deno.test("data() rejects padding that ends a chunk before the body ends", async
   // 64-byte buffer: the first chunk ends with "==", which setFromBase64 alone accepts.
   const body = "QUJD".repeat(3) + "QQ==" + "QUJD".repeat(20);
   const stream = concat(encodeHeader(32 + body.length), encodeName("x"), utf8(body));
-  const reader = new FrameReader(bytesSource(stream, [16 + 32 + 16]), { bufferSize: 64 });
+  const reader = new FrameReader(bytesSource(stream, [16 + 32 + 16]), { maxBufferSize: 64 });
   await reader.readHead();
   await assertProtocolError(
     (async () => {
