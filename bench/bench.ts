@@ -4,7 +4,7 @@
  * loopback ceiling, on the same generated data in the same run, plus the UDP
  * printers under a flood. Medians of several alternating rounds.
  *
- *   deno task bench [--quick] [--skip-huge] [--rounds N]
+ *   deno task bench [--quick] [--skip-huge] [--rounds N] [--dir DIR]
  *
  * Writes the table to bench/RESULTS.md and README.md (not with --quick, which CI runs so
  * that the benchmark cannot rot). It measures; it asserts nothing. It runs
@@ -12,6 +12,7 @@
  * nothing less, and it spawns every tool it compares anyway.
  */
 import { parseArgs } from "node:util";
+import { describeError, parseCount } from "../protocol.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const RESULTS = `${ROOT}bench/RESULTS.md`;
@@ -414,18 +415,47 @@ function formatKiB(kiB: number[]): string {
   return known.length === 0 ? "–" : `${(Math.max(...known) / 1024).toFixed(0)} MB`;
 }
 
+const USAGE = `Usage: deno task bench [--quick] [--skip-huge] [--rounds N] [--dir DIR]
+
+Runs our uploader, the original scripts' Python 3 ports, tar c | nc and the raw
+loopback ceiling on the same generated data, in alternating rounds, and the UDP
+printers under a flood; prints one table of medians and writes it, with the
+goals, to bench/RESULTS.md and README.md.
+
+Options:
+  --quick       tiny sets, one round, seconds in all; writes no file (CI runs it)
+  --skip-huge   leave out the 1 GiB file
+  --rounds N    rounds of every measurement (default 3, with --quick 1)
+  --dir DIR     generate the data and save the files under DIR (default a tmpfs
+                of its own when root, else the system's temporary folder)
+  -h, --help    show this help`;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      quick: { type: "boolean", default: false },
-      "skip-huge": { type: "boolean", default: false },
-      rounds: { type: "string" },
-      dir: { type: "string" },
-    },
-  });
+  let values;
+  let rounds: number;
+  try {
+    ({ values } = parseArgs({
+      args: Deno.args,
+      options: {
+        quick: { type: "boolean", default: false },
+        "skip-huge": { type: "boolean", default: false },
+        rounds: { type: "string" },
+        dir: { type: "string" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }));
+    rounds = values.rounds === undefined
+      ? (values.quick ? 1 : 3)
+      : parseCount(values.rounds, "--rounds");
+  } catch (error) {
+    console.error(`bench: ${describeError(error)}\nTry 'deno task bench --help'.`);
+    Deno.exit(2);
+  }
+  if (values.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
   const quick = values.quick;
-  const rounds = Number(values.rounds ?? (quick ? 1 : 3));
   for (const tool of ["nc", "tar", "python3", "/usr/bin/time"]) {
     const found = await new Deno.Command("sh", {
       args: ["-c", `command -v ${tool}`],

@@ -52,6 +52,21 @@ for (const [script, flags] of scripts) {
   });
 }
 
+Deno.test("bench/bench.ts prints its usage with --help and refuses a bad --rounds with exit 2", async () => {
+  await using help = denoScript("bench/bench.ts", ["--allow-all"], ["--help"]);
+  assert.equal((await help.wait()).code, 0);
+  assert.match(help.stdout, /^Usage: deno task bench .*--rounds N/);
+  for (const rounds of ["0", "three"]) {
+    await using child = denoScript("bench/bench.ts", ["--allow-all"], ["--rounds", rounds]);
+    assert.equal((await child.wait()).code, 2);
+    assert.equal(child.stdout, "");
+    assert.equal(
+      child.stderr,
+      `bench: Invalid --rounds: expected a whole number from 1, got "${rounds}"\nTry 'deno task bench --help'.\n`,
+    );
+  }
+});
+
 Deno.test("server.ts without write permission names the flags to add and exits 2 before listening", async () => {
   const out = await Deno.makeTempDir();
   try {
