@@ -658,7 +658,8 @@ Options:
   --fsync                  sync each file and the folder before acknowledging
                            it, so an acknowledged file survives a power cut
   --max-frame-size SIZE    largest frame body accepted, e.g. 64M (default 512M)
-  --max-connections N      connections served at once (default 256)
+  --max-connections N      connections served at once (default 256); each holds
+                           up to 1.75 MiB of buffers while its client sends fast
   --max-per-address N      connections served at once from one address (default 32)
   --allow CIDR             accept connections only from this block, such as
                            10.0.0.0/8; repeatable (default: from anywhere)
