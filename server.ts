@@ -335,7 +335,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     }
     const chunks: Uint8Array[] = [];
     for await (const chunk of reader.data()) chunks.push(chunk.slice());
-    return new Uint8Array(chunks.flatMap((chunk) => [...chunk]));
+    return concatBytes(chunks);
   }
 
   /** Tells whether a token frame carries the server's token (any, when it has none). */
