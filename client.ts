@@ -277,6 +277,11 @@ interface Target {
   tls?: { caCerts?: string[] };
 }
 
+/** Writes all of `bytes`, failing with a `timeout` error after `ms` milliseconds. */
+function writeWithin(conn: Deno.Conn, bytes: Uint8Array, ms: number): Promise<void> {
+  return withDeadline(writeAll(conn, bytes), ms, { waitingFor: "the server to read" });
+}
+
 async function connectWithin(target: Target, ms: number): Promise<Deno.Conn> {
   const { hostname, port, tls } = target;
   const connecting: Promise<Deno.Conn> = tls
@@ -371,9 +376,7 @@ class FrameWriter {
       dataCrc = crc32(this.#raw.subarray(0, n), dataCrc);
       bodyCrc = crc32(sent === 0 ? chunk.subarray(HEADER_SIZE) : chunk, bodyCrc);
       this.started = true;
-      await withDeadline(writeAll(conn, chunk), this.#timeout, {
-        waitingFor: "the server to read",
-      });
+      await writeWithin(conn, chunk, this.#timeout);
       sent = end;
       if (sent === size) return { bytes: size, dataCrc, bodyCrc };
       offset = 0;
@@ -503,9 +506,7 @@ class Uploader {
       const frame = encodeToken(this.#token);
       this.#token = undefined;
       try {
-        await withDeadline(writeAll(this.#conn, frame), this.#timeout, {
-          waitingFor: "the server to read",
-        });
+        await writeWithin(this.#conn, frame, this.#timeout);
       } catch (error) {
         this.broken = `Connection lost: ${(error as Error).message}`;
         closeQuietly(this.#conn);
@@ -695,9 +696,7 @@ export async function uploadFiles(
       using conn = await connectWithin(target, timeout);
       const lines = new LineReader(conn, MAX_ACK_SIZE);
       if (options.token !== undefined) {
-        await withDeadline(writeAll(conn, encodeToken(options.token)), timeout, {
-          waitingFor: "the server to read",
-        });
+        await writeWithin(conn, encodeToken(options.token), timeout);
         const line = await lines.readLine(timeout);
         if (line === null || !parseAck(line).ok) return candidates;
       }
@@ -708,9 +707,7 @@ export async function uploadFiles(
         });
         const queries = batch.filter(({ size }) => size >= 0);
         const frames = queries.map(({ entry, size }) => encodeQuery(entry.name, size));
-        await withDeadline(writeAll(conn, concatBytes(frames)), timeout, {
-          waitingFor: "the server to read",
-        });
+        await writeWithin(conn, concatBytes(frames), timeout);
         for (const { entry, size } of batch) {
           if (size < 0) {
             rest.push(entry);
