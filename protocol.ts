@@ -157,7 +157,6 @@ export class ProtocolError extends Error {
 }
 
 const encoder = new TextEncoder();
-const latin1 = new TextDecoder("latin1");
 const utf8 = new TextDecoder();
 // Three times faster than latin1 here; a byte above 0x7f becomes U+FFFD,
 // which base64 rejects just the same.
@@ -183,7 +182,9 @@ const DIGIT_9 = 0x39;
  */
 export function quoteBytes(bytes: Uint8Array): string {
   const shown = bytes.subarray(0, 80);
-  const text = JSON.stringify(latin1.decode(shown)).replace(
+  // One character per byte: the decoder named "latin1" is windows-1252,
+  // which would show byte 0x97 as U+2014.
+  const text = JSON.stringify(String.fromCharCode(...shown)).replace(
     /[^\x20-\x7e]/g,
     (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
   );
@@ -254,7 +255,7 @@ export function parseHeader(
     );
   }
   // Number() is safe here: the bytes are known to be digits only.
-  const bodyLength = Number(latin1.decode(header));
+  const bodyLength = Number(String.fromCharCode(...header));
   if (bodyLength < NAME_SIZE) {
     throw new ProtocolError(
       "header",

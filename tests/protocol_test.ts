@@ -16,6 +16,7 @@ import {
   parsePort,
   ProtocolError,
   type ProtocolErrorCode,
+  quoteBytes,
   sniffExtension,
 } from "../protocol.ts";
 import { concat, random, randomBytes, utf8 } from "./helpers.ts";
@@ -90,6 +91,25 @@ Deno.test("parseHeader() quotes at most 80 bytes of the offending input", () => 
     message: `Cannot parse header: expected 16 digits, got "${"z".repeat(80)}"…`,
   });
 });
+
+const quotations: [string, number[], string][] = [
+  ["printable ASCII as is", [0x41, 0x20, 0x7e], '"A ~"'],
+  ["a quote and a backslash escaped", [0x22, 0x5c], '"\\"\\\\"'],
+  ["line breaks by their short escapes", [0x0d, 0x0a], '"\\r\\n"'],
+  [
+    "DEL and bytes 0x80 to 0x9f as their own value",
+    [0x7f, 0x80, 0x97, 0x9f],
+    '"\\x7f\\x80\\x97\\x9f"',
+  ],
+  ["UTF-8 byte by byte", [0xe6, 0x97, 0xa5], '"\\xe6\\x97\\xa5"'],
+  ["the top byte", [0xff], '"\\xff"'],
+];
+
+for (const [what, bytes, quoted] of quotations) {
+  Deno.test(`quoteBytes() shows ${what}`, () => {
+    assert.equal(quoteBytes(new Uint8Array(bytes)), quoted);
+  });
+}
 
 Deno.test("parseHeader() accepts both size-limit boundaries and rejects one past each", () => {
   assert.equal(parseHeader(utf8("0000000000000032"), 1000), 32);
