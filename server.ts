@@ -285,7 +285,13 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
   const emit = options.onEvent ?? (() => {});
   // An absolute path spares Deno's permission check a getcwd on every file call.
   const out = resolve(options.out ?? "uploads");
-  await Deno.mkdir(out, { recursive: true });
+  await Deno.mkdir(out, { recursive: true }).catch((error) => {
+    // mkdir says "File exists" when a file is in the way, which reads as if all were well.
+    if (error instanceof Deno.errors.AlreadyExists) {
+      throw new Deno.errors.NotADirectory(`Not a folder: ${out}`, { cause: error });
+    }
+    throw error;
+  });
   const stale = await removeStaleTemporaryFiles(out);
   if (stale > 0) emit({ type: "cleaned", files: stale });
   let rawIndex = raw ? await nextRawIndex(out) : 0;

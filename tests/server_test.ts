@@ -89,6 +89,16 @@ Deno.test("server saves each frame under its name with the sniffed extension", a
   });
 });
 
+Deno.test("startServer() refuses an output folder that is a file, naming it", async () => {
+  await using temporary = new TempDirs();
+  const file = `${await temporary.make()}/photo.jpg`;
+  await Deno.writeFile(file, fakeJpeg(10));
+  await assert.rejects(startServer({ host: "127.0.0.1", port: 0, out: file }), {
+    name: "NotADirectory",
+    message: `Not a folder: ${file}`,
+  });
+});
+
 Deno.test("server answers a bad header with an error and keeps serving other clients", async () => {
   const rejected: string[] = [];
   await withServer(
