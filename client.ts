@@ -19,6 +19,7 @@ import {
   encodeName,
   encodeQuery,
   encodeToken,
+  formatAddress,
   formatBytes,
   formatDuration,
   HEADER_SIZE,
@@ -292,7 +293,7 @@ async function connectWithin(target: Target, ms: number): Promise<Deno.Conn> {
     });
   try {
     const conn = await withDeadline(connecting, ms, {
-      waitingFor: `a connection to ${hostname}:${port}`,
+      waitingFor: `a connection to ${formatAddress(hostname, port)}`,
     });
     // TLS verifies the server before the first frame goes, not during it.
     if (tls) await withDeadline((conn as Deno.TlsConn).handshake(), ms, { waitingFor: "TLS" });
@@ -667,7 +668,9 @@ export async function uploadFiles(
           token: options.token,
         });
       } catch (error) {
-        const message = `Cannot connect to ${host}:${port}: ${(error as Error).message}`;
+        const message = `Cannot connect to ${formatAddress(host, port)}: ${
+          (error as Error).message
+        }`;
         onResult({ path: entry.path, ok: false, bytes: 0, message, transient: true });
         continue;
       }
@@ -898,9 +901,9 @@ async function main(): Promise<void> {
   const clearProgress = () => tty && Deno.stdout.writeSync(encoder.encode("\r\x1b[K"));
 
   console.log(
-    `sending ${selection.files.length} files to ${host}:${port} over ${concurrency} connection${
-      concurrency === 1 ? "" : "s"
-    }${legacy ? " (legacy)" : ""}`,
+    `sending ${selection.files.length} files to ${
+      formatAddress(host, port)
+    } over ${concurrency} connection${concurrency === 1 ? "" : "s"}${legacy ? " (legacy)" : ""}`,
   );
   let report: UploadReport;
   try {

@@ -1603,6 +1603,27 @@ export function describeError(error: unknown): string {
 }
 
 /**
+ * Writes a host and port as one address, with an IPv6 host in brackets so
+ * that the port stays apart from it.
+ *
+ * @param host A hostname, IPv4 or IPv6 address.
+ * @param port The port.
+ * @returns `host:port`, or `[host]:port` for IPv6.
+ *
+ * @example Format both families
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatAddress } from "./protocol.ts";
+ *
+ * assert.equal(formatAddress("127.0.0.1", 9999), "127.0.0.1:9999");
+ * assert.equal(formatAddress("::1", 9999), "[::1]:9999");
+ * ```
+ */
+export function formatAddress(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
  * Checks that the process may use `host:port`, because `node:dgram` reports
  * a missing `--allow-net` as an uncaught error rather than through its
  * callbacks.
@@ -1623,7 +1644,7 @@ export function describeError(error: unknown): string {
  * ```
  */
 export async function checkNetPermission(host: string, port: number): Promise<void> {
-  const target = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  const target = formatAddress(host, port);
   const { state } = await Deno.permissions.query({ name: "net", host: target });
   if (state !== "granted") {
     throw new Deno.errors.NotCapable(

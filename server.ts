@@ -19,6 +19,7 @@ import {
   encodeAck,
   encodeHave,
   EXTENSIONS,
+  formatAddress,
   formatBytes,
   formatDuration,
   type FrameHead,
@@ -178,9 +179,7 @@ const TEMP_SUFFIX = ".part";
 
 function peerOf(conn: Deno.Conn): string {
   const addr = conn.remoteAddr as Deno.NetAddr;
-  return addr.hostname.includes(":")
-    ? `[${addr.hostname}]:${addr.port}`
-    : `${addr.hostname}:${addr.port}`;
+  return formatAddress(addr.hostname, addr.port);
 }
 
 function joinPath(folder: string, name: string): string {
@@ -813,7 +812,9 @@ async function main(): Promise<void> {
     Deno.exit(error instanceof Deno.errors.NotCapable || error instanceof RangeError ? 2 : 1);
   }
   const { hostname, port } = server.addr;
-  console.log(`listening on ${hostname}:${port}, saving to ${out}${options.raw ? " (raw)" : ""}`);
+  console.log(
+    `listening on ${formatAddress(hostname, port)}, saving to ${out}${options.raw ? " (raw)" : ""}`,
+  );
 
   let signalled = false;
   const shutdown = async (signal: Deno.Signal) => {

@@ -12,6 +12,7 @@ import {
   checkNetPermission,
   type Cidr,
   describeError,
+  formatAddress,
   inAnyCidr,
   MAX_DATAGRAM_SIZE,
   parseCidr,
@@ -289,11 +290,13 @@ async function main(): Promise<void> {
       else flushTimer ??= setTimeout(flush, 5);
     }, { host, port, allow });
   } catch (error) {
-    console.error(`udp_server.ts: Cannot listen on ${host}:${port}: ${(error as Error).message}`);
+    console.error(
+      `udp_server.ts: Cannot listen on ${formatAddress(host, port)}: ${(error as Error).message}`,
+    );
     Deno.exit(error instanceof Deno.errors.NotCapable ? 2 : 1);
   }
   const { address, port: boundPort } = server.address;
-  console.log(`listening on ${address}:${boundPort}`);
+  console.log(`listening on ${formatAddress(address, boundPort)}`);
 
   const shutdown = async (signal: Deno.Signal) => {
     await server.close();
