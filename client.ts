@@ -826,10 +826,15 @@ async function main(): Promise<void> {
     if (values.legacy && values["token-file"] !== undefined) {
       throw new TypeError("Invalid --token-file: the original server (--legacy) takes no token");
     }
+    const extensions = values.ext.split(",").map((e) => e.trim().replace(/^\./, ""))
+      .filter(Boolean);
+    if (extensions.length === 0) {
+      throw new TypeError(`Invalid --ext: name at least one extension, got "${values.ext}"`);
+    }
     parsed = {
       paths: positionals,
       collect: {
-        extensions: values.ext.split(",").map((e) => e.trim().replace(/^\./, "")).filter(Boolean),
+        extensions,
         recursive: values.recursive,
         start: parseCount(values.start, "--start", 0),
         batchSize: parseCount(values["batch-size"], "--batch-size"),

@@ -202,11 +202,18 @@ Deno.test("client.ts exits 1 and names each file that was not confirmed", async 
   assert.match(client.stdout, /confirmed 1 of 3 files .*; 2 failed/);
 });
 
-Deno.test("client.ts without a folder is a usage error", async () => {
-  await using child = denoScript("client.ts", ["--allow-net=127.0.0.1", "--allow-read"], []);
-  assert.equal((await child.wait()).code, 2);
-  assert.match(child.stderr, /^client\.ts: Missing DIR/);
-});
+const clientUsageErrors: [string, string[], RegExp][] = [
+  ["without a folder", [], /^client\.ts: Missing DIR/],
+  ["with an empty --ext", ["--ext", " , ", "."], /^client\.ts: Invalid --ext: name at least one/],
+];
+
+for (const [what, args, message] of clientUsageErrors) {
+  Deno.test(`client.ts ${what} is a usage error`, async () => {
+    await using child = denoScript("client.ts", ["--allow-net=127.0.0.1", "--allow-read"], args);
+    assert.equal((await child.wait()).code, 2);
+    assert.match(child.stderr, message);
+  });
+}
 
 Deno.test("client.ts with a folder that does not exist exits 1 with one line", async () => {
   await using child = denoScript("client.ts", ["--allow-net=127.0.0.1", "--allow-read"], [
