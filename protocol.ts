@@ -1532,8 +1532,10 @@ export function formatDuration(ms: number): string {
  *
  * @param text Seconds, a whole or decimal number.
  * @param flag The flag it came from, for the message.
+ * @param min The shortest duration accepted, in seconds: a timeout of 0
+ * would expire before anything could arrive.
  * @returns The duration in milliseconds.
- * @throws {SyntaxError} If the text is not such a number.
+ * @throws {SyntaxError} If the text is not such a number from `min` up.
  *
  * @example Parse seconds
  * ```ts
@@ -1542,12 +1544,13 @@ export function formatDuration(ms: number): string {
  *
  * assert.equal(parseSeconds("2.5", "--timeout"), 2500);
  * assert.throws(() => parseSeconds("soon", "--timeout"), /Invalid --timeout/);
+ * assert.throws(() => parseSeconds("0", "--timeout"), /from 0.001/);
  * ```
  */
-export function parseSeconds(text: string, flag: string): number {
-  if (!/^[0-9]{1,9}(\.[0-9]{1,3})?$/.test(text)) {
+export function parseSeconds(text: string, flag: string, min = 0.001): number {
+  if (!/^[0-9]{1,9}(\.[0-9]{1,3})?$/.test(text) || Number(text) < min) {
     throw new SyntaxError(
-      `Invalid ${flag}: expected seconds, got ${JSON.stringify(text.slice(0, 80))}`,
+      `Invalid ${flag}: expected seconds from ${min}, got ${JSON.stringify(text.slice(0, 80))}`,
     );
   }
   return Number(text) * 1000;

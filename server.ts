@@ -751,7 +751,7 @@ async function main(): Promise<void> {
       tokenFile: values["token-file"],
       headerTimeout: parseSeconds(values["header-timeout"], "--header-timeout"),
       idleTimeout: parseSeconds(values["idle-timeout"], "--idle-timeout"),
-      drainTimeout: parseSeconds(values["drain-timeout"], "--drain-timeout"),
+      drainTimeout: parseSeconds(values["drain-timeout"], "--drain-timeout", 0),
       quiet: values.quiet,
     };
   } catch (error) {

@@ -14,6 +14,7 @@ import {
   parseHeader,
   parseName,
   parsePort,
+  parseSeconds,
   ProtocolError,
   type ProtocolErrorCode,
   quoteBytes,
@@ -437,3 +438,23 @@ Deno.test("parseByteSize() and parsePort() accept only plain numbers", () => {
     assert.throws(() => parsePort(text), SyntaxError, text);
   }
 });
+
+const durations: [string, number | undefined, number | undefined][] = [
+  ["2.5", undefined, 2500],
+  ["0.001", undefined, 1],
+  ["0", undefined, undefined],
+  ["0.000", undefined, undefined],
+  ["0", 0, 0],
+  ["1.5", 2, undefined],
+  ["-1", 0, undefined],
+  ["1e3", 0, undefined],
+  ["0.0001", 0, undefined],
+];
+
+for (const [text, min, ms] of durations) {
+  Deno.test(`parseSeconds() ${ms === undefined ? "rejects" : "accepts"} "${text}" with min ${min ?? "by default"}`, () => {
+    if (ms === undefined) {
+      assert.throws(() => parseSeconds(text, "--timeout", min), /Invalid --timeout/);
+    } else assert.equal(parseSeconds(text, "--timeout", min), ms);
+  });
+}
