@@ -826,6 +826,9 @@ async function main(): Promise<void> {
     if (values.legacy && values["token-file"] !== undefined) {
       throw new TypeError("Invalid --token-file: the original server (--legacy) takes no token");
     }
+    if (values.legacy && values.resume) {
+      throw new TypeError("Invalid --resume: the original server (--legacy) answers no queries");
+    }
     const extensions = values.ext.split(",").map((e) => e.trim().replace(/^\./, ""))
       .filter(Boolean);
     if (extensions.length === 0) {

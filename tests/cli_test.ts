@@ -205,6 +205,11 @@ Deno.test("client.ts exits 1 and names each file that was not confirmed", async 
 const clientUsageErrors: [string, string[], RegExp][] = [
   ["without a folder", [], /^client\.ts: Missing DIR/],
   ["with an empty --ext", ["--ext", " , ", "."], /^client\.ts: Invalid --ext: name at least one/],
+  [
+    "with --resume for the original server",
+    ["--legacy", "--resume", "."],
+    /^client\.ts: Invalid --resume: the original server \(--legacy\) answers no queries/,
+  ],
 ];
 
 for (const [what, args, message] of clientUsageErrors) {
