@@ -946,7 +946,7 @@ async function main(): Promise<void> {
   console.log(
     `${legacy ? "sent" : "confirmed"} ${report.confirmed} of ${total} files (${
       formatBytes(report.bytes)
-    }) in ${formatDuration(elapsed)}, ${(report.bytes / 1e6 / (elapsed / 1000)).toFixed(1)} MB/s${
+    }) in ${formatDuration(elapsed)}, ${formatBytes(report.bytes / (elapsed / 1000))}/s${
       already > 0 ? ` (${already} already there, not sent)` : ""
     }${failed > 0 ? `; ${failed} failed (listed above)` : ""}`,
   );

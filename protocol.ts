@@ -1493,7 +1493,8 @@ export function parsePort(text: string): number {
  * ```
  */
 export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
+  // A rate is fractional; a count of bytes shows whole.
+  if (bytes < 1023.5) return `${Math.round(bytes)} B`;
   const units = ["KiB", "MiB", "GiB", "TiB"];
   let value = bytes / 1024;
   let unit = 0;

@@ -98,7 +98,10 @@ Deno.test("client.ts uploads a folder to server.ts, which saves every file byte 
   await using _server = server;
   await using client = spawnClient(input, ["--port", String(port), "-c", "2"]);
   assert.equal((await client.wait()).code, 0, client.stderr);
-  assert.match(client.stdout, /confirmed 24 of 24 files/);
+  assert.match(
+    client.stdout,
+    /confirmed 24 of 24 files \(\d+\.\d+ KiB\) in [\d.]+ m?s, [\d.]+ (B|[KMGT]iB)\/s\n/,
+  );
   assert.doesNotMatch(client.stdout, /\r/, "no progress line when stdout is not a terminal");
   for (const [name, bytes] of images) {
     assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);

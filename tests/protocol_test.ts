@@ -6,6 +6,7 @@ import {
   encodeFrame,
   encodeHeader,
   encodeName,
+  formatBytes,
   FrameReader,
   LineReader,
   MAX_ACK_SIZE,
@@ -456,5 +457,21 @@ for (const [text, min, ms] of durations) {
     if (ms === undefined) {
       assert.throws(() => parseSeconds(text, "--timeout", min), /Invalid --timeout/);
     } else assert.equal(parseSeconds(text, "--timeout", min), ms);
+  });
+}
+
+const byteCounts: [number, string][] = [
+  [0, "0 B"],
+  [1023, "1023 B"],
+  [511.6, "512 B"],
+  [1024, "1.0 KiB"],
+  [65_536, "64.0 KiB"],
+  [1536 * 1024 ** 2, "1.50 GiB"],
+  [2 * 1024 ** 5, "2048.00 TiB"],
+];
+
+for (const [bytes, text] of byteCounts) {
+  Deno.test(`formatBytes() writes ${bytes} as "${text}"`, () => {
+    assert.equal(formatBytes(bytes), text);
   });
 }
