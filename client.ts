@@ -832,7 +832,11 @@ async function main(): Promise<void> {
     const extensions = values.ext.split(",").map((e) => e.trim().replace(/^\./, ""))
       .filter(Boolean);
     if (extensions.length === 0) {
-      throw new TypeError(`Invalid --ext: name at least one extension, got "${values.ext}"`);
+      throw new TypeError(
+        `Invalid --ext: name at least one extension, got ${
+          JSON.stringify(values.ext.slice(0, 80))
+        }`,
+      );
     }
     parsed = {
       paths: positionals,
