@@ -470,7 +470,10 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
             encodeAck({ ok: true, file: saved.file, bytes: saved.bytes, crc32: saved.crc32 }),
           );
         } catch (error) {
-          if (error instanceof ProtocolError && !error.recoverable) throw error;
+          // A lost connection or a stream out of step ends the connection, not just the frame.
+          if (isDisconnect(error) || error instanceof ProtocolError && !error.recoverable) {
+            throw error;
+          }
           // A bad name or data, or a file that cannot be saved: this frame only.
           const message = error instanceof Error ? error.message : String(error);
           stats.errors++;

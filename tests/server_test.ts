@@ -9,7 +9,7 @@ import {
   MAX_ACK_SIZE,
   parseAck,
 } from "../protocol.ts";
-import { type ServerOptions, startServer } from "../server.ts";
+import { type ServerEvent, type ServerOptions, startServer } from "../server.ts";
 import { concat, fakeJpeg, listFolder, TempDirs, utf8 } from "./helpers.ts";
 
 /** Starts a server on a free loopback port in a new temporary folder. */
@@ -195,6 +195,29 @@ Deno.test("server leaves no file and no temporary file when a connection is cut 
       assert.deepEqual(await listFolder(out), []);
     },
   );
+});
+
+Deno.test("server reports a connection reset inside a body once, as a lost connection", async () => {
+  const events: ServerEvent[] = [];
+  const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  await withServer({ onEvent: (e) => events.push(e) }, async (port, out) => {
+    {
+      using client = await connect(port);
+      await client.send(encodeFrame("first", fakeJpeg(100)));
+      while (!events.some((e) => e.type === "saved")) await pause(10);
+      // The answer to "first" arrives and stays unread, so closing resets the
+      // connection, and the reset overtakes the body still on its way.
+      await pause(30);
+      await client.send(encodeFrame("second", fakeJpeg(3_000_000)).subarray(0, 2_000_000));
+    }
+    for (let i = 0; i < 50 && !events.some((e) => e.type === "rejected"); i++) await pause(20);
+    await pause(100);
+    const rejected = events.flatMap((e) => e.type === "rejected" ? [e.message] : []);
+    assert.deepEqual(rejected, [
+      "Connection lost inside a frame: Connection reset by peer (os error 104)",
+    ]);
+    assert.deepEqual(await listFolder(out), ["first.jpg"]);
+  });
 });
 
 Deno.test("server saves a file whose client closes without reading the answer", async () => {
