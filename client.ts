@@ -787,8 +787,11 @@ Options:
   -v, --verbose        one line per file sent
   -h, --help           show this help
 
+On SIGINT or SIGTERM it stops at once and says how many files were
+confirmed; --resume then sends only what the server lacks.
+
 Exit status: 0 when every selected file was confirmed (with --legacy: sent),
-1 when any failed, 2 on a usage error.`;
+1 when any failed or it was stopped, 2 on a usage error.`;
 
 async function main(): Promise<void> {
   let parsed;
@@ -897,47 +900,66 @@ async function main(): Promise<void> {
   const tty = Deno.stdout.isTerminal();
   const encoder = new TextEncoder();
   const started = performance.now();
-  let done = selection.skipped.length;
-  let already = 0;
-  let doneBytes = 0;
+  /** Each file's final fate so far; the selected files that cannot be sent count as failed. */
+  const tally = { confirmed: 0, bytes: 0, failed: selection.skipped.length, already: 0 };
   const progress = () => {
+    const done = tally.confirmed + tally.failed;
     const seconds = (performance.now() - started) / 1000;
-    const rate = doneBytes / seconds;
+    const rate = tally.bytes / seconds;
     const eta = done > 0 ? (seconds / done) * (total - done) * 1000 : NaN;
-    const line = `${done}/${total} files  ${formatBytes(doneBytes)}  ${formatBytes(rate)}/s  ETA ${
-      Number.isFinite(eta) ? formatDuration(eta) : "?"
-    }`;
+    const line = `${done}/${total} files  ${formatBytes(tally.bytes)}  ${
+      formatBytes(rate)
+    }/s  ETA ${Number.isFinite(eta) ? formatDuration(eta) : "?"}`;
     Deno.stdout.writeSync(encoder.encode(`\r\x1b[K${line}`));
   };
   const ticker = tty ? setInterval(progress, 250) : undefined;
   const clearProgress = () => tty && Deno.stdout.writeSync(encoder.encode("\r\x1b[K"));
+  const summary = () => {
+    const elapsed = performance.now() - started;
+    return `${legacy ? "sent" : "confirmed"} ${tally.confirmed} of ${total} files (${
+      formatBytes(tally.bytes)
+    }) in ${formatDuration(elapsed)}, ${formatBytes(tally.bytes / (elapsed / 1000))}/s${
+      tally.already > 0 ? ` (${tally.already} already there, not sent)` : ""
+    }${tally.failed > 0 ? `; ${tally.failed} failed (listed above)` : ""}`;
+  };
+
+  // Frames in flight are not waited for: the server keeps each one that
+  // arrived whole, and --resume finds it there next time.
+  const shutdown = (signal: Deno.Signal) => {
+    clearInterval(ticker);
+    clearProgress();
+    const unconfirmed = total - tally.confirmed - tally.failed;
+    console.log(`${summary()}; ${signal}: stopped with ${unconfirmed} not confirmed`);
+    Deno.exit(1);
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => shutdown(signal));
+  }
 
   console.log(
     `sending ${selection.files.length} files to ${
       formatAddress(host, port)
     } over ${concurrency} connection${concurrency === 1 ? "" : "s"}${legacy ? " (legacy)" : ""}`,
   );
-  let report: UploadReport;
   try {
-    report = await uploadFiles(selection.files, {
+    await uploadFiles(selection.files, {
       ...parsed.upload,
       tls,
       token,
       onResult(result) {
-        done++;
-        doneBytes += result.bytes;
         if (!result.ok) {
+          tally.failed++;
           clearProgress();
           console.error(`failed ${result.path}: ${result.message}`);
-        } else {
-          if (result.alreadyThere) already++;
-          if (parsed.verbose) {
-            clearProgress();
-            const saved = result.savedAs ? ` as ${result.savedAs}` : "";
-            console.log(
-              `${result.alreadyThere ? "already there:" : "sent"} ${result.path}${saved}`,
-            );
-          }
+          return;
+        }
+        tally.confirmed++;
+        tally.bytes += result.bytes;
+        if (result.alreadyThere) tally.already++;
+        if (parsed.verbose) {
+          clearProgress();
+          const saved = result.savedAs ? ` as ${result.savedAs}` : "";
+          console.log(`${result.alreadyThere ? "already there:" : "sent"} ${result.path}${saved}`);
         }
       },
     });
@@ -945,16 +967,8 @@ async function main(): Promise<void> {
     clearInterval(ticker);
     clearProgress();
   }
-  const elapsed = performance.now() - started;
-  const failed = report.failed.length + selection.skipped.length;
-  console.log(
-    `${legacy ? "sent" : "confirmed"} ${report.confirmed} of ${total} files (${
-      formatBytes(report.bytes)
-    }) in ${formatDuration(elapsed)}, ${formatBytes(report.bytes / (elapsed / 1000))}/s${
-      already > 0 ? ` (${already} already there, not sent)` : ""
-    }${failed > 0 ? `; ${failed} failed (listed above)` : ""}`,
-  );
-  Deno.exit(failed > 0 ? 1 : 0);
+  console.log(summary());
+  Deno.exit(tally.failed > 0 ? 1 : 0);
 }
 
 if (import.meta.main) await main();

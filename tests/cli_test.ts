@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
-import { encodeFrame } from "../protocol.ts";
+import { crc32 } from "node:zlib";
+import { encodeAck, encodeFrame, FrameReader } from "../protocol.ts";
 import {
+  concat,
   denoScript,
   fakeJpeg,
   listFolder,
@@ -229,6 +231,35 @@ Deno.test("client.ts with a folder that does not exist exits 1 with one line", a
   ]);
   assert.equal((await child.wait()).code, 1);
   assert.match(child.stderr, /^client\.ts: No such file or directory.*\n$/);
+});
+
+Deno.test("client.ts stopped by SIGINT says how many files were confirmed and exits 1", async () => {
+  // A server that confirms the first frame and then answers nothing more.
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    using conn = await listener.accept();
+    const reader = new FrameReader(conn);
+    for (let frame = 0; await reader.readHead() !== null; frame++) {
+      const chunks: Uint8Array[] = [];
+      for await (const chunk of reader.data()) chunks.push(chunk.slice());
+      const data = concat(...chunks);
+      if (frame > 0) continue;
+      await conn.write(
+        encodeAck({ ok: true, file: "a.jpg", bytes: data.length, crc32: crc32(data) }),
+      );
+    }
+  })().catch(() => {}); // The client goes away in the middle.
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  await makeImages(input, [100, 200, 300]);
+  await using client = spawnClient(input, ["--port", String(listener.addr.port), "-c", "1", "-v"]);
+  await client.waitFor(/^sent /m);
+  assert.equal((await client.stop("SIGINT")).code, 1);
+  assert.match(
+    client.stdout,
+    /\nconfirmed 1 of 3 files \(\d+ B\) in .*; SIGINT: stopped with 2 not confirmed\n$/,
+  );
+  await serving;
 });
 
 Deno.test("udp_client.ts sends each piped line to udp_server.ts, which prints it as one safe line", async () => {
