@@ -929,7 +929,9 @@ async function main(): Promise<void> {
     clearInterval(ticker);
     clearProgress();
     const unconfirmed = total - tally.confirmed - tally.failed;
-    console.log(`${summary()}; ${signal}: stopped with ${unconfirmed} not confirmed`);
+    console.log(
+      `${summary()}; ${signal}: stopped with ${unconfirmed} not ${legacy ? "sent" : "confirmed"}`,
+    );
     Deno.exit(1);
   };
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
