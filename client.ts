@@ -32,6 +32,7 @@ import {
   parsePort,
   parseSeconds,
   ProtocolError,
+  readTokenFile,
   withDeadline,
   writeAll,
 } from "./protocol.ts";
@@ -874,9 +875,7 @@ async function main(): Promise<void> {
   try {
     await checkNetPermission(parsed.upload.host, parsed.upload.port);
     const tokenFile = parsed.upload.tokenFile;
-    token = tokenFile === undefined
-      ? undefined
-      : (await Deno.readTextFile(tokenFile)).split("\n")[0].trim();
+    token = tokenFile === undefined ? undefined : await readTokenFile(tokenFile);
     const caFile = parsed.upload.tls?.caFile;
     tls = parsed.upload.tls &&
       { caCerts: caFile === undefined ? undefined : [await Deno.readTextFile(caFile)] };

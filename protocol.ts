@@ -1134,6 +1134,28 @@ export function isQuery(nameField: Uint8Array): boolean {
 }
 
 /**
+ * Reads a shared token from a file: its first line without surrounding
+ * whitespace, read alike by server and client so that the two agree.
+ *
+ * @param path The token file.
+ * @returns The token.
+ *
+ * @example Read a token file
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readTokenFile } from "./protocol.ts";
+ *
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeTextFile(path, "correct horse battery\r\nsecond line\n");
+ * assert.equal(await readTokenFile(path), "correct horse battery");
+ * await Deno.remove(path);
+ * ```
+ */
+export async function readTokenFile(path: string): Promise<string> {
+  return (await Deno.readTextFile(path)).split("\n")[0].trim();
+}
+
+/**
  * Encodes the frame that proves a client knows the server's shared token: a
  * frame whose name field is `!` and whose data is the token. A server with
  * `--token-file` wants it first on every connection and answers it like a

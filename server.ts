@@ -38,6 +38,7 @@ import {
   parseQuery,
   parseSeconds,
   ProtocolError,
+  readTokenFile,
   sniffExtension,
   withDeadline,
   writeAll,
@@ -688,7 +689,7 @@ Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a usage error.`;
 
 /** Reads a shared token: the file's first line, at least 16 characters. */
 async function readToken(path: string): Promise<string> {
-  const token = (await Deno.readTextFile(path)).split("\n")[0].trim();
+  const token = await readTokenFile(path);
   if (token.length < 16) {
     throw new RangeError(
       `Token too short: ${path} holds ${token.length} characters, want 16 or more`,
