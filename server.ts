@@ -296,9 +296,19 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
   if (stale > 0) emit({ type: "cleaned", files: stale });
   let rawIndex = raw ? await nextRawIndex(out) : 0;
   const address = { hostname: options.host ?? "0.0.0.0", port: options.port ?? 9999 };
-  const listener: Deno.Listener = options.tls
-    ? Deno.listenTls({ ...address, ...options.tls })
-    : Deno.listen(address);
+  let listener: Deno.Listener;
+  try {
+    listener = options.tls ? Deno.listenTls({ ...address, ...options.tls }) : Deno.listen(address);
+  } catch (error) {
+    // Deno's "Address already in use" does not say which address was asked for.
+    const Class = (error as Error).constructor as ErrorConstructor;
+    throw new Class(
+      `Cannot listen on ${formatAddress(address.hostname, address.port)}: ${
+        (error as Error).message
+      }`,
+      { cause: error },
+    );
+  }
   const stats: ServerStats = { files: 0, duplicates: 0, bytes: 0, errors: 0, received: 0 };
   /** Each open connection, and whether a frame is in progress on it. */
   const connections = new Map<Deno.Conn, { busy: boolean }>();
@@ -811,7 +821,7 @@ async function main(): Promise<void> {
       },
     });
   } catch (error) {
-    console.error(`server.ts: Cannot start: ${describeError(error)}`);
+    console.error(`server.ts: ${describeError(error)}`);
     // A missing permission or an unusable token file is the command line's fault.
     Deno.exit(error instanceof Deno.errors.NotCapable || error instanceof RangeError ? 2 : 1);
   }

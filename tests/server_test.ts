@@ -99,6 +99,16 @@ Deno.test("startServer() refuses an output folder that is a file, naming it", as
   });
 });
 
+Deno.test("startServer() names the address it cannot listen on", async () => {
+  await using temporary = new TempDirs();
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = taken.addr as Deno.NetAddr;
+  await assert.rejects(startServer({ host: "127.0.0.1", port, out: await temporary.make() }), {
+    name: "AddrInUse",
+    message: new RegExp(`^Cannot listen on 127\\.0\\.0\\.1:${port}: Address already in use`),
+  });
+});
+
 Deno.test("server answers a bad header with an error and keeps serving other clients", async () => {
   const rejected: string[] = [];
   await withServer(
