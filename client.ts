@@ -853,7 +853,7 @@ async function main(): Promise<void> {
       },
       upload: {
         host: values.host,
-        port: parsePort(values.port),
+        port: parsePort(values.port, 1),
         concurrency: parseCount(values.concurrency, "--concurrency"),
         timeout: parseSeconds(values.timeout, "--timeout"),
         retries: parseCount(values.retries, "--retries", 0),

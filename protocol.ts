@@ -1476,7 +1476,9 @@ export function parseByteSize(text: string): number {
 /**
  * Parses a TCP or UDP port number.
  *
- * @param text The port, from 0 (any free port) to 65535.
+ * @param text The port, up to 65535.
+ * @param min The lowest port accepted: 0 (any free port) to listen on, 1 to
+ * send to.
  * @returns The port.
  * @throws {SyntaxError} If the text is not such a number.
  *
@@ -1487,13 +1489,14 @@ export function parseByteSize(text: string): number {
  *
  * assert.equal(parsePort("9999"), 9999);
  * assert.throws(() => parsePort("65536"), SyntaxError);
+ * assert.throws(() => parsePort("0", 1), SyntaxError);
  * ```
  */
-export function parsePort(text: string): number {
+export function parsePort(text: string, min = 0): number {
   const port = /^[0-9]{1,5}$/.test(text) ? Number(text) : NaN;
-  if (!(port <= 65_535)) {
+  if (!(port >= min && port <= 65_535)) {
     throw new SyntaxError(
-      `Cannot parse port: expected 0 to 65535, got ${JSON.stringify(text.slice(0, 80))}`,
+      `Cannot parse port: expected ${min} to 65535, got ${JSON.stringify(text.slice(0, 80))}`,
     );
   }
   return port;

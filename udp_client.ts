@@ -156,7 +156,7 @@ async function main(): Promise<void> {
       Deno.exit(0);
     }
     host = values.host;
-    port = parsePort(values.port);
+    port = parsePort(values.port, 1);
     messages = positionals;
   } catch (error) {
     console.error(`udp_client.ts: ${describeError(error)}`);

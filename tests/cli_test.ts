@@ -50,7 +50,19 @@ for (const [script, flags] of scripts) {
       ...(script === "client.ts" ? ["."] : []),
     ]);
     assert.equal((await child.wait()).code, 2);
-    assert.match(child.stderr, /Cannot parse port: expected 0 to 65535, got "99999"/);
+    assert.match(child.stderr, /Cannot parse port: expected [01] to 65535, got "99999"/);
+  });
+}
+
+for (const script of ["client.ts", "udp_client.ts"]) {
+  Deno.test(`${script} refuses port 0 as a destination with exit 2`, async () => {
+    await using child = denoScript(script, ["--allow-net=127.0.0.1,0.0.0.0", "--allow-read"], [
+      "--port",
+      "0",
+      ".",
+    ]);
+    assert.equal((await child.wait()).code, 2);
+    assert.match(child.stderr, /Cannot parse port: expected 1 to 65535, got "0"/);
   });
 }
 

@@ -438,6 +438,8 @@ Deno.test("parseByteSize() and parsePort() accept only plain numbers", () => {
   for (const text of ["", "-1", "65536", "80a", " 80", "1e3"]) {
     assert.throws(() => parsePort(text), SyntaxError, text);
   }
+  assert.equal(parsePort("1", 1), 1);
+  assert.throws(() => parsePort("0", 1), /expected 1 to 65535, got "0"/);
 });
 
 const durations: [string, number | undefined, number | undefined][] = [
