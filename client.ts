@@ -29,6 +29,7 @@ import {
   parseAck,
   parseCount,
   parseHave,
+  parseHost,
   parsePort,
   parseSeconds,
   ProtocolError,
@@ -852,7 +853,7 @@ async function main(): Promise<void> {
         maxBatch: parseCount(values["max-batch"], "--max-batch"),
       },
       upload: {
-        host: values.host,
+        host: parseHost(values.host),
         port: parsePort(values.port, 1),
         concurrency: parseCount(values.concurrency, "--concurrency"),
         timeout: parseSeconds(values.timeout, "--timeout"),

@@ -1503,6 +1503,47 @@ export function parsePort(text: string, min = 0): number {
 }
 
 /**
+ * Parses the host given to `--host`: an IP address (IPv6 with or without
+ * brackets) or a host name, so that a typo is a usage error at start rather
+ * than a failure on every connection.
+ *
+ * @param text A name such as `files.example.org`, or an address.
+ * @returns The host, an IPv6 address without its brackets.
+ * @throws {SyntaxError} If the text is neither, such as `host:port`.
+ *
+ * @example Parse hosts
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseHost } from "./protocol.ts";
+ *
+ * assert.equal(parseHost("[::1]"), "::1");
+ * assert.equal(parseHost("localhost"), "localhost");
+ * assert.throws(() => parseHost("127.0.0.1:9999"), SyntaxError);
+ * ```
+ */
+export function parseHost(text: string): string {
+  const bracketed = /^\[(.*)\]$/.exec(text)?.[1];
+  const valid = bracketed !== undefined
+    ? bracketed.includes(":") && parseAddress(bracketed) !== undefined
+    : parseAddress(text) !== undefined || isHostName(text);
+  if (valid) return bracketed ?? text;
+  const quoted = JSON.stringify(text.slice(0, 80));
+  throw new SyntaxError(
+    /^[^:]+:\d+$/.test(text)
+      ? `Cannot parse host: give the port with --port, got ${quoted}`
+      : `Cannot parse host: expected a host name or an IP address, got ${quoted}`,
+  );
+}
+
+/** Whether the text is a name of dot-separated labels as DNS allows them. */
+function isHostName(text: string): boolean {
+  return text.length <= 253 &&
+    /^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$/i.test(
+      text,
+    );
+}
+
+/**
  * Formats a byte count for people, in binary units.
  *
  * @param bytes The count.

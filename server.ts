@@ -33,6 +33,7 @@ import {
   parseByteSize,
   parseCidr,
   parseCount,
+  parseHost,
   parseName,
   parsePort,
   parseQuery,
@@ -752,7 +753,7 @@ async function main(): Promise<void> {
       Deno.exit(0);
     }
     options = {
-      host: values.host,
+      host: parseHost(values.host),
       port: parsePort(values.port),
       out: values.out,
       raw: values.raw,

@@ -12,6 +12,7 @@ import {
   checkNetPermission,
   describeError,
   MAX_DATAGRAM_SIZE,
+  parseHost,
   parsePort,
 } from "./protocol.ts";
 
@@ -155,7 +156,7 @@ async function main(): Promise<void> {
       console.log(USAGE);
       Deno.exit(0);
     }
-    host = values.host;
+    host = parseHost(values.host);
     port = parsePort(values.port, 1);
     messages = positionals;
   } catch (error) {

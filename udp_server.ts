@@ -16,6 +16,7 @@ import {
   inAnyCidr,
   MAX_DATAGRAM_SIZE,
   parseCidr,
+  parseHost,
   parsePort,
 } from "./protocol.ts";
 
@@ -256,7 +257,7 @@ async function main(): Promise<void> {
       console.log(USAGE);
       Deno.exit(0);
     }
-    host = values.host;
+    host = parseHost(values.host);
     port = parsePort(values.port);
     allow = values.allow?.map(parseCidr);
   } catch (error) {

@@ -52,6 +52,19 @@ for (const [script, flags] of scripts) {
     assert.equal((await child.wait()).code, 2);
     assert.match(child.stderr, /Cannot parse port: expected [01] to 65535, got "99999"/);
   });
+
+  Deno.test(`${script} rejects a host with a port in it with exit 2`, async () => {
+    await using child = denoScript(script, flags, [
+      "--host",
+      "127.0.0.1:9999",
+      ...(script === "client.ts" ? ["."] : []),
+    ]);
+    assert.equal((await child.wait()).code, 2);
+    assert.match(
+      child.stderr,
+      /: Cannot parse host: give the port with --port, got "127\.0\.0\.1:9999"\nTry/,
+    );
+  });
 }
 
 for (const script of ["client.ts", "udp_client.ts"]) {

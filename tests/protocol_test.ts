@@ -13,6 +13,7 @@ import {
   parseAck,
   parseByteSize,
   parseHeader,
+  parseHost,
   parseName,
   parsePort,
   parseSeconds,
@@ -441,6 +442,34 @@ Deno.test("parseByteSize() and parsePort() accept only plain numbers", () => {
   assert.equal(parsePort("1", 1), 1);
   assert.throws(() => parsePort("0", 1), /expected 1 to 65535, got "0"/);
 });
+
+const hosts: [string, string | RegExp][] = [
+  ["127.0.0.1", "127.0.0.1"],
+  ["0.0.0.0", "0.0.0.0"],
+  ["::1", "::1"],
+  ["[::1]", "::1"],
+  ["[fd00::7]", "fd00::7"],
+  ["[::ffff:127.0.0.1]", "::ffff:127.0.0.1"],
+  ["[127.0.0.1]", /got "\[127\.0\.0\.1\]"/],
+  ["localhost", "localhost"],
+  ["files.example.org.", "files.example.org."],
+  ["server_2", "server_2"],
+  ["", /expected a host name or an IP address, got ""/],
+  ["127.0.0.1:9999", /give the port with --port, got "127\.0\.0\.1:9999"/],
+  ["[localhost]", /expected a host name or an IP address, got "\[localhost\]"/],
+  [" localhost", /got " localhost"/],
+  ["bad..name", /got "bad\.\.name"/],
+  ["-dash.example", /got "-dash\.example"/],
+  ["1::2::3", /got "1::2::3"/],
+  ["a".repeat(64), /got "a{64}"/],
+  [`${"a.".repeat(127)}ab`, /got "(a\.){40}"$/],
+];
+for (const [text, expected] of hosts) {
+  Deno.test(`parseHost() ${typeof expected === "string" ? "accepts" : "rejects"} ${JSON.stringify(text.slice(0, 20))}`, () => {
+    if (typeof expected === "string") assert.equal(parseHost(text), expected);
+    else assert.throws(() => parseHost(text), { name: "SyntaxError", message: expected });
+  });
+}
 
 const durations: [string, number | undefined, number | undefined][] = [
   ["2.5", undefined, 2500],
