@@ -874,7 +874,7 @@ async function main(): Promise<void> {
   let tls: UploadOptions["tls"];
   let token: string | undefined;
   try {
-    await checkNetPermission(parsed.upload.host, parsed.upload.port);
+    await checkNetPermission(formatAddress(parsed.upload.host, parsed.upload.port));
     const tokenFile = parsed.upload.tokenFile;
     token = tokenFile === undefined ? undefined : await readTokenFile(tokenFile);
     const caFile = parsed.upload.tls?.caFile;

@@ -1694,14 +1694,15 @@ export function formatAddress(host: string, port: number): string {
 }
 
 /**
- * Checks that the process may use `host:port`, because `node:dgram` reports
- * a missing `--allow-net` as an uncaught error rather than through its
- * callbacks.
+ * Checks that the process may use each of the network targets, because
+ * `node:dgram` reports a missing `--allow-net` as an uncaught error or as
+ * `send UNKNOWN` rather than naming the permission.
  *
- * @param host The address to bind or send to.
- * @param port The port.
- * @returns Once the permission is known to be granted.
- * @throws {Deno.errors.NotCapable} Naming the flag to add.
+ * @param targets Each `host:port` to bind or send to, as
+ * {@linkcode formatAddress} writes it, or a bare host name to look up.
+ * @returns Once every permission is known to be granted.
+ * @throws {Deno.errors.NotCapable} Naming the one flag that grants all those
+ * missing.
  *
  * @example Check before binding
  * ```ts
@@ -1709,16 +1710,19 @@ export function formatAddress(host: string, port: number): string {
  * import { checkNetPermission } from "./protocol.ts";
  *
  * const { state } = await Deno.permissions.query({ name: "net", host: "127.0.0.1:9" });
- * if (state === "granted") await checkNetPermission("127.0.0.1", 9);
- * else await assert.rejects(checkNetPermission("127.0.0.1", 9), /--allow-net=127\.0\.0\.1:9/);
+ * if (state === "granted") await checkNetPermission("127.0.0.1:9");
+ * else await assert.rejects(checkNetPermission("127.0.0.1:9"), /--allow-net=127\.0\.0\.1:9/);
  * ```
  */
-export async function checkNetPermission(host: string, port: number): Promise<void> {
-  const target = formatAddress(host, port);
-  const { state } = await Deno.permissions.query({ name: "net", host: target });
-  if (state !== "granted") {
+export async function checkNetPermission(...targets: string[]): Promise<void> {
+  const missing = [];
+  for (const host of targets) {
+    const { state } = await Deno.permissions.query({ name: "net", host });
+    if (state !== "granted") missing.push(host);
+  }
+  if (missing.length > 0) {
     throw new Deno.errors.NotCapable(
-      `Requires net access to ${target}: add --allow-net=${target}`,
+      `Requires net access to ${missing.join(" and ")}: add --allow-net=${missing.join(",")}`,
     );
   }
 }

@@ -159,7 +159,7 @@ export async function startUdpServer(
 ): Promise<UdpServer> {
   const host = options.host ?? "0.0.0.0";
   const port = options.port ?? 9999;
-  await checkNetPermission(host, port);
+  await checkNetPermission(formatAddress(host, port));
   let received = 0;
   let dropped = 0;
   const count = (payload: Uint8Array, from: string) => {

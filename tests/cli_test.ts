@@ -364,9 +364,51 @@ Deno.test("udp_client.ts sends each MESSAGE argument as one datagram and exits",
   assert.equal(server.stdout.replace(/^listening.*\n/, ""), "  kept as given  \n第二\n");
 });
 
+const udpClientMissingNet: [string, string, string[], RegExp][] = [
+  [
+    "with permission to bind only",
+    "--allow-net=0.0.0.0",
+    ["--port", "9", "message"],
+    /^udp_client\.ts: Requires net access to 127\.0\.0\.1:9: add --allow-net=127\.0\.0\.1:9\n$/,
+  ],
+  [
+    "given a host name it may not look up",
+    "--allow-net=0.0.0.0,127.0.0.1",
+    ["--host", "localhost", "--port", "9", "message"],
+    /^udp_client\.ts: Requires net access to localhost: add --allow-net=localhost\n$/,
+  ],
+  [
+    "given a host name, without permission for its address",
+    "--allow-net=localhost,0.0.0.0",
+    ["--host", "localhost", "--port", "9", "message"],
+    /^udp_client\.ts: Requires net access to (127\.0\.0\.1|\[::1\]):9: add --allow-net=\1:9\n$/,
+  ],
+];
+for (const [what, flag, args, message] of udpClientMissingNet) {
+  Deno.test(`udp_client.ts ${what} names the flag to add and exits 2`, async () => {
+    await using child = denoScript("udp_client.ts", [flag], args);
+    assert.equal((await child.wait()).code, 2, child.stderr);
+    assert.match(child.stderr, message);
+  });
+}
+
+Deno.test("udp_client.ts sends to a host name by the address it resolves to", async () => {
+  const { server, port } = await spawnUdpServer();
+  await using _server = server;
+  await using client = denoScript("udp_client.ts", ["--allow-net=localhost,127.0.0.1,0.0.0.0"], [
+    "--host",
+    "localhost",
+    "--port",
+    String(port),
+    "by name",
+  ]);
+  assert.equal((await client.wait()).code, 0, client.stderr);
+  await server.waitFor(/by name\n/);
+});
+
 const missingNet: [string, string[], RegExp][] = [
   ["udp_server.ts", ["--host", "127.0.0.1", "--port", "9"], /--allow-net=127\.0\.0\.1:9/],
-  ["udp_client.ts", ["message"], /--allow-net=0\.0\.0\.0:0/],
+  ["udp_client.ts", ["--port", "9", "message"], /--allow-net=127\.0\.0\.1:9,0\.0\.0\.0:0\n/],
   ["client.ts", ["--port", "9", "."], /--allow-net=127\.0\.0\.1:9/],
   ["server.ts", ["--host", "127.0.0.1", "--port", "9", "--out", "/tmp"], /--allow-net/],
 ];
