@@ -72,6 +72,37 @@ export async function* readLines(
   }
 }
 
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+const encoder = new TextEncoder();
+
+/** Bytes Python's `str.strip()` removes that are ASCII: tab to carriage return, and space. */
+function isAsciiSpace(byte: number): boolean {
+  return byte === 0x20 || (byte >= 0x09 && byte <= 0x0d);
+}
+
+/**
+ * Trims a line as the original client did: UTF-8 text loses its whitespace
+ * at both ends, full-width spaces included; a line that is not UTF-8 loses
+ * only its ASCII whitespace, and its other bytes are sent as they are
+ * rather than as U+FFFD.
+ *
+ * @param line A line without its newline.
+ * @returns The trimmed line.
+ */
+export function trimLine(line: Uint8Array): Uint8Array {
+  let text: string;
+  try {
+    text = strictUtf8.decode(line);
+  } catch {
+    let start = 0;
+    let end = line.length;
+    while (start < end && isAsciiSpace(line[start])) start++;
+    while (end > start && isAsciiSpace(line[end - 1])) end--;
+    return line.subarray(start, end);
+  }
+  return encoder.encode(text.trim());
+}
+
 /** Sends datagrams to one address. */
 export interface UdpSender extends Disposable {
   /**
@@ -189,7 +220,6 @@ async function main(): Promise<void> {
     Deno.exit(2);
   }
 
-  const encoder = new TextEncoder();
   const decoder = new TextDecoder();
   let sender: UdpSender;
   try {
@@ -214,9 +244,9 @@ async function main(): Promise<void> {
     prompt();
     for await (const result of readLines(Deno.stdin, MAX_LINE_SIZE)) {
       if (result.ok) {
-        const text = decoder.decode(result.line).trim();
-        if (text === "exit") break;
-        await send(encoder.encode(text));
+        const line = trimLine(result.line);
+        if (line.length === 4 && decoder.decode(line) === "exit") break;
+        await send(line);
       } else {
         fail(tooLong(result.tooLong));
       }

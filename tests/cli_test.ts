@@ -322,6 +322,36 @@ Deno.test("udp_client.ts sends each piped line to udp_server.ts, which prints it
   assert.match(server.stderr, /SIGTERM: stopped after 6 datagrams/);
 });
 
+Deno.test("udp_client.ts sends a line that is not UTF-8 as its own bytes, trimmed of spaces", async () => {
+  const receiver = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  // A datagram that never comes would leave receive() waiting for ever.
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    receiver.close();
+  }, 10_000);
+  try {
+    const { port } = receiver.addr as Deno.NetAddr;
+    await using client = denoScript("udp_client.ts", ["--allow-net=127.0.0.1,0.0.0.0"], [
+      "--port",
+      String(port),
+    ], { stdin: true });
+    await client.write(
+      concat(utf8(" a"), new Uint8Array([0xff, 0xc3]), utf8("b\t\n\u3000你\u3000\n")),
+    );
+    await client.child.stdin.close();
+    assert.equal((await client.wait()).code, 0, client.stderr);
+    const received = [(await receiver.receive())[0], (await receiver.receive())[0]];
+    assert.deepEqual(received, [
+      concat(utf8("a"), new Uint8Array([0xff, 0xc3]), utf8("b")),
+      utf8("你"),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    if (!timedOut) receiver.close();
+  }
+});
+
 Deno.test("udp_server.ts prints a datagram of 65,507 bytes whole and replaces invalid UTF-8", async () => {
   const { server, port } = await spawnUdpServer();
   await using _server = server;

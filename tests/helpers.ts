@@ -166,9 +166,9 @@ export class Spawned implements AsyncDisposable {
   }
 
   /** Writes to the child's stdin. */
-  async write(text: string): Promise<void> {
+  async write(input: string | Uint8Array): Promise<void> {
     const writer = this.child.stdin.getWriter();
-    await writer.write(utf8(text));
+    await writer.write(typeof input === "string" ? utf8(input) : input);
     writer.releaseLock();
   }
 
