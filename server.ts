@@ -231,7 +231,9 @@ function createTemporaryFile(path: string, data?: Uint8Array): Deno.FsFile | voi
   } catch (error) {
     const code = (error as { code?: string }).code;
     if (code !== "EMFILE" && code !== "ENFILE") throw error;
-    throw new Error(`Server busy: ${(error as Error).message}`, { cause: error });
+    throw new Deno.errors.Busy(`Server busy: ${osReason(error) ?? "too many open files"}`, {
+      cause: error,
+    });
   }
 }
 
@@ -302,12 +304,10 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     listener = options.tls ? Deno.listenTls({ ...address, ...options.tls }) : Deno.listen(address);
   } catch (error) {
     // Deno's "Address already in use" does not say which address was asked for.
-    const Class = (error as Error).constructor as ErrorConstructor;
-    throw new Class(
-      `Cannot listen on ${formatAddress(address.hostname, address.port)}: ${
-        (error as Error).message
-      }`,
-      { cause: error },
+    const reason = (error as Error).message;
+    throw rephrase(
+      error,
+      `Cannot listen on ${formatAddress(address.hostname, address.port)}: ${reason}`,
     );
   }
   const stats: ServerStats = { files: 0, duplicates: 0, bytes: 0, errors: 0, received: 0 };
@@ -425,6 +425,12 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
         ? undefined
         : `${name}.${sniffExtension(sniffed.subarray(0, Math.min(bytes, sniffed.length)))}`;
       return { ...await commit(tempPath, finalName), bytes, crc32: crc };
+    } catch (error) {
+      const reason = osReason(error);
+      if (reason === undefined || isDisconnect(error) || error instanceof Deno.errors.Busy) {
+        throw error;
+      }
+      throw rephrase(error, `Cannot save ${raw ? "the frame" : name}: ${reason}`);
     } finally {
       try {
         Deno.removeSync(tempPath);
@@ -651,6 +657,20 @@ class Answers {
     this.#send();
     while (this.#writing) await this.#writing;
   }
+}
+
+/**
+ * The system's reason for a failed call, without the paths Deno appends to
+ * it: the server's folders are no business of its clients.
+ */
+function osReason(error: unknown): string | undefined {
+  return /^.*?\(os error \d+\)/.exec((error as Error).message)?.[0];
+}
+
+/** The same kind of error with a message that says more, or less, than Deno's. */
+function rephrase(error: unknown, message: string): Error {
+  const Class = error instanceof Error ? error.constructor as ErrorConstructor : Error;
+  return new Class(message, { cause: error });
 }
 
 function isDisconnect(error: unknown): boolean {
