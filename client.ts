@@ -102,6 +102,8 @@ export interface Selection {
   files: UploadFile[];
   /** Selected files that cannot be sent, with the reason. */
   skipped: FileResult[];
+  /** Files found, before `start` and the batching chose among them. */
+  found: number;
 }
 
 /**
@@ -175,7 +177,7 @@ export async function collectFiles(
   }
   const start = options.start ?? 0;
   const count = (options.batchSize ?? 20) * (options.maxBatch ?? 10_000);
-  const selection: Selection = { files: [], skipped: [] };
+  const selection: Selection = { files: [], skipped: [], found: candidates.length };
   for (const { path, regular } of candidates.slice(start, start + count)) {
     const name = nameFor(path);
     try {
@@ -257,6 +259,9 @@ export interface UploadOptions {
 
 /** Bytes of file read per chunk: a multiple of 3, so chunks encode alone. */
 const CHUNK_SIZE = 3 * 65_536;
+
+/** What a client waits for after each frame, as a timeout names it. */
+const ANSWER = { waitingFor: "the server's answer" };
 
 /** Queries sent before their answers are read, so neither side's buffers fill up. */
 const QUERY_BATCH = 64;
@@ -450,7 +455,7 @@ class Uploader {
           await this.#wake.promise;
           this.#wake = Promise.withResolvers();
         }
-        const line = await lines.readLine(this.#timeout);
+        const line = await lines.readLine(this.#timeout, ANSWER);
         if (line === null) throw new Error("the server closed the connection");
         const ack = parseAck(line);
         const { entry, bytes, dataCrc, bodyCrc, token } = this.#pending.shift()!;
@@ -480,7 +485,8 @@ class Uploader {
     } catch (error) {
       // A refused token is final; anything else may pass on another try.
       const refused = error instanceof Deno.errors.PermissionDenied;
-      const message = refused
+      // Only a failure of the connection itself is called a lost connection.
+      const message = refused || error instanceof ProtocolError || error instanceof SyntaxError
         ? (error as Error).message
         : `Connection lost: ${(error as Error).message}`;
       this.broken ??= message;
@@ -702,7 +708,7 @@ export async function uploadFiles(
       const lines = new LineReader(conn, MAX_ACK_SIZE);
       if (options.token !== undefined) {
         await writeWithin(conn, encodeToken(options.token), timeout);
-        const line = await lines.readLine(timeout);
+        const line = await lines.readLine(timeout, ANSWER);
         if (line === null || !parseAck(line).ok) return candidates;
       }
       for (; asked < candidates.length; asked += QUERY_BATCH) {
@@ -718,7 +724,7 @@ export async function uploadFiles(
             rest.push(entry);
             continue;
           }
-          const line = await lines.readLine(timeout);
+          const line = await lines.readLine(timeout, ANSWER);
           if (line === null) throw new Error("the server closed the connection");
           const held = parseHave(line);
           if (held?.bytes === size && held.crc32 === await crc32OfFile(entry.path)) {
@@ -891,8 +897,13 @@ async function main(): Promise<void> {
   const { host, port, concurrency, legacy } = parsed.upload;
   const total = selection.files.length + selection.skipped.length;
   if (total === 0) {
+    const start = parsed.collect.start;
     console.error(
-      `client.ts: No files to send: none matching *.${parsed.collect.extensions.join(", *.")}`,
+      `client.ts: No files to send: ${
+        selection.found > 0
+          ? `--start ${start} skips all ${selection.found} files found`
+          : `none matching *.${parsed.collect.extensions.join(", *.")}`
+      }`,
     );
     Deno.exit(0);
   }
@@ -938,10 +949,11 @@ async function main(): Promise<void> {
     Deno.addSignalListener(signal, () => shutdown(signal));
   }
 
+  const connections = Math.max(1, Math.min(concurrency, selection.files.length));
   console.log(
     `sending ${selection.files.length} files to ${
       formatAddress(host, port)
-    } over ${concurrency} connection${concurrency === 1 ? "" : "s"}${legacy ? " (legacy)" : ""}`,
+    } over ${connections} connection${connections === 1 ? "" : "s"}${legacy ? " (legacy)" : ""}`,
   );
   try {
     await uploadFiles(selection.files, {

@@ -1320,12 +1320,16 @@ export class LineReader {
    * Reads the next line.
    *
    * @param ms How long to wait for it.
+   * @param options What the timeout message says was awaited.
    * @returns A copy of the line without its newline, or `null` at a clean end.
    * @throws {RangeError} For a line longer than the limit.
    * @throws {ProtocolError} `truncated` when the input ends inside a line,
    * `timeout` when the deadline passes.
    */
-  async readLine(ms: number = Infinity): Promise<Uint8Array | null> {
+  async readLine(
+    ms: number = Infinity,
+    options: DeadlineOptions = { waitingFor: "a line" },
+  ): Promise<Uint8Array | null> {
     const deadline = performance.now() + ms;
     let scanned = this.#start;
     for (;;) {
@@ -1351,7 +1355,7 @@ export class LineReader {
       const n = await withDeadline(
         this.#source.read(this.#buffer.subarray(this.#end)),
         deadline - performance.now(),
-        { waitingFor: "a line" },
+        options,
       );
       if (n === null) {
         if (this.#end === 0) return null;

@@ -250,6 +250,26 @@ for (const [what, args, message] of clientUsageErrors) {
   });
 }
 
+Deno.test("client.ts says it uses no more connections than it has files", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  await makeImages(input, [10, 20]);
+  const { server, port } = await spawnServer(await temporary.make());
+  await using _server = server;
+  await using client = spawnClient(input, ["--port", String(port), "-c", "8"]);
+  assert.equal((await client.wait()).code, 0, client.stderr);
+  assert.match(client.stdout, /^sending 2 files to 127\.0\.0\.1:\d+ over 2 connections\n/);
+});
+
+Deno.test("client.ts with --start past the last file says so and exits 0", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  await makeImages(input, [10, 20]);
+  await using client = spawnClient(input, ["--port", "9", "--start", "5"]);
+  assert.equal((await client.wait()).code, 0, client.stderr);
+  assert.equal(client.stderr, "client.ts: No files to send: --start 5 skips all 2 files found\n");
+});
+
 Deno.test("client.ts with a folder that does not exist exits 1 with one line", async () => {
   await using child = denoScript("client.ts", ["--allow-net=127.0.0.1", "--allow-read"], [
     "/no/such/folder",
