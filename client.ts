@@ -556,6 +556,9 @@ class Uploader {
     this.#sending = false;
     this.#wake.resolve();
     await this.#acks;
+    // A TLS close_notify sent by close() alone is lost when the process exits
+    // at once, and the server then sees the connection cut.
+    await this.#conn.closeWrite().catch(() => {});
     closeQuietly(this.#conn);
   }
 }

@@ -141,4 +141,7 @@ Deno.test("server.ts --tls-cert/--tls-key and client.ts --ca upload over TLS", a
   for (const [name, bytes] of images) {
     assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
   }
+  assert.equal((await server.stop()).code, 0);
+  assert.equal(server.stderr.match(/^rejected .*/m)?.[0], undefined, "a clean end is no error");
+  assert.match(server.stdout, /stopped: 2 files .* 0 errors/);
 });
