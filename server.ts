@@ -677,7 +677,9 @@ function isDisconnect(error: unknown): boolean {
   return error instanceof Deno.errors.ConnectionReset ||
     error instanceof Deno.errors.BrokenPipe ||
     error instanceof Deno.errors.BadResource ||
-    error instanceof Deno.errors.Interrupted;
+    error instanceof Deno.errors.Interrupted ||
+    // A TLS peer gone without close_notify, as a process that exits straight after close().
+    error instanceof Deno.errors.UnexpectedEof;
 }
 
 function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {

@@ -1,6 +1,7 @@
 /** TLS between our client and server, with a certificate the test makes with openssl. */
 import assert from "node:assert/strict";
 import { collectFiles, uploadFiles } from "../client.ts";
+import { startServer } from "../server.ts";
 import { denoScript, listFolder, makeImages, TempDirs, withServerAndImages } from "./helpers.ts";
 
 const made: string[] = [];
@@ -109,6 +110,40 @@ Deno.test("a plain client gets nothing saved by a TLS server, which goes on serv
     const secure = await uploadFiles(files, { port, tls: { caCerts: [ca] } });
     assert.equal(secure.confirmed, 3);
   });
+});
+
+Deno.test("a TLS client that exits between frames without close_notify is no error", async () => {
+  const { cert, key, dir } = await certificate;
+  await using temporary = new TempDirs();
+  const out = await temporary.make();
+  const rejected: string[] = [];
+  await using server = await startServer({
+    host: "127.0.0.1",
+    port: 0,
+    out,
+    tls: { cert, key },
+    onEvent: (event) => event.type === "rejected" && rejected.push(event.message),
+  });
+  // close() leaves close_notify to a background task, which the exit cuts short.
+  const script = `
+    import { encodeFrame } from "${new URL("../protocol.ts", import.meta.url)}";
+    const conn = await Deno.connectTls({
+      hostname: "127.0.0.1",
+      port: ${server.addr.port},
+      caCerts: [await Deno.readTextFile("${dir}/ca.pem")],
+    });
+    await conn.write(encodeFrame("abrupt", new Uint8Array([0xff, 0xd8, 0xff, 1])));
+    await conn.read(new Uint8Array(100));
+    conn.close();
+    Deno.exit(0);
+  `;
+  const child = await new Deno.Command(Deno.execPath(), { args: ["eval", script] }).output();
+  assert.ok(child.success, new TextDecoder().decode(child.stderr));
+  assert.deepEqual(await listFolder(out), ["abrupt.jpg"]);
+  // The server sees the cut within milliseconds; shutting down sooner would hide it.
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  assert.deepEqual(rejected, []);
+  assert.equal(server.stats.errors, 0);
 });
 
 Deno.test("server.ts --tls-cert/--tls-key and client.ts --ca upload over TLS", async () => {
