@@ -679,10 +679,15 @@ export async function uploadFiles(
           token: options.token,
         });
       } catch (error) {
+        const reason = (error as Error).message;
         const message = `Cannot connect to ${formatAddress(host, port)}: ${
-          (error as Error).message
+          reason.includes("CaUsedAsEndEntity")
+            ? "the server's certificate is a CA's, which TLS does not accept as a server's own: make it with -addext basicConstraints=critical,CA:FALSE (see the README)"
+            : reason
         }`;
-        onResult({ path: entry.path, ok: false, bytes: 0, message, transient: true });
+        // A certificate TLS refused (InvalidData) stays refused however often it is tried.
+        const transient = !(error instanceof Deno.errors.InvalidData);
+        onResult({ path: entry.path, ok: false, bytes: 0, message, transient });
         continue;
       }
       if (!await uploader.send(entry)) {
@@ -887,12 +892,16 @@ async function main(): Promise<void> {
     const tokenFile = parsed.upload.tokenFile;
     token = tokenFile === undefined ? undefined : await readTokenFile(tokenFile);
     const caFile = parsed.upload.tls?.caFile;
-    tls = parsed.upload.tls &&
-      { caCerts: caFile === undefined ? undefined : [await Deno.readTextFile(caFile)] };
+    const ca = caFile === undefined ? undefined : await Deno.readTextFile(caFile);
+    // Deno ignores a file with no certificate in it, and the server then seems untrusted.
+    if (ca !== undefined && !ca.includes("-----BEGIN CERTIFICATE-----")) {
+      throw new SyntaxError(`Invalid --ca: ${caFile} holds no PEM certificate`);
+    }
+    tls = parsed.upload.tls && { caCerts: ca === undefined ? undefined : [ca] };
     selection = await collectFiles(parsed.paths, parsed.collect);
   } catch (error) {
     console.error(`client.ts: ${describeError(error)}`);
-    Deno.exit(error instanceof Deno.errors.NotCapable ? 2 : 1);
+    Deno.exit(error instanceof Deno.errors.NotCapable || error instanceof SyntaxError ? 2 : 1);
   }
   for (const skipped of selection.skipped) {
     console.error(`skipped ${skipped.path}: ${skipped.message}`);

@@ -234,6 +234,11 @@ Deno.test("client.ts exits 1 and names each file that was not confirmed", async 
 
 const clientUsageErrors: [string, string[], RegExp][] = [
   ["without a folder", [], /^client\.ts: Missing DIR/],
+  [
+    "with a --ca file that holds no certificate",
+    ["--ca", `${ROOT}deno.json`, "."],
+    /^client\.ts: Invalid --ca: \S+deno\.json holds no PEM certificate\n$/,
+  ],
   ["with an empty --ext", ["--ext", " , ", "."], /^client\.ts: Invalid --ext: name at least one/],
   [
     "with --resume for the original server",

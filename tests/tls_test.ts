@@ -90,14 +90,55 @@ Deno.test("uploadFiles() over TLS delivers every file to a server whose private 
   });
 });
 
-Deno.test("uploadFiles() over TLS refuses a server whose certificate it does not trust", async () => {
+Deno.test("uploadFiles() over TLS refuses a server whose certificate it does not trust, and does not retry", async () => {
   await withTlsServer(async (port, input, out) => {
     const { files } = await collectFiles([input]);
-    const report = await uploadFiles(files, { port, tls: {}, retries: 0 });
+    const report = await uploadFiles(files, { port, tls: {} });
     assert.equal(report.confirmed, 0);
     assert.match(report.failed[0].message!, /certificate|UnknownIssuer/i);
+    assert.equal(report.failed[0].transient, false, "no try can fix a certificate");
     assert.deepEqual(await listFolder(out), []);
   });
+});
+
+Deno.test("uploadFiles() explains that a CA's certificate cannot serve as the server's own", async () => {
+  const { dir, ca } = await certificate;
+  const tls = {
+    cert: ca,
+    key: await Deno.readTextFile(`${dir}/ca.key`),
+  };
+  await withServerAndImages([10], async (port, input) => {
+    const { files } = await collectFiles([input]);
+    const report = await uploadFiles(files, { port, tls: { caCerts: [ca] } });
+    assert.match(
+      report.failed[0].message!,
+      /^Cannot connect to 127\.0\.0\.1:\d+: the server's certificate is a CA's, .*basicConstraints=critical,CA:FALSE/,
+    );
+  }, { tls });
+});
+
+Deno.test("the README's openssl command makes a certificate that client.ts --ca accepts", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const command = readme.match(/^openssl req (?:.*\\\n)*.*$/m)?.[0];
+  assert.ok(command, "the README shows an openssl command");
+  const args = command.replaceAll("\\\n", " ").split(/\s+/).slice(1)
+    .map((arg) =>
+      arg.replaceAll("files.example.org", "localhost").replace("192.0.2.10", "127.0.0.1")
+    );
+  await using temporary = new TempDirs();
+  const dir = await temporary.make();
+  const { success, stderr } = await new Deno.Command("openssl", { args, cwd: dir }).output();
+  assert.ok(success, new TextDecoder().decode(stderr));
+  const cert = await Deno.readTextFile(`${dir}/cert.pem`);
+  const tls = { cert, key: await Deno.readTextFile(`${dir}/key.pem`) };
+  await withServerAndImages([10], async (port, input, out, images) => {
+    const { files } = await collectFiles([input]);
+    for (const host of ["localhost", "127.0.0.1"]) {
+      const report = await uploadFiles(files, { host, port, tls: { caCerts: [cert] } });
+      assert.deepEqual(report.failed, [], host);
+    }
+    assert.deepEqual(await listFolder(out), [...images.keys()].map((name) => `${name}.jpg`));
+  }, { tls });
 });
 
 Deno.test("a plain client gets nothing saved by a TLS server, which goes on serving", async () => {
