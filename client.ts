@@ -483,10 +483,13 @@ class Uploader {
         );
       }
     } catch (error) {
-      // A refused token is final; anything else may pass on another try.
-      const refused = error instanceof Deno.errors.PermissionDenied;
+      const tls = error instanceof ProtocolError && error.code === "tls";
+      // A refused token is final, and so is a server that speaks TLS; anything else may pass on another try.
+      const refused = error instanceof Deno.errors.PermissionDenied || tls;
       // Only a failure of the connection itself is called a lost connection.
-      const message = refused || error instanceof ProtocolError || error instanceof SyntaxError
+      const message = tls
+        ? "The server speaks TLS: add --tls, or --ca FILE"
+        : refused || error instanceof ProtocolError || error instanceof SyntaxError
         ? (error as Error).message
         : `Connection lost: ${(error as Error).message}`;
       this.broken ??= message;
@@ -683,6 +686,8 @@ export async function uploadFiles(
         const message = `Cannot connect to ${formatAddress(host, port)}: ${
           reason.includes("CaUsedAsEndEntity")
             ? "the server's certificate is a CA's, which TLS does not accept as a server's own: make it with -addext basicConstraints=critical,CA:FALSE (see the README)"
+            : reason.includes("InvalidContentType")
+            ? `the server does not speak TLS (${reason})`
             : reason
         }`;
         // A certificate TLS refused (InvalidData) stays refused however often it is tried.

@@ -111,7 +111,8 @@ export type ProtocolErrorCode =
   | "truncated"
   | "timeout"
   | "idle"
-  | "auth";
+  | "auth"
+  | "tls";
 
 /**
  * A frame or acknowledgement broke the protocol. After a `name` or `base64`
@@ -248,6 +249,12 @@ export function parseHeader(
   header: Uint8Array,
   maxFrameSize: number = DEFAULT_MAX_FRAME_SIZE,
 ): number {
+  if (isTlsRecord(header, TLS_HANDSHAKE)) {
+    throw new ProtocolError(
+      "tls",
+      "Cannot parse header: a TLS handshake, and this server does not speak TLS",
+    );
+  }
   if (header.length !== HEADER_SIZE || firstNonDigit(header) !== -1) {
     throw new ProtocolError(
       "header",
@@ -269,6 +276,15 @@ export function parseHeader(
     );
   }
   return bodyLength;
+}
+
+/** TLS record types: what a TLS client sends first, and what a TLS server answers a stranger with. */
+const TLS_HANDSHAKE = 0x16;
+const TLS_ALERT = 0x15;
+
+/** Whether the bytes begin a TLS record of that type (version 3.x), never a frame or an answer. */
+function isTlsRecord(bytes: Uint8Array, type: number): boolean {
+  return bytes.length >= 2 && bytes[0] === type && bytes[1] === 0x03;
 }
 
 /**
@@ -1359,6 +1375,12 @@ export class LineReader {
       );
       if (n === null) {
         if (this.#end === 0) return null;
+        if (isTlsRecord(this.#buffer.subarray(0, this.#end), TLS_ALERT)) {
+          throw new ProtocolError(
+            "tls",
+            "Input ended inside a line: a TLS record, so the peer speaks TLS",
+          );
+        }
         throw new ProtocolError(
           "truncated",
           `Input ended inside a line: ${quoteBytes(this.#buffer.subarray(0, this.#end))}`,

@@ -508,7 +508,11 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       if (!quiet) {
         stats.errors++;
         const reason = error instanceof Error ? error.message : String(error);
-        const message = isDisconnect(error) ? `Connection lost inside a frame: ${reason}` : reason;
+        const message = isDisconnect(error)
+          ? `Connection lost inside a frame: ${reason}`
+          : reason.includes("InvalidContentType")
+          ? `Not a TLS client: ${reason}`
+          : reason;
         emit({ type: "rejected", peer, message });
         if (error instanceof ProtocolError) await answers.add(encodeAck({ ok: false, message }));
       }

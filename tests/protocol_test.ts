@@ -95,6 +95,21 @@ Deno.test("parseHeader() quotes at most 80 bytes of the offending input", () => 
   });
 });
 
+Deno.test("parseHeader() and LineReader name TLS bytes as such", async () => {
+  const clientHello = new Uint8Array([0x16, 0x03, 0x01, 0x00, 0xd9, 0x01, 0x00, 0x00]);
+  assert.throws(() => parseHeader(clientHello), {
+    name: "ProtocolError",
+    code: "tls",
+    message: "Cannot parse header: a TLS handshake, and this server does not speak TLS",
+  });
+  const alert = new Uint8Array([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32]);
+  await assert.rejects(new LineReader(bytesSource(alert), 100).readLine(), {
+    name: "ProtocolError",
+    code: "tls",
+    message: "Input ended inside a line: a TLS record, so the peer speaks TLS",
+  });
+});
+
 const quotations: [string, number[], string][] = [
   ["printable ASCII as is", [0x41, 0x20, 0x7e], '"A ~"'],
   ["a quote and a backslash escaped", [0x22, 0x5c], '"\\"\\\\"'],

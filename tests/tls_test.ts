@@ -153,6 +153,38 @@ Deno.test("a plain client gets nothing saved by a TLS server, which goes on serv
   });
 });
 
+Deno.test("uploadFiles() without TLS, told off by a TLS server, says to add --tls and does not retry", async () => {
+  const { cert, key } = await certificate;
+  const rejected: string[] = [];
+  await withServerAndImages([10], async (port, input) => {
+    const { files } = await collectFiles([input]);
+    const report = await uploadFiles(files, { port });
+    assert.deepEqual(report.failed.map(({ message, transient }) => ({ message, transient })), [{
+      message: "The server speaks TLS: add --tls, or --ca FILE",
+      transient: false,
+    }]);
+  }, {
+    tls: { cert, key },
+    onEvent: (event) => event.type === "rejected" && rejected.push(event.message),
+  });
+  assert.deepEqual(rejected, [
+    "Not a TLS client: received corrupt message of type InvalidContentType",
+  ]);
+});
+
+Deno.test("uploadFiles() with TLS says when the server does not speak it, and does not retry", async () => {
+  const { ca } = await certificate;
+  await withServerAndImages([10], async (port, input) => {
+    const { files } = await collectFiles([input]);
+    const report = await uploadFiles(files, { port, tls: { caCerts: [ca] } });
+    assert.match(
+      report.failed[0].message!,
+      /^Cannot connect to 127\.0\.0\.1:\d+: the server does not speak TLS \(received corrupt message/,
+    );
+    assert.equal(report.failed[0].transient, false);
+  });
+});
+
 Deno.test("a TLS client that exits between frames without close_notify is no error", async () => {
   const { cert, key, dir } = await certificate;
   await using temporary = new TempDirs();
