@@ -430,6 +430,8 @@ class Uploader {
   #token: string | undefined;
   /** Why no more frames can be sent on this connection, once that is so. */
   broken: string | undefined;
+  /** Whether no other connection could do better: the server refused this client itself. */
+  refused = false;
 
   constructor(
     conn: Deno.Conn,
@@ -458,6 +460,12 @@ class Uploader {
         const line = await lines.readLine(this.#timeout, ANSWER);
         if (line === null) throw new Error("the server closed the connection");
         const ack = parseAck(line);
+        // The server closes after this answer, and answers every connection so.
+        if (!ack.ok && ack.message.startsWith("Authentication required")) {
+          throw new Deno.errors.PermissionDenied(
+            `The server requires a token: add --token-file FILE (it said: ${ack.message})`,
+          );
+        }
         const { entry, bytes, dataCrc, bodyCrc, token } = this.#pending.shift()!;
         this.#room.resolve();
         if (token) {
@@ -486,6 +494,7 @@ class Uploader {
       const tls = error instanceof ProtocolError && error.code === "tls";
       // A refused token is final, and so is a server that speaks TLS; anything else may pass on another try.
       const refused = error instanceof Deno.errors.PermissionDenied || tls;
+      this.refused = refused;
       // Only a failure of the connection itself is called a lost connection.
       const message = tls
         ? "The server speaks TLS: add --tls, or --ca FILE"
@@ -607,6 +616,8 @@ export async function uploadFiles(
   const report: UploadReport = { confirmed: 0, bytes: 0, failed: [] };
   let queue: Iterator<UploadFile>;
   let onResult: (result: FileResult) => void;
+  /** Why the server will take nothing from this client, once it is known: the rest fail at once. */
+  let refusal: string | undefined;
   /** Counts a file's final fate and passes it on. */
   const record = (result: FileResult) => {
     if (result.ok) {
@@ -671,8 +682,13 @@ export async function uploadFiles(
     for (let next = queue.next(); !next.done; next = queue.next()) {
       const entry = next.value;
       if (uploader?.broken) {
+        if (uploader.refused) refusal ??= uploader.broken;
         await uploader.close();
         uploader = undefined;
+      }
+      if (refusal !== undefined) {
+        onResult({ path: entry.path, ok: false, bytes: 0, message: refusal, transient: false });
+        continue;
       }
       try {
         uploader ??= new Uploader(await connectWithin(target, timeout), {
@@ -692,16 +708,18 @@ export async function uploadFiles(
         }`;
         // A certificate TLS refused (InvalidData) stays refused however often it is tried.
         const transient = !(error instanceof Deno.errors.InvalidData);
+        if (!transient) refusal ??= message;
         onResult({ path: entry.path, ok: false, bytes: 0, message, transient });
         continue;
       }
       if (!await uploader.send(entry)) {
+        if (uploader.refused) refusal ??= uploader.broken;
         onResult({
           path: entry.path,
           ok: false,
           bytes: 0,
           message: uploader.broken!,
-          transient: true,
+          transient: !uploader.refused,
         });
       }
     }

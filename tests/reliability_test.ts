@@ -535,9 +535,15 @@ Deno.test("a server with a token writes nothing for a client without it or with 
     const images = await makeImages(input, [100, 200]);
     const { files } = await collectFiles([input]);
 
-    const without = await uploadFiles(files, { port, retries: 0 });
+    const without = await uploadFiles(files, { port, retries: 3 });
     assert.equal(without.confirmed, 0);
-    assert.match(without.failed[0].message!, /Authentication required: send the token first/);
+    for (const failure of without.failed) {
+      assert.equal(
+        failure.message,
+        "The server requires a token: add --token-file FILE (it said: Authentication required: send the token first)",
+      );
+      assert.equal(failure.transient, false, "without a token, no try can succeed");
+    }
 
     const wrong = await uploadFiles(files, {
       port,
@@ -560,6 +566,35 @@ Deno.test("a server with a token writes nothing for a client without it or with 
     const again = await uploadFiles(files, { port, token, resume: true });
     assert.equal(again.confirmed, 2);
     assert.equal(server.stats.files, 2);
+  } finally {
+    await server.shutdown(1000);
+  }
+});
+
+Deno.test("uploadFiles() refused for its token stops there, rather than reconnecting for every window of files", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const rejected: string[] = [];
+  const server = await startServer({
+    host: "127.0.0.1",
+    port: 0,
+    out: await temporary.make(),
+    token: "correct horse battery staple",
+    onEvent: (event) => event.type === "rejected" && rejected.push(event.message),
+  });
+  try {
+    await makeImages(input, Array(100).fill(10));
+    const { files } = await collectFiles([input]);
+    const report = await uploadFiles(files, {
+      port: server.addr.port,
+      token: "incorrect horse battery staple",
+      concurrency: 2,
+      window: 8,
+    });
+    assert.equal(report.failed.length, 100);
+    assert.ok(report.failed.every((failure) => failure.transient === false));
+    assert.ok(report.failed.every(({ message }) => message === report.failed[0].message));
+    assert.ok(rejected.length <= 2, `${rejected.length} connections were refused`);
   } finally {
     await server.shutdown(1000);
   }
