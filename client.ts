@@ -492,7 +492,8 @@ class Uploader {
       }
     } catch (error) {
       const tls = error instanceof ProtocolError && error.code === "tls";
-      // A refused token is final, and so is a server that speaks TLS; anything else may pass on another try.
+      // A refused token is final, and so is a server that speaks TLS; anything
+      // else may pass on another try.
       const refused = error instanceof Deno.errors.PermissionDenied || tls;
       this.refused = refused;
       // Only a failure of the connection itself is called a lost connection.

@@ -278,7 +278,7 @@ export function parseHeader(
   return bodyLength;
 }
 
-/** TLS record types: what a TLS client sends first, and what a TLS server answers a stranger with. */
+/** TLS record types: what a TLS client sends first, and what a TLS server answers strangers. */
 const TLS_HANDSHAKE = 0x16;
 const TLS_ALERT = 0x15;
 
