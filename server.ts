@@ -735,6 +735,17 @@ async function readToken(path: string): Promise<string> {
   return token;
 }
 
+/** The largest frame body to accept: at least the name field, or no frame could pass. */
+function parseFrameSize(text: string): number {
+  const size = parseByteSize(text);
+  if (size < NAME_SIZE) {
+    throw new RangeError(
+      `Invalid --max-frame-size: every frame body holds a ${NAME_SIZE}-byte name, got ${size} bytes`,
+    );
+  }
+  return size;
+}
+
 /** The TLS files named on the command line: both or neither. */
 function tlsFiles(cert?: string, key?: string): { cert: string; key: string } | undefined {
   if (cert === undefined && key === undefined) return undefined;
@@ -784,7 +795,7 @@ async function main(): Promise<void> {
       out: values.out,
       raw: values.raw,
       fsync: values.fsync,
-      maxFrameSize: parseByteSize(values["max-frame-size"]),
+      maxFrameSize: parseFrameSize(values["max-frame-size"]),
       maxConnections: parseCount(values["max-connections"], "--max-connections"),
       maxConnectionsPerAddress: parseCount(values["max-per-address"], "--max-per-address"),
       allow: values.allow?.map(parseCidr),

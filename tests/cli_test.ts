@@ -94,6 +94,26 @@ Deno.test("bench/bench.ts prints its usage with --help and refuses a bad --round
   }
 });
 
+const serverUsageErrors: [string, string[], RegExp][] = [
+  [
+    "a --max-frame-size below the 32-byte name field",
+    ["--max-frame-size", "10"],
+    /^server\.ts: Invalid --max-frame-size: every frame body holds a 32-byte name, got 10 bytes\n/,
+  ],
+  ["an empty --host", ["--host", ""], /^server\.ts: Cannot parse host: expected a host name/],
+];
+for (const [what, args, message] of serverUsageErrors) {
+  Deno.test(`server.ts refuses ${what} with exit 2`, async () => {
+    await using child = denoScript("server.ts", ["--allow-net=127.0.0.1"], [
+      "--port",
+      "0",
+      ...args,
+    ]);
+    assert.equal((await child.wait()).code, 2);
+    assert.match(child.stderr, message);
+  });
+}
+
 Deno.test("server.ts without write permission names the flags to add and exits 2 before listening", async () => {
   const out = await Deno.makeTempDir();
   try {
