@@ -872,7 +872,7 @@ async function main(): Promise<void> {
     if (values.legacy && values.resume) {
       throw new TypeError("Invalid --resume: the original server (--legacy) answers no queries");
     }
-    const extensions = values.ext.split(",").map((e) => e.trim().replace(/^\./, ""))
+    const extensions = values.ext.split(",").map((e) => e.trim().replace(/^\*?\./, ""))
       .filter(Boolean);
     if (extensions.length === 0) {
       throw new TypeError(

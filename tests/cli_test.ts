@@ -286,6 +286,21 @@ Deno.test("client.ts says it uses no more connections than it has files", async 
   assert.match(client.stdout, /^sending 2 files to 127\.0\.0\.1:\d+ over 2 connections\n/);
 });
 
+Deno.test("client.ts takes --ext as a shell pattern or with a dot, in any case", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  for (const name of ["a.JPG", "b.png", "c.gif"]) {
+    await Deno.writeFile(`${input}/${name}`, fakeJpeg(10));
+  }
+  const { server, port } = await spawnServer(await temporary.make());
+  await using _server = server;
+  await using client = spawnClient(input, ["--port", String(port), "--ext", "*.jpg, .PNG", "-v"]);
+  assert.equal((await client.wait()).code, 0, client.stderr);
+  assert.match(client.stdout, /^sending 2 files /);
+  assert.match(client.stdout, /\/a\.JPG as /);
+  assert.match(client.stdout, /\/b\.png as /);
+});
+
 Deno.test("client.ts with --start past the last file says so and exits 0", async () => {
   await using temporary = new TempDirs();
   const input = await temporary.make();
