@@ -114,6 +114,24 @@ for (const [what, args, message] of serverUsageErrors) {
   });
 }
 
+for (
+  const [task, usage] of [["demo", /^Usage: deno task demo/], [
+    "e2e:docker",
+    /^End-to-end/,
+  ]] as const
+) {
+  Deno.test(`deno task ${task} prints its usage with --help and refuses other arguments`, async () => {
+    const run = (arg: string) =>
+      new Spawned(Deno.execPath(), ["task", "--quiet", task, arg], { cwd: ROOT });
+    await using help = run("--help");
+    assert.equal((await help.wait()).code, 0, help.stderr);
+    assert.match(help.stdout, usage);
+    await using bogus = run("--bogus");
+    assert.equal((await bogus.wait()).code, 2);
+    assert.match(bogus.stderr, /Unknown argument '--bogus': it takes none\n$/);
+  });
+}
+
 Deno.test("server.ts without write permission names the flags to add and exits 2 before listening", async () => {
   const out = await Deno.makeTempDir();
   try {

@@ -22,7 +22,19 @@ async function relay(stream: ReadableStream<Uint8Array>, prefix: string, into: s
   }
 }
 
+const USAGE = `Usage: deno task demo
+
+Starts server.ts on a free loopback port, saving into a new temporary
+folder, uploads the images in samples/ with client.ts, and lists what arrived
+and whether each file is identical to its original. Exits 0 when all are.`;
+
 async function main(): Promise<void> {
+  if (Deno.args.length > 0) {
+    const help = Deno.args[0] === "--help" || Deno.args[0] === "-h";
+    if (help) console.log(USAGE);
+    else console.error(`demo: Unknown argument '${Deno.args[0]}': it takes none`);
+    Deno.exit(help ? 0 : 2);
+  }
   const out = await Deno.makeTempDir({ prefix: "socket-demo-" });
   const server = new Deno.Command(Deno.execPath(), {
     args: [

@@ -9,6 +9,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+case "${1-}" in
+"") ;;
+-h | --help)
+  sed -n '2,8s/^# \{0,1\}//p' "$0"
+  exit 0
+  ;;
+*)
+  echo "docker_e2e.sh: Unknown argument '$1': it takes none" >&2
+  exit 2
+  ;;
+esac
+
 project=socket-toolkit-e2e
 passed=0
 fail() {
