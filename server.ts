@@ -264,6 +264,21 @@ async function sameContent(pathA: string, pathB: string): Promise<boolean> {
   }
 }
 
+/** Listens where the options say, naming the address when that fails. */
+function listen(options: ServerOptions): Deno.Listener {
+  const address = { hostname: options.host ?? "0.0.0.0", port: options.port ?? 9999 };
+  try {
+    return options.tls ? Deno.listenTls({ ...address, ...options.tls }) : Deno.listen(address);
+  } catch (error) {
+    // Deno's "Address already in use" does not say which address was asked for.
+    const reason = (error as Error).message;
+    throw rephrase(
+      error,
+      `Cannot listen on ${formatAddress(address.hostname, address.port)}: ${reason}`,
+    );
+  }
+}
+
 /**
  * Starts listening and serving. Frames are saved to a temporary file in the
  * output folder and hard-linked to their final name only when complete, so a
@@ -295,20 +310,23 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     }
     throw error;
   });
-  const stale = await removeStaleTemporaryFiles(out);
-  if (stale > 0) emit({ type: "cleaned", files: stale });
-  let rawIndex = raw ? await nextRawIndex(out) : 0;
-  const address = { hostname: options.host ?? "0.0.0.0", port: options.port ?? 9999 };
+  // A second server on the folder would take the first one's temporary files
+  // for stale ones, and number raw files alike: the lock keeps it out.
+  const folderLock = Deno.openSync(out);
+  if (!folderLock.tryLockSync(true)) {
+    folderLock.close();
+    throw new Deno.errors.Busy(`Folder in use: another server is saving to ${out}`);
+  }
   let listener: Deno.Listener;
+  let rawIndex: number;
   try {
-    listener = options.tls ? Deno.listenTls({ ...address, ...options.tls }) : Deno.listen(address);
+    const stale = await removeStaleTemporaryFiles(out);
+    if (stale > 0) emit({ type: "cleaned", files: stale });
+    rawIndex = raw ? await nextRawIndex(out) : 0;
+    listener = listen(options);
   } catch (error) {
-    // Deno's "Address already in use" does not say which address was asked for.
-    const reason = (error as Error).message;
-    throw rephrase(
-      error,
-      `Cannot listen on ${formatAddress(address.hostname, address.port)}: ${reason}`,
-    );
+    folderLock.close();
+    throw error;
   }
   const stats: ServerStats = { files: 0, duplicates: 0, bytes: 0, errors: 0, received: 0 };
   /** Each open connection, and whether a frame is in progress on it. */
@@ -588,6 +606,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     }
     for (const conn of connections.keys()) closeQuietly(conn);
     await Promise.all(handlers);
+    folderLock.close();
     return { ...stats };
   }
 

@@ -99,6 +99,22 @@ Deno.test("startServer() refuses an output folder that is a file, naming it", as
   });
 });
 
+Deno.test("startServer() refuses a folder another server is saving to, until that one stops", async () => {
+  await using temporary = new TempDirs();
+  const out = await temporary.make();
+  const first = await startServer({ host: "127.0.0.1", port: 0, out });
+  try {
+    await assert.rejects(startServer({ host: "127.0.0.1", port: 0, out }), {
+      name: "Busy",
+      message: `Folder in use: another server is saving to ${out}`,
+    });
+  } finally {
+    await first.shutdown(1000);
+  }
+  const second = await startServer({ host: "127.0.0.1", port: 0, out });
+  await second.shutdown(1000);
+});
+
 Deno.test("startServer() names the address it cannot listen on", async () => {
   await using temporary = new TempDirs();
   using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
