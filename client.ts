@@ -559,6 +559,8 @@ class Uploader {
       }
       return true;
     }
+    // The answers stopped while this frame was being written: it will never get one.
+    if (this.broken) return false;
     this.#pending.push({ entry, ...sent });
     this.#wake.resolve();
     return true;
@@ -1018,7 +1020,7 @@ async function main(): Promise<void> {
     clearProgress();
   }
   console.log(summary());
-  Deno.exit(tally.failed > 0 ? 1 : 0);
+  Deno.exit(tally.confirmed === total ? 0 : 1);
 }
 
 if (import.meta.main) await main();

@@ -532,7 +532,11 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
           ? `Not a TLS client: ${reason}`
           : reason;
         emit({ type: "rejected", peer, message });
-        if (error instanceof ProtocolError) await answers.add(encodeAck({ ok: false, message }));
+        if (error instanceof ProtocolError) {
+          await answers.add(encodeAck({ ok: false, message }));
+          await answers.flush();
+          await drainBriefly(conn);
+        }
       }
     } finally {
       await answers.flush();
@@ -619,6 +623,29 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       await shutdown();
     },
   };
+}
+
+/** Longest a connection is read and ignored after the answer that ends it. */
+const LINGER_MS = 2_000;
+
+/**
+ * Ends the writing side and reads what the client still sends, for a while:
+ * closing on unread input would reset the connection, and the client, still
+ * writing the body of a frame too large, would meet a broken pipe and never
+ * read the answer that says why.
+ */
+async function drainBriefly(conn: Deno.Conn): Promise<void> {
+  const sink = new Uint8Array(65_536);
+  const deadline = performance.now() + LINGER_MS;
+  try {
+    await conn.closeWrite();
+    const waiting = { waitingFor: "the client to stop sending" };
+    while (await withDeadline(conn.read(sink), deadline - performance.now(), waiting) !== null) {
+      // Discarded: the connection is already out of step.
+    }
+  } catch {
+    // The deadline, or the client gone: either way the connection closes now.
+  }
 }
 
 /** Answers waiting together: one write for a batch rather than one each. */

@@ -101,6 +101,25 @@ Deno.test("uploadFiles() reports a file the server refuses and still delivers th
   });
 });
 
+Deno.test("uploadFiles() reports the server's reason for a frame over its limit, not a broken pipe", async () => {
+  // Larger than the socket buffers: the server has closed long before the client wrote it all.
+  await withServerAndImages([16_000_000, 100, 200], async (port, input, out) => {
+    const { files } = await collectFiles([input]);
+    const report = await uploadFiles(files, { port, concurrency: 1 });
+    assert.deepEqual(
+      report.failed.map(({ message, transient }) => ({ message, transient })),
+      [{
+        message:
+          "Refused by the server: Frame too large: body length 21333368 exceeds the limit of 1048576",
+        transient: false,
+      }],
+    );
+    // The small files sent behind the big one on its connection go again, and none goes missing.
+    assert.equal(report.confirmed, 2);
+    assert.equal((await listFolder(out)).length, 2);
+  }, { maxFrameSize: 1024 * 1024 });
+});
+
 Deno.test("uploadFiles() reports a file it cannot read and still delivers the rest", async () => {
   await withServerAndImages([100, 200], async (port, input, out) => {
     const { files } = await collectFiles([input]);
