@@ -1,11 +1,22 @@
 /**
- * Property tests of the frame reader with fast-check: bounded in runs, and
- * each run bounded in time by the reader's own deadlines.
+ * Property tests of the frame reader and the uploader with fast-check:
+ * bounded in runs, and each run bounded in time by the reader's and the
+ * client's own deadlines.
  */
 import assert from "node:assert/strict";
+import { crc32 } from "node:zlib";
 import fc from "fast-check";
-import { bytesSource, encodeFrame, FrameReader, parseName, ProtocolError } from "../protocol.ts";
-import { concat } from "./helpers.ts";
+import { collectFiles, uploadFiles } from "../client.ts";
+import {
+  bytesSource,
+  closeQuietly,
+  encodeAck,
+  encodeFrame,
+  FrameReader,
+  parseName,
+  ProtocolError,
+} from "../protocol.ts";
+import { concat, makeImages, TempDirs } from "./helpers.ts";
 
 const names = fc.stringMatching(/^[A-Za-z0-9_-]{1,32}$/);
 const files = fc.uint8Array({ maxLength: 3000 });
@@ -73,5 +84,97 @@ Deno.test("any bytes fed to the frame reader end in frames or a ProtocolError, n
       }
     }),
     { numRuns: 1000 },
+  );
+});
+
+/** What the fake server below does with one frame. */
+type Verdict = "ok" | "err" | "wrong" | "garbage" | "silent" | "close";
+
+/**
+ * Serves frames, answering each as the next verdict says (then "ok" once
+ * they run out), across however many connections the client opens.
+ */
+function verdictServer(verdicts: Verdict[]): { port: number; close: () => Promise<void> } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  const serve = async (conn: Deno.Conn) => {
+    const reader = new FrameReader(conn, { headerTimeout: 5_000, idleTimeout: 5_000 });
+    try {
+      for (let head; (head = await reader.readHead()) !== null;) {
+        let bytes = 0;
+        let crc = 0;
+        for await (const chunk of reader.data()) {
+          bytes += chunk.length;
+          crc = crc32(chunk, crc);
+        }
+        const file = `${parseName(head.nameField)}.jpg`;
+        const verdict = verdicts.shift() ?? "ok";
+        if (verdict === "close") break;
+        if (verdict === "silent") continue;
+        await conn.write(
+          verdict === "garbage" ? new TextEncoder().encode("HELLO\n") : encodeAck(
+            verdict === "err"
+              ? { ok: false, message: "Refused for the test" }
+              : { ok: true, file, bytes, crc32: verdict === "wrong" ? crc ^ 1 : crc },
+          ),
+        );
+      }
+    } catch {
+      // The client went away, or gave up on a silent answer.
+    } finally {
+      conns.delete(conn);
+      closeQuietly(conn);
+    }
+  };
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      conns.add(conn);
+      serve(conn);
+    }
+  })().catch(() => {});
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    async close() {
+      listener.close();
+      for (const conn of conns) closeQuietly(conn);
+      await accepting;
+    },
+  };
+}
+
+Deno.test("uploadFiles() accounts for every file exactly once, whatever the server answers", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  await makeImages(input, [10, 20, 30, 40, 50, 60]);
+  const { files } = await collectFiles([input]);
+  const verdict = fc.constantFrom<Verdict>("ok", "err", "wrong", "garbage", "silent", "close");
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(verdict, { maxLength: 12 }),
+      fc.integer({ min: 1, max: files.length }),
+      fc.integer({ min: 1, max: 3 }),
+      fc.integer({ min: 1, max: 4 }),
+      fc.integer({ min: 0, max: 1 }),
+      async (verdicts, count, concurrency, window, retries) => {
+        const server = verdictServer([...verdicts]);
+        try {
+          const chosen = files.slice(0, count);
+          const seen: string[] = [];
+          const report = await uploadFiles(chosen, {
+            port: server.port,
+            concurrency,
+            window,
+            retries,
+            timeout: 300,
+            onResult: (result) => seen.push(result.path),
+          });
+          assert.deepEqual(seen.toSorted(), chosen.map((file) => file.path).toSorted());
+          assert.equal(report.confirmed + report.failed.length, count);
+        } finally {
+          await server.close();
+        }
+      },
+    ),
+    { numRuns: 25 },
   );
 });
