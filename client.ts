@@ -736,7 +736,8 @@ export async function uploadFiles(
    */
   async function skipHeld(candidates: UploadFile[]): Promise<UploadFile[]> {
     const rest: UploadFile[] = [];
-    let asked = 0;
+    /** Candidates settled so far: recorded as held, or put in `rest`. */
+    let settled = 0;
     try {
       using conn = await connectWithin(target, timeout);
       const lines = new LineReader(conn, MAX_ACK_SIZE);
@@ -745,8 +746,8 @@ export async function uploadFiles(
         const line = await lines.readLine(timeout, ANSWER);
         if (line === null || !parseAck(line).ok) return candidates;
       }
-      for (; asked < candidates.length; asked += QUERY_BATCH) {
-        const batch = candidates.slice(asked, asked + QUERY_BATCH).map((entry) => {
+      for (let start = 0; start < candidates.length; start += QUERY_BATCH) {
+        const batch = candidates.slice(start, start + QUERY_BATCH).map((entry) => {
           const info = Deno.statSync(entry.path);
           return { entry, size: info.isFile ? info.size : -1 };
         });
@@ -756,6 +757,7 @@ export async function uploadFiles(
         for (const { entry, size } of batch) {
           if (size < 0) {
             rest.push(entry);
+            settled++;
             continue;
           }
           const line = await lines.readLine(timeout, ANSWER);
@@ -772,11 +774,12 @@ export async function uploadFiles(
           } else {
             rest.push(entry);
           }
+          settled++;
         }
       }
       return rest;
     } catch {
-      return [...rest, ...candidates.slice(asked)];
+      return [...rest, ...candidates.slice(settled)];
     }
   }
 

@@ -12,8 +12,12 @@ import {
   closeQuietly,
   encodeAck,
   encodeFrame,
+  encodeHave,
   FrameReader,
+  type Held,
+  isQuery,
   parseName,
+  parseQuery,
   ProtocolError,
 } from "../protocol.ts";
 import { concat, makeImages, TempDirs } from "./helpers.ts";
@@ -87,37 +91,56 @@ Deno.test("any bytes fed to the frame reader end in frames or a ProtocolError, n
   );
 });
 
-/** What the fake server below does with one frame. */
+/** What the fake server below does with one frame or query. */
 type Verdict = "ok" | "err" | "wrong" | "garbage" | "silent" | "close";
 
+/** The answer a verdict gives to a file or to a query about one the server holds. */
+function answer(verdict: Verdict, held: Held): Uint8Array {
+  if (verdict === "garbage") return new TextEncoder().encode("HELLO\n");
+  const answered = verdict === "wrong" ? { ...held, crc32: held.crc32 ^ 1 } : held;
+  return held.file.startsWith("?")
+    ? encodeHave(verdict === "err" ? undefined : { ...answered, file: held.file.slice(1) })
+    : encodeAck(
+      verdict === "err" ? { ok: false, message: "Refused for the test" } : {
+        ok: true,
+        ...answered,
+      },
+    );
+}
+
 /**
- * Serves frames, answering each as the next verdict says (then "ok" once
- * they run out), across however many connections the client opens.
+ * Serves frames and queries (for which it holds every file it is asked
+ * about, with the CRC-32 in `crcs`), answering each as the next verdict says
+ * (then "ok" once they run out), across however many connections the
+ * client opens.
  */
-function verdictServer(verdicts: Verdict[]): { port: number; close: () => Promise<void> } {
+function verdictServer(
+  verdicts: Verdict[],
+  crcs: Map<string, number>,
+): { port: number; close: () => Promise<void> } {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const conns = new Set<Deno.Conn>();
   const serve = async (conn: Deno.Conn) => {
     const reader = new FrameReader(conn, { headerTimeout: 5_000, idleTimeout: 5_000 });
     try {
       for (let head; (head = await reader.readHead()) !== null;) {
-        let bytes = 0;
-        let crc = 0;
-        for await (const chunk of reader.data()) {
-          bytes += chunk.length;
-          crc = crc32(chunk, crc);
+        const chunks: Uint8Array[] = [];
+        for await (const chunk of reader.data()) chunks.push(chunk.slice());
+        const data = concat(...chunks);
+        let held: Held;
+        if (isQuery(head.nameField)) {
+          const { name, bytes } = parseQuery(data);
+          held = { file: `?${name}.jpg`, bytes, crc32: crcs.get(name) ?? 0 };
+        } else {
+          held = {
+            file: `${parseName(head.nameField)}.jpg`,
+            bytes: data.length,
+            crc32: crc32(data),
+          };
         }
-        const file = `${parseName(head.nameField)}.jpg`;
         const verdict = verdicts.shift() ?? "ok";
         if (verdict === "close") break;
-        if (verdict === "silent") continue;
-        await conn.write(
-          verdict === "garbage" ? new TextEncoder().encode("HELLO\n") : encodeAck(
-            verdict === "err"
-              ? { ok: false, message: "Refused for the test" }
-              : { ok: true, file, bytes, crc32: verdict === "wrong" ? crc ^ 1 : crc },
-          ),
-        );
+        if (verdict !== "silent") await conn.write(answer(verdict, held));
       }
     } catch {
       // The client went away, or gave up on a silent answer.
@@ -142,10 +165,11 @@ function verdictServer(verdicts: Verdict[]): { port: number; close: () => Promis
   };
 }
 
-Deno.test("uploadFiles() accounts for every file exactly once, whatever the server answers", async () => {
+Deno.test("uploadFiles() accounts for every file exactly once, whatever the server answers, with --resume too", async () => {
   await using temporary = new TempDirs();
   const input = await temporary.make();
-  await makeImages(input, [10, 20, 30, 40, 50, 60]);
+  const images = await makeImages(input, [10, 20, 30, 40, 50, 60]);
+  const crcs = new Map([...images].map(([name, bytes]) => [name, crc32(bytes)]));
   const { files } = await collectFiles([input]);
   const verdict = fc.constantFrom<Verdict>("ok", "err", "wrong", "garbage", "silent", "close");
   await fc.assert(
@@ -155,8 +179,9 @@ Deno.test("uploadFiles() accounts for every file exactly once, whatever the serv
       fc.integer({ min: 1, max: 3 }),
       fc.integer({ min: 1, max: 4 }),
       fc.integer({ min: 0, max: 1 }),
-      async (verdicts, count, concurrency, window, retries) => {
-        const server = verdictServer([...verdicts]);
+      fc.boolean(),
+      async (verdicts, count, concurrency, window, retries, resume) => {
+        const server = verdictServer([...verdicts], crcs);
         try {
           const chosen = files.slice(0, count);
           const seen: string[] = [];
@@ -166,6 +191,7 @@ Deno.test("uploadFiles() accounts for every file exactly once, whatever the serv
             window,
             retries,
             timeout: 300,
+            resume,
             onResult: (result) => seen.push(result.path),
           });
           assert.deepEqual(seen.toSorted(), chosen.map((file) => file.path).toSorted());
@@ -175,6 +201,6 @@ Deno.test("uploadFiles() accounts for every file exactly once, whatever the serv
         }
       },
     ),
-    { numRuns: 25 },
+    { numRuns: 50 },
   );
 });
