@@ -20,7 +20,8 @@ import {
   parseQuery,
   ProtocolError,
 } from "../protocol.ts";
-import { concat, makeImages, TempDirs } from "./helpers.ts";
+import { startServer } from "../server.ts";
+import { concat, listFolder, makeImages, TempDirs } from "./helpers.ts";
 
 const names = fc.stringMatching(/^[A-Za-z0-9_-]{1,32}$/);
 const files = fc.uint8Array({ maxLength: 3000 });
@@ -202,5 +203,100 @@ Deno.test("uploadFiles() accounts for every file exactly once, whatever the serv
       },
     ),
     { numRuns: 50 },
+  );
+});
+
+/**
+ * Forwards connections to `target`, cutting the n-th one (both ways) once
+ * `cuts[n]` bytes of it have gone from client to server; an undefined cut
+ * or a connection past the list forwards everything.
+ */
+function cuttingProxy(target: number, cuts: (number | undefined)[]) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const tasks: Promise<void>[] = [];
+  const relay = async (client: Deno.Conn, cut: number | undefined) => {
+    using server = await Deno.connect({ hostname: "127.0.0.1", port: target });
+    using _client = client;
+    const back = server.readable.pipeTo(client.writable, { preventClose: true }).catch(() => {});
+    const buffer = new Uint8Array(16_384);
+    let forwarded = 0;
+    try {
+      for (let n; (n = await client.read(buffer)) !== null;) {
+        const allowed = cut === undefined ? n : Math.min(n, cut - forwarded);
+        await server.write(buffer.subarray(0, allowed));
+        forwarded += allowed;
+        if (allowed < n || forwarded === cut) break;
+      }
+      if (cut === undefined) await server.closeWrite();
+    } catch {
+      // One side went away: the other goes too.
+    }
+    if (cut !== undefined) {
+      closeQuietly(server);
+      closeQuietly(client);
+    }
+    await back;
+  };
+  const accepting = (async () => {
+    for (let n = 0;; n++) {
+      const conn = await listener.accept().catch(() => null);
+      if (conn === null) return;
+      tasks.push(relay(conn, cuts[n]).catch(() => {}));
+    }
+  })();
+  let closed: Promise<void> | undefined;
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    close: () =>
+      closed ??= (async () => {
+        listener.close();
+        await accepting;
+        await Promise.all(tasks);
+      })(),
+  };
+}
+
+Deno.test("connections cut at any byte lose no file without a word, and leave nothing partial", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const images = await makeImages(input, [10, 3_000, 70_000, 300_000]);
+  const { files } = await collectFiles([input]);
+  const total = [...images.values()].reduce((sum, bytes) => sum + bytes.length, 0);
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.option(fc.integer({ min: 0, max: Math.ceil(total * 4 / 3) + 500 })), {
+        maxLength: 6,
+      }),
+      fc.integer({ min: 1, max: 2 }),
+      async (cuts, concurrency) => {
+        const out = await temporary.make();
+        const server = await startServer({ host: "127.0.0.1", port: 0, out });
+        const proxy = cuttingProxy(server.addr.port, cuts.map((cut) => cut ?? undefined));
+        try {
+          const confirmed: string[] = [];
+          const report = await uploadFiles(files, {
+            port: proxy.port,
+            concurrency,
+            retries: 1,
+            timeout: 2_000,
+            onResult: (result) => result.ok && confirmed.push(result.savedAs!),
+          });
+          assert.equal(report.confirmed + report.failed.length, files.length);
+          await proxy.close();
+          await server.shutdown(2_000);
+          const saved = await listFolder(out);
+          for (const name of saved) {
+            assert.ok(!name.endsWith(".part"), `a temporary file is left: ${name}`);
+            const original = images.get(name.replace(/\.jpg$/, ""));
+            assert.deepEqual(await Deno.readFile(`${out}/${name}`), original, name);
+          }
+          for (const name of confirmed) assert.ok(saved.includes(name), `${name} was confirmed`);
+        } finally {
+          await proxy.close();
+          await server.shutdown(2_000);
+        }
+      },
+    ),
+    { numRuns: 20 },
   );
 });
