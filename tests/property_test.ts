@@ -256,7 +256,7 @@ function cuttingProxy(target: number, cuts: (number | undefined)[]) {
   };
 }
 
-Deno.test("connections cut at any byte lose no file without a word, and leave nothing partial", async () => {
+Deno.test("connections cut at any byte lose no file without a word, and leave nothing partial, with --resume and a token too", async () => {
   await using temporary = new TempDirs();
   const input = await temporary.make();
   const images = await makeImages(input, [10, 3_000, 70_000, 300_000]);
@@ -268,9 +268,11 @@ Deno.test("connections cut at any byte lose no file without a word, and leave no
         maxLength: 6,
       }),
       fc.integer({ min: 1, max: 2 }),
-      async (cuts, concurrency) => {
+      fc.boolean(),
+      fc.option(fc.constant("correct horse battery staple"), { nil: undefined }),
+      async (cuts, concurrency, resume, token) => {
         const out = await temporary.make();
-        const server = await startServer({ host: "127.0.0.1", port: 0, out });
+        const server = await startServer({ host: "127.0.0.1", port: 0, out, token });
         const proxy = cuttingProxy(server.addr.port, cuts.map((cut) => cut ?? undefined));
         try {
           const confirmed: string[] = [];
@@ -279,6 +281,8 @@ Deno.test("connections cut at any byte lose no file without a word, and leave no
             concurrency,
             retries: 1,
             timeout: 2_000,
+            resume,
+            token,
             onResult: (result) => result.ok && confirmed.push(result.savedAs!),
           });
           assert.equal(report.confirmed + report.failed.length, files.length);
@@ -297,6 +301,6 @@ Deno.test("connections cut at any byte lose no file without a word, and leave no
         }
       },
     ),
-    { numRuns: 20 },
+    { numRuns: 30 },
   );
 });
