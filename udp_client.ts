@@ -242,16 +242,22 @@ async function main(): Promise<void> {
     const interactive = Deno.stdin.isTerminal();
     const prompt = () => interactive && Deno.stdout.writeSync(encoder.encode("data: "));
     prompt();
+    let endOfInput = true;
     for await (const result of readLines(Deno.stdin, MAX_LINE_SIZE)) {
       if (result.ok) {
         const line = trimLine(result.line);
-        if (line.length === 4 && decoder.decode(line) === "exit") break;
+        if (line.length === 4 && decoder.decode(line) === "exit") {
+          endOfInput = false;
+          break;
+        }
         await send(line);
       } else {
         fail(tooLong(result.tooLong));
       }
       prompt();
     }
+    // Ctrl-D leaves the cursor after the last prompt: end its line for the shell.
+    if (interactive && endOfInput) Deno.stdout.writeSync(encoder.encode("\n"));
   }
   Deno.exit(failures > 0 ? 1 : 0);
 }

@@ -458,6 +458,20 @@ Deno.test("the demo uploads the sample images and shows where they arrived", asy
   assert.match(demo.stdout, /identical to the originals: \d+ of \d+/);
 });
 
+Deno.test("udp_client.ts on a terminal prompts for each line and ends the last prompt's line at end of input", async () => {
+  const { server, port } = await spawnUdpServer();
+  await using _server = server;
+  // script(1) gives the client a terminal; the end of its piped input reaches the client as Ctrl-D.
+  const command =
+    `${Deno.execPath()} run --allow-net=127.0.0.1,0.0.0.0 ${ROOT}udp_client.ts --port ${port}`;
+  await using client = new Spawned("script", ["-qec", command, "/dev/null"], { stdin: true });
+  await client.write("typed\n");
+  await client.child.stdin.close();
+  assert.equal((await client.wait()).code, 0, client.stderr);
+  assert.match(client.stdout, /data: data: \r?\n$/);
+  await server.waitFor(/^typed$/m);
+});
+
 Deno.test("udp_client.ts sends each MESSAGE argument as one datagram and exits", async () => {
   const { server, port } = await spawnUdpServer();
   await using _server = server;
