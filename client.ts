@@ -542,6 +542,8 @@ class Uploader {
     try {
       sent = await this.#writer.send(this.#conn, entry);
     } catch (error) {
+      // The answers failed and closed the connection under this write: it failed as they did.
+      if (this.broken) return false;
       const message = (error as Error).message;
       this.#report({
         path: entry.path,

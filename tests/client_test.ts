@@ -10,6 +10,7 @@ import {
   makeImages,
   Spawned,
   TempDirs,
+  utf8,
   withServerAndImages,
 } from "./helpers.ts";
 
@@ -118,6 +119,52 @@ Deno.test("uploadFiles() reports the server's reason for a frame over its limit,
     assert.equal(report.confirmed, 2);
     assert.equal((await listFolder(out)).length, 2);
   }, { maxFrameSize: 1024 * 1024 });
+});
+
+Deno.test("uploadFiles() tries again a frame cut off when a bad answer ends its connection", async () => {
+  // The first connection answers its first frame with garbage while the
+  // client is still writing a large second one; later connections answer right.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let connections = 0;
+  const serving = (async () => {
+    for await (const conn of listener) {
+      const garbage = connections++ === 0;
+      (async () => {
+        const reader = new FrameReader(conn, {});
+        try {
+          for (let head; (head = await reader.readHead()) !== null;) {
+            let bytes = 0;
+            let crc = 0;
+            for await (const chunk of reader.data()) {
+              bytes += chunk.length;
+              crc = crc32(chunk, crc);
+            }
+            const file = `${new TextDecoder().decode(head.nameField).replace(/\0+$/, "")}.jpg`;
+            await conn.write(
+              garbage ? utf8("HELLO\n") : encodeAck({ ok: true, file, bytes, crc32: crc }),
+            );
+          }
+        } catch {
+          // Closed by the client.
+        } finally {
+          conn.close();
+        }
+      })();
+    }
+  })();
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  await Deno.writeFile(`${input}/a.jpg`, fakeJpeg(10));
+  await Deno.writeFile(`${input}/b.jpg`, fakeJpeg(16_000_000));
+  try {
+    const { files } = await collectFiles([input]);
+    const report = await uploadFiles(files, { port: listener.addr.port, concurrency: 1 });
+    assert.deepEqual(report.failed, []);
+    assert.equal(report.confirmed, 2);
+  } finally {
+    listener.close();
+    await serving.catch(() => {});
+  }
 });
 
 Deno.test("uploadFiles() reports a file it cannot read and still delivers the rest", async () => {
