@@ -114,12 +114,11 @@ for (const [what, args, message] of serverUsageErrors) {
   });
 }
 
-for (
-  const [task, usage] of [["demo", /^Usage: deno task demo/], [
-    "e2e:docker",
-    /^End-to-end/,
-  ]] as const
-) {
+const taskUsages: [string, RegExp][] = [
+  ["demo", /^Usage: deno task demo/],
+  ["e2e:docker", /^End-to-end/],
+];
+for (const [task, usage] of taskUsages) {
   Deno.test(`deno task ${task} prints its usage with --help and refuses other arguments`, async () => {
     const run = (arg: string) =>
       new Spawned(Deno.execPath(), ["task", "--quiet", task, arg], { cwd: ROOT });
@@ -463,7 +462,7 @@ Deno.test("udp_client.ts on a terminal prompts for each line and ends the last p
   await using _server = server;
   // script(1) gives the client a terminal; the end of its piped input reaches the client as Ctrl-D.
   const command =
-    `${Deno.execPath()} run --allow-net=127.0.0.1,0.0.0.0 ${ROOT}udp_client.ts --port ${port}`;
+    `'${Deno.execPath()}' run --allow-net=127.0.0.1,0.0.0.0 '${ROOT}udp_client.ts' --port ${port}`;
   await using client = new Spawned("script", ["-qec", command, "/dev/null"], { stdin: true });
   await client.write("typed\n");
   await client.child.stdin.close();
