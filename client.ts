@@ -23,6 +23,7 @@ import {
   formatBytes,
   formatDuration,
   HEADER_SIZE,
+  type Held,
   LineReader,
   MAX_ACK_SIZE,
   NAME_SIZE,
@@ -757,14 +758,12 @@ export async function uploadFiles(
         const frames = queries.map(({ entry, size }) => encodeQuery(entry.name, size));
         await writeWithin(conn, concatBytes(frames), timeout);
         for (const { entry, size } of batch) {
-          if (size < 0) {
-            rest.push(entry);
-            settled++;
-            continue;
+          let held: Held | undefined;
+          if (size >= 0) {
+            const line = await lines.readLine(timeout, ANSWER);
+            if (line === null) throw new Error("the server closed the connection");
+            held = parseHave(line);
           }
-          const line = await lines.readLine(timeout, ANSWER);
-          if (line === null) throw new Error("the server closed the connection");
-          const held = parseHave(line);
           if (held?.bytes === size && held.crc32 === await crc32OfFile(entry.path)) {
             record({
               path: entry.path,
