@@ -1680,6 +1680,8 @@ export function parseCount(text: string, flag: string, min = 1): number {
 
 /**
  * Returns the first sentence of an error's message, for a one-line report.
+ * `parseArgs` calls an option followed by another one "ambiguous"; that is
+ * nearly always a forgotten value, so it is named as such.
  *
  * @param error Anything thrown.
  * @returns The message up to its first full stop or line break.
@@ -1687,14 +1689,33 @@ export function parseCount(text: string, flag: string, min = 1): number {
  * @example Shorten a parser's message
  * ```ts
  * import assert from "node:assert/strict";
+ * import { parseArgs } from "node:util";
  * import { describeError } from "./protocol.ts";
  *
  * const error = new TypeError("Unknown option '--x'. To specify a positional argument, use --");
  * assert.equal(describeError(error), "Unknown option '--x'");
+ * assert.throws(
+ *   () => parseArgs({ args: ["--host", "--port"], options: { host: { type: "string" } } }),
+ *   (error) =>
+ *     describeError(error) ===
+ *       "Option '--host' is missing its value: write --host=VALUE if the value starts with a dash",
+ * );
+ * assert.throws(
+ *   () => parseArgs({ args: ["-c", "-v"], options: { c: { type: "string" } } }),
+ *   (error) => describeError(error) === "Option '-c' is missing its value",
+ * );
  * ```
  */
 export function describeError(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
+  const ambiguous = /^Option '(-[\w-]+)' argument is ambiguous\./.exec(message);
+  if (ambiguous) {
+    const option = ambiguous[1];
+    const hint = option.startsWith("--")
+      ? `: write ${option}=VALUE if the value starts with a dash`
+      : "";
+    return `Option '${option}' is missing its value${hint}`;
+  }
   return message.split(/\. |\n/)[0];
 }
 

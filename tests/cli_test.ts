@@ -43,6 +43,15 @@ for (const [script, flags] of scripts) {
     );
   });
 
+  Deno.test(`${script} names an option left without its value, with exit 2`, async () => {
+    await using child = denoScript(script, flags, ["--host", "--port", "1"]);
+    assert.equal((await child.wait()).code, 2);
+    assert.match(
+      child.stderr,
+      /: Option '--host' is missing its value: write --host=VALUE if the value starts with a dash\nTry/,
+    );
+  });
+
   Deno.test(`${script} rejects a bad port with exit 2`, async () => {
     await using child = denoScript(script, flags, [
       "--port",
