@@ -1237,7 +1237,20 @@ export function parseQuery(data: Uint8Array): { name: string; bytes: number } {
   return { bytes: Number(match[1]), name: match[2] };
 }
 
-/** What the server holds under a queried name, as {@linkcode encodeHave} reports it. */
+/**
+ * What the server holds under a queried name, as {@linkcode encodeHave} reports it.
+ *
+ * @example Carry a held file through an answer
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeHave, type Held, parseHave } from "./protocol.ts";
+ *
+ * const held: Held = { file: "cat.jpg", bytes: 52_101, crc32: 0x1c291ca3 };
+ * const line = encodeHave(held);
+ * // The answer ends with a newline, which parseHave() is given without.
+ * assert.deepEqual(parseHave(line.subarray(0, -1)), held);
+ * ```
+ */
 export interface Held {
   /** The file's name in the output folder. */
   file: string;
@@ -1774,7 +1787,18 @@ export async function checkNetPermission(...targets: string[]): Promise<void> {
   }
 }
 
-/** A parsed CIDR block, as returned by {@linkcode parseCidr}. */
+/**
+ * A parsed CIDR block, as returned by {@linkcode parseCidr}.
+ *
+ * @example Read the parts of a block
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Cidr, parseCidr } from "./protocol.ts";
+ *
+ * const block: Cidr = parseCidr("10.1.2.3/8");
+ * assert.deepEqual(block, { family: 4, network: 0x0a00_0000n, prefix: 8 });
+ * ```
+ */
 export interface Cidr {
   /** 4 or 6. */
   family: 4 | 6;
