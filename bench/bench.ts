@@ -353,8 +353,18 @@ function ceiling(work: string): System {
   };
 }
 
-/** Floods a UDP printer from one Python sender and counts the lines it printed. */
-async function udpFlood(label: string, count: number, work: string, ours: boolean) {
+/**
+ * Floods a UDP printer from one Python sender and counts the lines it
+ * printed. The flood starts `settle` seconds after the printer says it
+ * listens: at once, it also measures how fast the printer gets going.
+ */
+async function udpFlood(
+  label: string,
+  count: number,
+  work: string,
+  ours: boolean,
+  settle: number,
+) {
   const log = await Deno.makeTempFile({ dir: work, prefix: `udp-${ours ? "ours" : "original"}-` });
   const server = ours
     ? new Proc(Deno.execPath(), [
@@ -366,6 +376,7 @@ async function udpFlood(label: string, count: number, work: string, ours: boolea
     ], log)
     : new Proc("python3", [`${ROOT}tests/original/udp_server.py`, "0"], log);
   const port = (await server.started(/listening on [^:]+:(\d+)/))[1];
+  await sleep(settle * 1000);
   const sender = `
 import random, socket, string, sys, time
 count, port = int(sys.argv[1]), int(sys.argv[2])
@@ -395,6 +406,7 @@ print(count / (time.perf_counter() - started))
     server.output().split("\n").filter((line) => /^m-[A-Za-z]{14,62}$/.test(line)).length;
   return {
     label,
+    settle,
     rate: Number(Deno.readTextFileSync(senderLog).trim()),
     received: lines / count,
   };
@@ -532,11 +544,19 @@ async function main(): Promise<void> {
     }
 
     const udpCount = quick ? 5_000 : 200_000;
-    const udp = [];
+    const udpSettles = [0, 1];
+    const udp: Awaited<ReturnType<typeof udpFlood>>[] = [];
     for (let round = 0; round < rounds; round++) {
-      udp.push(await udpFlood("udp_server.ts", udpCount, work, true));
-      udp.push(await udpFlood("original udp_server.py", udpCount, work, false));
+      for (const settle of udpSettles) {
+        const pair = [
+          () => udpFlood("udp_server.ts", udpCount, work, true, settle),
+          () => udpFlood("original udp_server.py", udpCount, work, false, settle),
+        ];
+        // Alternate which printer meets the flood first.
+        for (const flood of round % 2 ? pair.reverse() : pair) udp.push(await flood());
+      }
     }
+    const udpStart = (settle: number) => settle === 0 ? "at once" : `after ${settle} s`;
 
     const lines: string[] = [];
     lines.push(
@@ -567,17 +587,21 @@ async function main(): Promise<void> {
     }
     lines.push(
       "",
-      "| UDP server | datagrams sent | sender rate /s (median) | received and printed (median, min–max) |",
-      "| --- | ---: | ---: | --- |",
+      "| UDP server | flood starts | datagrams sent | sender rate /s (median) | received and printed (median, min–max) |",
+      "| --- | --- | ---: | ---: | --- |",
     );
-    for (const label of ["udp_server.ts", "original udp_server.py"]) {
-      const runs = udp.filter((u) => u.label === label);
-      const received = runs.map((u) => u.received * 100);
-      lines.push(
-        `| ${label} | ${udpCount} | ${median(runs.map((u) => u.rate)).toFixed(0)} | ${
-          median(received).toFixed(2)
-        }% (${Math.min(...received).toFixed(2)}–${Math.max(...received).toFixed(2)}%) |`,
-      );
+    for (const settle of udpSettles) {
+      for (const label of ["udp_server.ts", "original udp_server.py"]) {
+        const runs = udp.filter((u) => u.label === label && u.settle === settle);
+        const received = runs.map((u) => u.received * 100);
+        lines.push(
+          `| ${label} | ${udpStart(settle)} | ${udpCount} | ${
+            median(runs.map((u) => u.rate)).toFixed(0)
+          } | ${median(received).toFixed(2)}% (${Math.min(...received).toFixed(2)}–${
+            Math.max(...received).toFixed(2)
+          }%) |`,
+        );
+      }
     }
 
     const goals: string[] = [];
@@ -610,15 +634,21 @@ async function main(): Promise<void> {
         })`,
       );
     }
-    const udpOurs = median(udp.filter((u) => u.label === "udp_server.ts").map((u) => u.received));
-    const udpOriginal = median(
-      udp.filter((u) => u.label !== "udp_server.ts").map((u) => u.received),
-    );
-    goals.push(
-      `- UDP: received ${(udpOurs * 100).toFixed(2)}% against the original's ${
-        (udpOriginal * 100).toFixed(2)
-      }% (goal ≥: ${verdict(udpOurs >= udpOriginal)})`,
-    );
+    // Judged both ways: a printer that only keeps up once warm is not met.
+    for (const settle of udpSettles) {
+      const share = (ours: boolean) =>
+        median(
+          udp.filter((u) => (u.label === "udp_server.ts") === ours && u.settle === settle)
+            .map((u) => u.received),
+        );
+      goals.push(
+        `- UDP, flood starting ${udpStart(settle)}: received ${
+          (share(true) * 100).toFixed(2)
+        }% against the original's ${(share(false) * 100).toFixed(2)}% (goal ≥: ${
+          verdict(share(true) >= share(false))
+        })`,
+      );
+    }
 
     const memory = Deno.readTextFileSync("/proc/meminfo").match(/MemTotal:\s+(\d+)/)?.[1];
     const header = [
