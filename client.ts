@@ -147,8 +147,8 @@ async function listFolder(
 
 /**
  * Picks the files to send: each file named, and the files with a matching
- * extension in each folder named, sorted by path; then the original's
- * batching selects `batchSize * maxBatch` of them from `start`.
+ * extension in each folder named, sorted by path, each path once; then the
+ * original's batching selects `batchSize * maxBatch` of them from `start`.
  *
  * @param paths Folders and files.
  * @param options Which files to take.
@@ -176,10 +176,19 @@ export async function collectFiles(
         .sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0),
     );
   }
+  // A file named twice, or named and found in its folder, is sent once.
+  // Only "." and doubled slashes are folded: "link/.." may lead elsewhere.
+  const seen = new Set<string>();
+  const unique = candidates.filter(({ path }) => {
+    const key = path.replace(/\/+/g, "/").replace(/(^|\/)(?:\.\/)+/g, "$1");
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
   const start = options.start ?? 0;
   const count = (options.batchSize ?? 20) * (options.maxBatch ?? 10_000);
-  const selection: Selection = { files: [], skipped: [], found: candidates.length };
-  for (const { path, regular } of candidates.slice(start, start + count)) {
+  const selection: Selection = { files: [], skipped: [], found: unique.length };
+  for (const { path, regular } of unique.slice(start, start + count)) {
     const name = nameFor(path);
     try {
       // Opening a FIFO would wait for a writer: such paths are never opened.

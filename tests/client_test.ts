@@ -61,6 +61,23 @@ Deno.test("collectFiles() reports a file whose name cannot be sent and keeps the
   assert.match(picked.skipped[0].message!, /40 bytes, more than 32/);
 });
 
+Deno.test("collectFiles() takes a file once, however many times and ways it is named", async () => {
+  await using temporary = new TempDirs();
+  const dir = await temporary.make();
+  await Deno.writeFile(`${dir}/a.jpg`, new Uint8Array(1));
+  await Deno.writeFile(`${dir}/b.jpg`, new Uint8Array(1));
+  const picked = await collectFiles([
+    `${dir}/a.jpg`,
+    `${dir}//a.jpg`,
+    `${dir}/./a.jpg`,
+    dir,
+    `${dir}/`,
+  ], { start: 1 });
+  // Counted once too, so --start skips one file, not one of its names.
+  assert.equal(picked.found, 2);
+  assert.deepEqual(picked.files.map((f) => f.name), ["b"]);
+});
+
 Deno.test("collectFiles() fails for a path that does not exist", async () => {
   await assert.rejects(collectFiles(["/nonexistent/folder"]), Deno.errors.NotFound);
 });
