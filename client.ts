@@ -773,7 +773,7 @@ export async function uploadFiles(
             if (line === null) throw new Error("the server closed the connection");
             held = parseHave(line);
           }
-          if (held?.bytes === size && held.crc32 === await crc32OfFile(entry.path)) {
+          if (held?.bytes === size && held.crc32 === crc32OfFile(entry.path)) {
             record({
               path: entry.path,
               ok: true,

@@ -388,9 +388,14 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     for (const extension of EXTENSIONS) {
       const file = `${query.name}.${extension}`;
       const path = joinPath(out, file);
-      const info = await Deno.lstat(path).catch(() => undefined);
+      let info: Deno.FileInfo | undefined;
+      try {
+        info = Deno.lstatSync(path);
+      } catch {
+        continue;
+      }
       if (info?.isFile && info.size === query.bytes) {
-        return { file, bytes: info.size, crc32: await crc32OfFile(path) };
+        return { file, bytes: info.size, crc32: crc32OfFile(path) };
       }
     }
     return undefined;
