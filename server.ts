@@ -388,13 +388,13 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     for (const extension of EXTENSIONS) {
       const file = `${query.name}.${extension}`;
       const path = joinPath(out, file);
-      let info: Deno.FileInfo | undefined;
+      let info: Deno.FileInfo;
       try {
         info = Deno.lstatSync(path);
       } catch {
         continue;
       }
-      if (info?.isFile && info.size === query.bytes) {
+      if (info.isFile && info.size === query.bytes) {
         return { file, bytes: info.size, crc32: crc32OfFile(path) };
       }
     }
