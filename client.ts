@@ -442,6 +442,8 @@ class Uploader {
   broken: string | undefined;
   /** Whether no other connection could do better: the server refused this client itself. */
   refused = false;
+  /** Whether the server has said OK to anything here; one that turned the connection away never has. */
+  accepted = false;
 
   constructor(
     conn: Deno.Conn,
@@ -470,6 +472,7 @@ class Uploader {
         const line = await lines.readLine(this.#timeout, ANSWER);
         if (line === null) throw new Error("the server closed the connection");
         const ack = parseAck(line);
+        if (ack.ok) this.accepted = true;
         // The server closes after this answer, and answers every connection so.
         if (!ack.ok && ack.message.startsWith("Authentication required")) {
           throw new Deno.errors.PermissionDenied(
@@ -633,6 +636,12 @@ export async function uploadFiles(
   let onResult: (result: FileResult) => void;
   /** Why the server will take nothing from this client, once it is known: the rest fail at once. */
   let refusal: string | undefined;
+  /** Connections open now, over all workers. */
+  let open = 0;
+  /** Workers of this pass that stopped because the server turned their connection away. */
+  let retired = 0;
+  /** Connections for the next pass. */
+  let width = options.concurrency ?? 4;
   /** Counts a file's final fate and passes it on. */
   const record = (result: FileResult) => {
     if (result.ok) {
@@ -694,24 +703,37 @@ export async function uploadFiles(
 
   async function worker(): Promise<void> {
     let uploader: Uploader | undefined;
-    for (let next = queue.next(); !next.done; next = queue.next()) {
-      const entry = next.value;
+    for (;;) {
       if (uploader?.broken) {
         if (uploader.refused) refusal ??= uploader.broken;
+        const turnedAway = !uploader.accepted;
         await uploader.close();
         uploader = undefined;
+        open--;
+        // Turned away before taking anything while other connections work:
+        // the server is at its limit, so this one leaves the rest to them.
+        if (turnedAway && open > 0 && refusal === undefined) {
+          retired++;
+          return;
+        }
       }
+      const next = queue.next();
+      if (next.done) break;
+      const entry = next.value;
       if (refusal !== undefined) {
         onResult({ path: entry.path, ok: false, bytes: 0, message: refusal, transient: false });
         continue;
       }
       try {
-        uploader ??= new Uploader(await connectWithin(target, timeout), {
-          timeout,
-          window: options.window ?? 32,
-          onResult,
-          token: options.token,
-        });
+        if (uploader === undefined) {
+          uploader = new Uploader(await connectWithin(target, timeout), {
+            timeout,
+            window: options.window ?? 32,
+            onResult,
+            token: options.token,
+          });
+          open++;
+        }
       } catch (error) {
         const reason = (error as Error).message;
         const message = `Cannot connect to ${formatAddress(host, port)}: ${
@@ -738,7 +760,10 @@ export async function uploadFiles(
         });
       }
     }
-    await uploader?.close();
+    if (uploader !== undefined) {
+      await uploader.close();
+      open--;
+    }
   }
 
   /**
@@ -803,9 +828,12 @@ export async function uploadFiles(
       if (!result.ok && result.transient && attempt < retries) again.push(byPath.get(result.path)!);
       else record(result);
     };
-    const workers = Math.max(1, Math.min(options.concurrency ?? 4, pass.length));
+    const workers = Math.max(1, Math.min(width, pass.length));
+    retired = 0;
     await Promise.all(Array.from({ length: workers }, options.legacy ? legacyWorker : worker));
     if (again.length === 0) return report;
+    // As many connections as the server took this time.
+    width = workers - retired;
     await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** attempt, 4000)));
     pass = again;
   }

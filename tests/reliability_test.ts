@@ -183,6 +183,18 @@ Deno.test("server refuses connections above its per-address limit with an answer
   });
 });
 
+Deno.test("uploadFiles() with more connections than the server allows it delivers every file", async () => {
+  await withServer({ maxConnectionsPerAddress: 2 }, async (port, out) => {
+    await using temporary = new TempDirs();
+    const input = await temporary.make();
+    await makeImages(input, Array(400).fill(20_000));
+    const { files } = await collectFiles([input]);
+    const report = await uploadFiles(files, { port, concurrency: 8, retries: 1 });
+    assert.deepEqual(report.failed, []);
+    assert.equal((await listFolder(out)).length, 400);
+  });
+});
+
 Deno.test("1,000 idle connections and a one-byte-at-a-time client do not stop a normal upload", async () => {
   await withServer({}, async (port, out) => {
     const idle: net.Socket[] = [];
