@@ -473,6 +473,10 @@ class Uploader {
         if (line === null) throw new Error("the server closed the connection");
         const ack = parseAck(line);
         if (ack.ok) this.accepted = true;
+        // Before any OK, busy is said of the connection, which the server then closes.
+        else if (!this.accepted && ack.message.startsWith("Server busy")) {
+          throw new Deno.errors.Busy(`Refused by the server: ${ack.message}`);
+        }
         // The server closes after this answer, and answers every connection so.
         if (!ack.ok && ack.message.startsWith("Authentication required")) {
           throw new Deno.errors.PermissionDenied(
@@ -512,7 +516,8 @@ class Uploader {
       // Only a failure of the connection itself is called a lost connection.
       const message = tls
         ? "The server speaks TLS: add --tls, or --ca FILE"
-        : refused || error instanceof ProtocolError || error instanceof SyntaxError
+        : refused || error instanceof ProtocolError || error instanceof SyntaxError ||
+            error instanceof Deno.errors.Busy
         ? (error as Error).message
         : `Connection lost: ${(error as Error).message}`;
       this.broken ??= message;

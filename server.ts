@@ -332,6 +332,8 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
   /** Each open connection, and whether a frame is in progress on it. */
   const connections = new Map<Deno.Conn, { busy: boolean }>();
   const handlers = new Set<Promise<void>>();
+  /** Connections refused as busy, each lingering until its client stops sending. */
+  const turnedAway = new Map<Deno.Conn, Promise<void>>();
   let stopping = false;
 
   /**
@@ -559,16 +561,25 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       return;
     }
     const fromAddress = perAddress.get(address) ?? 0;
+    const open = (count: number) => `${count} connection${count === 1 ? "" : "s"} already open`;
     const busy = connections.size >= maxConnections
-      ? `Server busy: ${maxConnections} connections already open`
+      ? `Server busy: ${open(maxConnections)}`
       : fromAddress >= maxPerAddress
-      ? `Server busy: ${maxPerAddress} connections already open from ${address}`
+      ? `Server busy: ${open(maxPerAddress)} from ${address}`
       : undefined;
     if (busy !== undefined) {
       emit({ type: "refused", peer: peerOf(conn), message: busy });
-      conn.write(encodeAck({ ok: false, message: busy })).catch(() => {}).finally(() =>
-        closeQuietly(conn)
-      );
+      // Closing on the frames a client sent at once would reset the
+      // connection and lose the answer; a few may wait for them to stop.
+      const linger = turnedAway.size < MAX_TURNED_AWAY;
+      const refusing = conn.write(encodeAck({ ok: false, message: busy }))
+        .then(() => linger ? drainBriefly(conn) : undefined)
+        .catch(() => {})
+        .finally(() => {
+          turnedAway.delete(conn);
+          closeQuietly(conn);
+        });
+      if (linger) turnedAway.set(conn, refusing);
       return;
     }
     perAddress.set(address, fromAddress + 1);
@@ -614,7 +625,9 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       clearTimeout(timer);
     }
     for (const conn of connections.keys()) closeQuietly(conn);
-    await Promise.all(handlers);
+    const refusals = [...turnedAway.values()];
+    for (const conn of turnedAway.keys()) closeQuietly(conn);
+    await Promise.all([...handlers, ...refusals]);
     folderLock.close();
     return { ...stats };
   }
@@ -632,6 +645,8 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
 
 /** Longest a connection is read and ignored after the answer that ends it. */
 const LINGER_MS = 2_000;
+/** Connections refused as busy that may linger at once; more are closed at once. */
+const MAX_TURNED_AWAY = 64;
 
 /**
  * Ends the writing side and reads what the client still sends, for a while:

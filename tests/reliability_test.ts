@@ -195,6 +195,55 @@ Deno.test("uploadFiles() with more connections than the server allows it deliver
   });
 });
 
+Deno.test("uploadFiles() turned away by a full server says so for every file", async () => {
+  await withServer({ maxConnections: 1 }, async (port) => {
+    const holder = await connectFrom("127.0.0.1", port);
+    await using temporary = new TempDirs();
+    const input = await temporary.make();
+    try {
+      await makeImages(input, Array(200).fill(20_000));
+      const { files } = await collectFiles([input]);
+      const report = await uploadFiles(files, { port, retries: 0 });
+      assert.equal(report.failed.length, 200);
+      const reasons = new Set(report.failed.map((failure) => failure.message));
+      assert.deepEqual([...reasons], [
+        "Refused by the server: Server busy: 1 connection already open",
+      ]);
+    } finally {
+      holder.destroy();
+    }
+  });
+});
+
+Deno.test("server lets at most 64 refused connections linger for their answer, and closes the rest at once", async () => {
+  await withServer({ maxConnections: 1 }, async (port) => {
+    const holder = await connectFrom("127.0.0.1", port);
+    const refused: Deno.TcpConn[] = [];
+    try {
+      for (let i = 0; i < 100; i++) {
+        refused.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+      }
+      // Each is answered, then the server stops writing to it.
+      for (const conn of refused) {
+        const lines = new LineReader(conn, MAX_ACK_SIZE);
+        assert.match(new TextDecoder().decode((await lines.readLine(5000))!), /^ERR Server busy/);
+        assert.equal(await lines.readLine(5000), null);
+      }
+      // A lingering one reads on for 2 s; a closed one resets at the first
+      // bytes, and the next write fails.
+      const frame = new TextEncoder().encode("0000000000000042");
+      for (const conn of refused) await conn.write(frame);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      let reset = 0;
+      for (const conn of refused) await conn.write(frame).catch(() => reset++);
+      assert.equal(reset, 36);
+    } finally {
+      holder.destroy();
+      for (const conn of refused) conn.close();
+    }
+  });
+});
+
 Deno.test("1,000 idle connections and a one-byte-at-a-time client do not stop a normal upload", async () => {
   await withServer({}, async (port, out) => {
     const idle: net.Socket[] = [];
