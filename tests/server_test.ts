@@ -283,6 +283,30 @@ Deno.test("server acknowledges an identical re-upload without a copy and refuses
   });
 });
 
+// Same size, one byte apart: in a word, in the bytes after the last whole
+// word, and in a later read of a file longer than one.
+for (const [size, at] of [[1003, 500], [1003, 1002], [600_001, 600_000], [600_000, 300_000]]) {
+  Deno.test(`server tells a ${size}-byte file from one whose byte ${at} differs`, async () => {
+    await withServer({}, async (port, out) => {
+      const original = fakeJpeg(size);
+      const other = original.slice();
+      other[at] ^= 1;
+      using client = await connect(port);
+      await client.send(encodeFrame("same", original));
+      assert.equal((await client.ack())?.ok, true);
+      await client.send(encodeFrame("same", other));
+      const answer = await client.ack();
+      assert.match(
+        answer && !answer.ok ? answer.message : "",
+        /different file of that name exists/,
+      );
+      await client.send(encodeFrame("same", original));
+      assert.equal((await client.ack())?.ok, true);
+      assert.deepEqual(await Deno.readFile(`${out}/same.jpg`), original);
+    });
+  });
+}
+
 Deno.test("server never writes through a symlink planted at the final name", async () => {
   const outside = await Deno.makeTempFile();
   await Deno.writeTextFile(outside, "precious");
