@@ -570,11 +570,12 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       return;
     }
     const fromAddress = perAddress.get(address) ?? 0;
-    const open = (count: number) => `${count} connection${count === 1 ? "" : "s"} already open`;
+    const alreadyOpen = (count: number) =>
+      `${count} connection${count === 1 ? "" : "s"} already open`;
     const busy = connections.size >= maxConnections
-      ? `Server busy: ${open(maxConnections)}`
+      ? `Server busy: ${alreadyOpen(maxConnections)}`
       : fromAddress >= maxPerAddress
-      ? `Server busy: ${open(maxPerAddress)} from ${address}`
+      ? `Server busy: ${alreadyOpen(maxPerAddress)} from ${address}`
       : undefined;
     if (busy !== undefined) {
       emit({ type: "refused", peer: peerOf(conn), message: busy });
