@@ -1034,10 +1034,13 @@ async function main(): Promise<void> {
   }
 
   const connections = Math.max(1, Math.min(concurrency, selection.files.length));
+  const over = `over ${connections} connection${connections === 1 ? "" : "s"}`;
+  const address = formatAddress(host, port);
+  const count = selection.files.length;
   console.log(
-    `sending ${selection.files.length} files to ${
-      formatAddress(host, port)
-    } over ${connections} connection${connections === 1 ? "" : "s"}${legacy ? " (legacy)" : ""}`,
+    parsed.upload.resume
+      ? `asking ${address} which of ${count} files it holds, then sending the others ${over}`
+      : `sending ${count} files to ${address} ${over}${legacy ? " (legacy)" : ""}`,
   );
   try {
     await uploadFiles(selection.files, {

@@ -312,6 +312,25 @@ Deno.test("client.ts says it uses no more connections than it has files", async 
   assert.match(client.stdout, /^sending 2 files to 127\.0\.0\.1:\d+ over 2 connections\n/);
 });
 
+Deno.test("client.ts --resume says it asks first, and counts what the server already held", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  await makeImages(input, [10, 20]);
+  const { server, port } = await spawnServer(await temporary.make());
+  await using _server = server;
+  {
+    await using first = spawnClient(input, ["--port", String(port), "--resume"]);
+    assert.equal((await first.wait()).code, 0, first.stderr);
+  }
+  await using again = spawnClient(input, ["--port", String(port), "--resume"]);
+  assert.equal((await again.wait()).code, 0, again.stderr);
+  assert.match(
+    again.stdout,
+    /^asking 127\.0\.0\.1:\d+ which of 2 files it holds, then sending the others over 2 connections\n/,
+  );
+  assert.match(again.stdout, /confirmed 2 of 2 files .*\(2 already there, not sent\)\n$/);
+});
+
 Deno.test("client.ts takes --ext as a shell pattern or with a dot, in any case", async () => {
   await using temporary = new TempDirs();
   const input = await temporary.make();
