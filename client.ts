@@ -748,8 +748,11 @@ export async function uploadFiles(
             ? `the server does not speak TLS (${reason})`
             : reason
         }`;
-        // A certificate TLS refused (InvalidData) stays refused however often it is tried.
-        const transient = !(error instanceof Deno.errors.InvalidData);
+        // A certificate TLS refused (InvalidData), or a name that does not
+        // exist, stays so however often it is tried.
+        const transient = !(error instanceof Deno.errors.InvalidData) &&
+          !/Name or service not known|No address associated with hostname|nor servname provided/
+            .test(reason);
         if (!transient) refusal ??= message;
         onResult({ path: entry.path, ok: false, bytes: 0, message, transient });
         continue;

@@ -357,6 +357,21 @@ Deno.test("collectFiles() reports a FIFO or a dangling link instead of opening i
   ]);
 });
 
+Deno.test("uploadFiles() fails every file at once, and for good, when the host name does not resolve", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  await makeImages(input, [100, 200, 300]);
+  const { files } = await collectFiles([input]);
+  // glibc refuses a name that begins with a dash without asking a resolver,
+  // so nothing leaves the machine.
+  const report = await uploadFiles(files, { host: "-no-such-host", retries: 3 });
+  assert.equal(report.failed.length, 3);
+  for (const failure of report.failed) {
+    assert.match(failure.message!, /^Cannot connect to -no-such-host:9999: .*not known/);
+    assert.equal(failure.transient, false);
+  }
+});
+
 Deno.test("uploadFiles() tries a refused connection again and delivers once the server is up", async () => {
   await using temporary = new TempDirs();
   const input = await temporary.make();
