@@ -363,7 +363,7 @@ Deno.test("uploadFiles() fails every file at once, and for good, when the host n
   await makeImages(input, [100, 200, 300]);
   const { files } = await collectFiles([input]);
   // glibc refuses a name that begins with a dash without asking a resolver,
-  // so nothing leaves the machine.
+  // so nothing leaves the machine. (The test task grants --allow-net for it.)
   const report = await uploadFiles(files, { host: "-no-such-host", retries: 3 });
   assert.equal(report.failed.length, 3);
   for (const failure of report.failed) {
