@@ -748,9 +748,10 @@ export async function uploadFiles(
             ? `the server does not speak TLS (${reason})`
             : reason
         }`;
-        // A certificate TLS refused (InvalidData), or a name that does not
-        // exist, stays so however often it is tried.
+        // A certificate TLS refused (InvalidData), a missing permission, or a
+        // name that does not exist stays so however often it is tried.
         const transient = !(error instanceof Deno.errors.InvalidData) &&
+          !(error instanceof Deno.errors.NotCapable) &&
           !/Name or service not known|No address associated with hostname|nor servname provided/
             .test(reason);
         if (!transient) refusal ??= message;

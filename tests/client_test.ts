@@ -8,6 +8,7 @@ import {
   fakeJpeg,
   listFolder,
   makeImages,
+  ROOT,
   Spawned,
   TempDirs,
   utf8,
@@ -368,6 +369,34 @@ Deno.test("uploadFiles() fails every file at once, and for good, when the host n
   assert.equal(report.failed.length, 3);
   for (const failure of report.failed) {
     assert.match(failure.message!, /^Cannot connect to -no-such-host:9999: .*not known/);
+    assert.equal(failure.transient, false);
+  }
+});
+
+Deno.test("uploadFiles() fails every file at once, and for good, without net permission for the server", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  await makeImages(input, [100, 200, 300]);
+  // In a process of its own, so that the permission is missing whatever this one was granted.
+  const script = `${await temporary.make()}/upload.ts`;
+  await Deno.writeTextFile(
+    script,
+    `import { collectFiles, uploadFiles } from ${JSON.stringify(`${ROOT}client.ts`)};
+const { files } = await collectFiles([${JSON.stringify(input)}]);
+const report = await uploadFiles(files, { host: "127.0.0.1", port: 9, retries: 3 });
+console.log(JSON.stringify(report.failed));`,
+  );
+  await using child = new Spawned(Deno.execPath(), [
+    "run",
+    "--allow-read",
+    "--allow-net=127.0.0.2",
+    script,
+  ]);
+  assert.equal((await child.wait()).code, 0, child.stderr);
+  const failed: FileResult[] = JSON.parse(child.stdout);
+  assert.equal(failed.length, 3);
+  for (const failure of failed) {
+    assert.match(failure.message!, /^Cannot connect to 127\.0\.0\.1:9: Requires net access/);
     assert.equal(failure.transient, false);
   }
 });
