@@ -18,6 +18,8 @@ const ROOT = new URL("../", import.meta.url).pathname;
 const RESULTS = `${ROOT}bench/RESULTS.md`;
 const README = `${ROOT}README.md`;
 const MiB = 1024 * 1024;
+/** Units of the CPU times in /proc/PID/stat: USER_HZ, 100 on every Linux this runs on. */
+const CLOCK_TICKS = 100;
 
 interface Dataset {
   name: string;
@@ -37,6 +39,8 @@ interface Sample {
   intact: number;
   clientKiB?: number;
   serverKiB?: number;
+  /** User and system seconds of the run's processes (see the table's header). */
+  cpu?: number;
 }
 
 interface System {
@@ -134,6 +138,14 @@ class Proc {
     }
   }
 
+  /** User and system seconds spent so far, from /proc. */
+  cpuSeconds(): number {
+    const stat = Deno.readTextFileSync(`/proc/${this.child.pid}/stat`);
+    // The name field may hold spaces; utime and stime are the 12th and 13th after it.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  }
+
   /** Peak resident memory so far, from /proc. */
   peakKiB(): number | undefined {
     try {
@@ -154,15 +166,25 @@ class Proc {
   }
 }
 
-/** Runs a command to its end under GNU time and returns its status, seconds and peak RSS. */
+/**
+ * Runs a command to its end under GNU time and returns its status, seconds,
+ * peak RSS and the CPU seconds of it and every child it waited for.
+ */
 async function timed(command: string, args: string[], log: string) {
-  const rssFile = `${log}.rss`;
+  const timeFile = `${log}.time`;
   const started = performance.now();
-  const status = await new Proc("/usr/bin/time", ["-f", "%M", "-o", rssFile, command, ...args], log)
-    .child.status;
+  const status = await new Proc("/usr/bin/time", [
+    "-f",
+    "%M %U %S",
+    "-o",
+    timeFile,
+    command,
+    ...args,
+  ], log).child.status;
   const seconds = (performance.now() - started) / 1000;
-  const kiB = Number(Deno.readTextFileSync(rssFile).trim().split("\n").at(-1));
-  return { status, seconds, kiB };
+  const [kiB, user, system] = Deno.readTextFileSync(timeFile).trim().split("\n").at(-1)!
+    .split(" ").map(Number);
+  return { status, seconds, kiB, cpu: user + system };
 }
 
 function freePort(): number {
@@ -233,6 +255,8 @@ function ours(
         if (resume && !(await upload([])).status.success) {
           throw new Error(`client failed: ${Deno.readTextFileSync(`${out}.client.log`)}`);
         }
+        // The server's start-up, and the untimed upload before --resume, are not the run's.
+        const serverCpu = server.cpuSeconds();
         const client = await upload(resume ? ["--resume"] : []);
         const report = Deno.readTextFileSync(`${out}.client.log`);
         if (!client.status.success) throw new Error(`client failed: ${report}`);
@@ -240,6 +264,7 @@ function ours(
         const elapsed = report.match(/ in ([0-9.]+) (ms|s),/);
         if (!elapsed) throw new Error(`no time in the client's summary: ${report}`);
         const serverKiB = server.peakKiB();
+        const cpu = client.cpu + server.cpuSeconds() - serverCpu;
         const intact = await countIntact(out, (name) => {
           if (raw) return /^\d+$/.test(name) ? 32 + base64Size(set.bytes / set.files) : undefined;
           return set.sizes.get(name.replace(/\.jpg$/, ""));
@@ -251,6 +276,7 @@ function ours(
           intact,
           clientKiB: client.kiB,
           serverKiB,
+          cpu,
         };
       } finally {
         await server.stop("SIGTERM");
@@ -274,6 +300,7 @@ function original(work: string, subsets: Map<string, Dataset>): System {
       );
       try {
         const port = (await server.started(/listening on [^:]+:(\d+)/))[1];
+        const serverCpu = server.cpuSeconds();
         const started = performance.now();
         const client = await timed("python3", [
           `${ROOT}tests/original/tcp_client.py`,
@@ -291,6 +318,7 @@ function original(work: string, subsets: Map<string, Dataset>): System {
         );
         const seconds = (performance.now() - started) / 1000;
         const serverKiB = server.peakKiB();
+        const cpu = client.cpu + server.cpuSeconds() - serverCpu;
         // The original stores each body (name + base64) as a numbered file.
         const body = 32 + base64Size(set.bytes / set.files);
         const intact = await countIntact(out, () => body);
@@ -301,6 +329,7 @@ function original(work: string, subsets: Map<string, Dataset>): System {
           intact,
           clientKiB: client.kiB,
           serverKiB,
+          cpu,
         };
       } finally {
         await server.stop("SIGKILL");
@@ -323,25 +352,40 @@ function tarNc(work: string): System {
     async run(set) {
       const out = await Deno.makeTempDir({ dir: work, prefix: "tar-" });
       const port = freePort();
-      const receiver = new Proc("sh", [
+      const receiverTime = `${out}.receiver.time`;
+      const receiver = new Proc("/usr/bin/time", [
+        "-f",
+        "%U %S",
+        "-o",
+        receiverTime,
+        "sh",
         "-c",
         `nc -l 127.0.0.1 ${port} | tar x -C '${out}'`,
       ], `${out}.receiver.log`);
       try {
         await until("nc to listen", () => listening(port));
         const started = performance.now();
-        const sender = new Proc(
-          "sh",
-          ["-c", `tar c -C '${set.dir}' . | nc -N 127.0.0.1 ${port}`],
-          `${out}.sender.log`,
-        );
-        const [sent, received] = await Promise.all([sender.child.status, receiver.child.status]);
+        const senderLog = `${out}.sender.log`;
+        const [sender, received] = await Promise.all([
+          timed("sh", ["-c", `tar c -C '${set.dir}' . | nc -N 127.0.0.1 ${port}`], senderLog),
+          receiver.child.status,
+        ]);
         const seconds = (performance.now() - started) / 1000;
-        if (!sent.success || !received.success) {
-          throw new Error(`tar | nc failed: ${sender.output()} ${receiver.output()}`);
+        if (!sender.status.success || !received.success) {
+          throw new Error(
+            `tar | nc failed: ${Deno.readTextFileSync(senderLog)} ${receiver.output()}`,
+          );
         }
+        const [user, system] = Deno.readTextFileSync(receiverTime).trim().split("\n").at(-1)!
+          .split(" ").map(Number);
         const intact = await countIntact(out, (name) => set.sizes.get(name.replace(/\.jpg$/, "")));
-        return { seconds, files: set.files, bytes: set.bytes, intact };
+        return {
+          seconds,
+          files: set.files,
+          bytes: set.bytes,
+          intact,
+          cpu: sender.cpu + user + system,
+        };
       } finally {
         await receiver.stop("SIGKILL");
         await Deno.remove(out, { recursive: true });
@@ -576,8 +620,8 @@ async function main(): Promise<void> {
 
     const lines: string[] = [];
     lines.push(
-      "| set | system | files | time s (median, min–max) | files/s | MB/s | client RSS | server RSS | intact |",
-      "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+      "| set | system | files | time s (median, min–max) | CPU s | files/s | MB/s | client RSS | server RSS | intact |",
+      "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     );
     const medianOf = (set: string, label: string) => {
       const runs = samples.get(`${set}\t${label}`);
@@ -589,12 +633,13 @@ async function main(): Promise<void> {
       const mid = median(seconds);
       const { files, bytes } = runs[0];
       const perSecond = files / mid;
+      const cpu = runs.flatMap((r) => r.cpu ?? []);
       lines.push(
         `| ${set} | ${label.replaceAll("|", "\\|")} | ${files} | ${formatSeconds(mid)} (${
           formatSeconds(Math.min(...seconds))
         }–${formatSeconds(Math.max(...seconds))}) | ${
-          perSecond.toFixed(perSecond < 10 ? 2 : 0)
-        } | ${(bytes / 1e6 / mid).toFixed(0)} | ${
+          cpu.length === 0 ? "–" : median(cpu).toFixed(2)
+        } | ${perSecond.toFixed(perSecond < 10 ? 2 : 0)} | ${(bytes / 1e6 / mid).toFixed(0)} | ${
           formatKiB(runs.map((r) => r.clientKiB ?? NaN))
         } | ${formatKiB(runs.map((r) => r.serverKiB ?? NaN))} | ${
           Math.min(...runs.map((r) => r.intact))
@@ -674,7 +719,7 @@ async function main(): Promise<void> {
         (Number(memory) / 1024 / 1024).toFixed(0)
       } GiB, ${rounds} round${rounds === 1 ? "" : "s"}${
         quick ? " (--quick: tiny sets)" : ""
-      }, data in ${where}. Loopback. Our time is the client's own, from its first connection to the last confirmation; the others' from start to the last file in place. The small set's original runs on its first 200 files. Our rows grant the least privilege, as the README does, except "(--allow-all)", which shows what Deno's check of every path costs; the goals use the others. "--resume, all there" times the same upload again once the server holds every file: it sends no image, only a query for each and a checksum on both sides.`,
+      }, data in ${where}. Loopback. Our time is the client's own, from its first connection to the last confirmation; the others' from start to the last file in place. The small set's original runs on its first 200 files. Our rows grant the least privilege, as the README does, except "(--allow-all)", which shows what Deno's check of every path costs; the goals use the others. "--resume, all there" times the same upload again once the server holds every file: it sends no image, only a query for each and a checksum on both sides. "CPU s" adds up the user and system time of the run's processes: for ours the whole client, its ~0.06 s of Deno start-up included, and the server from just before the upload; for tar | nc all four processes. On 2 cores a run takes at least half its CPU time.`,
     ];
     // Tiny sets measure start-up and a cold JIT: a 5,000-datagram burst is
     // over in 30 ms, before our printer's loop is compiled. Only full runs judge.
