@@ -39,8 +39,10 @@ interface Sample {
   intact: number;
   clientKiB?: number;
   serverKiB?: number;
-  /** User and system seconds of the run's processes (see the table's header). */
-  cpu?: number;
+  /** User and system seconds of the sending side: our client, or `tar c | nc`. */
+  clientCpu?: number;
+  /** User and system seconds of the receiving side, from just before the upload. */
+  serverCpu?: number;
 }
 
 interface System {
@@ -256,7 +258,7 @@ function ours(
           throw new Error(`client failed: ${Deno.readTextFileSync(`${out}.client.log`)}`);
         }
         // The server's start-up, and the untimed upload before --resume, are not the run's.
-        const serverCpu = server.cpuSeconds();
+        const serverCpuBefore = server.cpuSeconds();
         const client = await upload(resume ? ["--resume"] : []);
         const report = Deno.readTextFileSync(`${out}.client.log`);
         if (!client.status.success) throw new Error(`client failed: ${report}`);
@@ -264,7 +266,7 @@ function ours(
         const elapsed = report.match(/ in ([0-9.]+) (ms|s),/);
         if (!elapsed) throw new Error(`no time in the client's summary: ${report}`);
         const serverKiB = server.peakKiB();
-        const cpu = client.cpu + server.cpuSeconds() - serverCpu;
+        const serverCpu = server.cpuSeconds() - serverCpuBefore;
         const intact = await countIntact(out, (name) => {
           if (raw) return /^\d+$/.test(name) ? 32 + base64Size(set.bytes / set.files) : undefined;
           return set.sizes.get(name.replace(/\.jpg$/, ""));
@@ -276,7 +278,8 @@ function ours(
           intact,
           clientKiB: client.kiB,
           serverKiB,
-          cpu,
+          clientCpu: client.cpu,
+          serverCpu,
         };
       } finally {
         await server.stop("SIGTERM");
@@ -300,7 +303,7 @@ function original(work: string, subsets: Map<string, Dataset>): System {
       );
       try {
         const port = (await server.started(/listening on [^:]+:(\d+)/))[1];
-        const serverCpu = server.cpuSeconds();
+        const serverCpuBefore = server.cpuSeconds();
         const started = performance.now();
         const client = await timed("python3", [
           `${ROOT}tests/original/tcp_client.py`,
@@ -318,7 +321,7 @@ function original(work: string, subsets: Map<string, Dataset>): System {
         );
         const seconds = (performance.now() - started) / 1000;
         const serverKiB = server.peakKiB();
-        const cpu = client.cpu + server.cpuSeconds() - serverCpu;
+        const serverCpu = server.cpuSeconds() - serverCpuBefore;
         // The original stores each body (name + base64) as a numbered file.
         const body = 32 + base64Size(set.bytes / set.files);
         const intact = await countIntact(out, () => body);
@@ -329,7 +332,8 @@ function original(work: string, subsets: Map<string, Dataset>): System {
           intact,
           clientKiB: client.kiB,
           serverKiB,
-          cpu,
+          clientCpu: client.cpu,
+          serverCpu,
         };
       } finally {
         await server.stop("SIGKILL");
@@ -384,7 +388,8 @@ function tarNc(work: string): System {
           files: set.files,
           bytes: set.bytes,
           intact,
-          cpu: sender.cpu + user + system,
+          clientCpu: sender.cpu,
+          serverCpu: user + system,
         };
       } finally {
         await receiver.stop("SIGKILL");
@@ -620,8 +625,8 @@ async function main(): Promise<void> {
 
     const lines: string[] = [];
     lines.push(
-      "| set | system | files | time s (median, min–max) | CPU s | files/s | MB/s | client RSS | server RSS | intact |",
-      "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+      "| set | system | files | time s (median, min–max) | files/s | MB/s | client CPU s | server CPU s | client RSS | server RSS | intact |",
+      "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     );
     const medianOf = (set: string, label: string) => {
       const runs = samples.get(`${set}\t${label}`);
@@ -633,17 +638,20 @@ async function main(): Promise<void> {
       const mid = median(seconds);
       const { files, bytes } = runs[0];
       const perSecond = files / mid;
-      const cpu = runs.flatMap((r) => r.cpu ?? []);
+      const cpu = (of: (sample: Sample) => number | undefined) => {
+        const known = runs.flatMap((run) => of(run) ?? []);
+        return known.length === 0 ? "–" : median(known).toFixed(2);
+      };
       lines.push(
         `| ${set} | ${label.replaceAll("|", "\\|")} | ${files} | ${formatSeconds(mid)} (${
           formatSeconds(Math.min(...seconds))
         }–${formatSeconds(Math.max(...seconds))}) | ${
-          cpu.length === 0 ? "–" : median(cpu).toFixed(2)
-        } | ${perSecond.toFixed(perSecond < 10 ? 2 : 0)} | ${(bytes / 1e6 / mid).toFixed(0)} | ${
-          formatKiB(runs.map((r) => r.clientKiB ?? NaN))
-        } | ${formatKiB(runs.map((r) => r.serverKiB ?? NaN))} | ${
-          Math.min(...runs.map((r) => r.intact))
-        }/${files} |`,
+          perSecond.toFixed(perSecond < 10 ? 2 : 0)
+        } | ${(bytes / 1e6 / mid).toFixed(0)} | ${cpu((r) => r.clientCpu)} | ${
+          cpu((r) => r.serverCpu)
+        } | ${formatKiB(runs.map((r) => r.clientKiB ?? NaN))} | ${
+          formatKiB(runs.map((r) => r.serverKiB ?? NaN))
+        } | ${Math.min(...runs.map((r) => r.intact))}/${files} |`,
       );
     }
     lines.push(
@@ -719,7 +727,7 @@ async function main(): Promise<void> {
         (Number(memory) / 1024 / 1024).toFixed(0)
       } GiB, ${rounds} round${rounds === 1 ? "" : "s"}${
         quick ? " (--quick: tiny sets)" : ""
-      }, data in ${where}. Loopback. Our time is the client's own, from its first connection to the last confirmation; the others' from start to the last file in place. The small set's original runs on its first 200 files. Our rows grant the least privilege, as the README does, except "(--allow-all)", which shows what Deno's check of every path costs; the goals use the others. "--resume, all there" times the same upload again once the server holds every file: it sends no image, only a query for each and a checksum on both sides. "CPU s" adds up the user and system time of the run's processes: for ours the whole client, its ~0.06 s of Deno start-up included, and the server from just before the upload; for tar | nc all four processes. On 2 cores a run takes at least half its CPU time.`,
+      }, data in ${where}. Loopback. Our time is the client's own, from its first connection to the last confirmation; the others' from start to the last file in place. The small set's original runs on its first 200 files. Our rows grant the least privilege, as the README does, except "(--allow-all)", which shows what Deno's check of every path costs; the goals use the others. "--resume, all there" times the same upload again once the server holds every file: it sends no image, only a query for each and a checksum on both sides. CPU is user and system time, medians: our whole client, its ~0.06 s of Deno start-up included, and our server from just before the upload; for tar | nc, "client" is \`tar c | nc\` and "server" \`nc -l | tar x\`. On 2 cores a run takes at least half of the two added up.`,
     ];
     // Tiny sets measure start-up and a cold JIT: a 5,000-datagram burst is
     // over in 30 ms, before our printer's loop is compiled. Only full runs judge.
