@@ -848,6 +848,35 @@ export async function uploadFiles(
   }
 }
 
+/**
+ * Counts failed files by their reason, most common first, so that thousands
+ * of files failed for one reason read as one line after the list.
+ *
+ * @param failed The failed files, each with its message.
+ * @param limit The most reasons listed one by one; any more are counted together.
+ * @returns Lines of a count and a reason, or none when no two files failed
+ * for the same reason (the list of files already says it all).
+ */
+export function failuresByReason(failed: readonly FileResult[], limit = 5): string[] {
+  const counts = new Map<string, number>();
+  for (const { message = "no reason given" } of failed) {
+    counts.set(message, (counts.get(message) ?? 0) + 1);
+  }
+  // Stable: reasons of equal count keep the order they first came in.
+  const reasons = [...counts].sort((a, b) => b[1] - a[1]);
+  if (reasons.length === 0 || reasons[0][1] < 2) return [];
+  const shown = reasons.length > limit + 1 ? reasons.slice(0, limit) : reasons;
+  const others = reasons.slice(shown.length);
+  const width = String(reasons[0][1]).length;
+  const line = (count: number, text: string) => `  ${String(count).padStart(width)} ${text}`;
+  return [
+    ...shown.map(([reason, count]) => line(count, reason)),
+    ...(others.length === 0 ? [] : [
+      line(others.reduce((sum, [, count]) => sum + count, 0), `for ${others.length} other reasons`),
+    ]),
+  ];
+}
+
 const USAGE = `Usage: deno run --allow-net --allow-read client.ts [options] DIR|FILE...
 
 Uploads the images in each DIR (and each FILE named) to server.ts and reports
@@ -999,10 +1028,11 @@ async function main(): Promise<void> {
   const tty = Deno.stdout.isTerminal();
   const encoder = new TextEncoder();
   const started = performance.now();
-  /** Each file's final fate so far; the selected files that cannot be sent count as failed. */
-  const tally = { confirmed: 0, bytes: 0, failed: selection.skipped.length, already: 0 };
+  const tally = { confirmed: 0, bytes: 0, already: 0 };
+  /** The files failed so far; the selected files that cannot be sent count among them. */
+  const failures: FileResult[] = [...selection.skipped];
   const progress = () => {
-    const done = tally.confirmed + tally.failed;
+    const done = tally.confirmed + failures.length;
     const seconds = (performance.now() - started) / 1000;
     const rate = tally.bytes / seconds;
     const eta = done > 0 ? (seconds / done) * (total - done) * 1000 : NaN;
@@ -1013,13 +1043,17 @@ async function main(): Promise<void> {
   };
   const ticker = tty ? setInterval(progress, 250) : undefined;
   const clearProgress = () => tty && Deno.stdout.writeSync(encoder.encode("\r\x1b[K"));
+  const printReasons = () => {
+    const lines = failuresByReason(failures);
+    if (lines.length > 0) console.error(["failed, by reason:", ...lines].join("\n"));
+  };
   const summary = () => {
     const elapsed = performance.now() - started;
     return `${legacy ? "sent" : "confirmed"} ${tally.confirmed} of ${total} files (${
       formatBytes(tally.bytes)
     }) in ${formatDuration(elapsed)}, ${formatBytes(tally.bytes / (elapsed / 1000))}/s${
       tally.already > 0 ? ` (${tally.already} already there, not sent)` : ""
-    }${tally.failed > 0 ? `; ${tally.failed} failed (listed above)` : ""}`;
+    }${failures.length > 0 ? `; ${failures.length} failed (listed above)` : ""}`;
   };
 
   // Frames in flight are not waited for: the server keeps each one that
@@ -1027,7 +1061,8 @@ async function main(): Promise<void> {
   const shutdown = (signal: Deno.Signal) => {
     clearInterval(ticker);
     clearProgress();
-    const unconfirmed = total - tally.confirmed - tally.failed;
+    const unconfirmed = total - tally.confirmed - failures.length;
+    printReasons();
     console.log(
       `${summary()}; ${signal}: stopped with ${unconfirmed} not ${legacy ? "sent" : "confirmed"}`,
     );
@@ -1053,7 +1088,7 @@ async function main(): Promise<void> {
       token,
       onResult(result) {
         if (!result.ok) {
-          tally.failed++;
+          failures.push(result);
           clearProgress();
           console.error(`failed ${result.path}: ${result.message}`);
           return;
@@ -1072,6 +1107,7 @@ async function main(): Promise<void> {
     clearInterval(ticker);
     clearProgress();
   }
+  printReasons();
   console.log(summary());
   Deno.exit(tally.confirmed === total ? 0 : 1);
 }

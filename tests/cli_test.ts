@@ -275,7 +275,27 @@ Deno.test("client.ts exits 1 and names each file that was not confirmed", async 
     ),
   );
   assert.match(client.stderr, /skipped .*y{33}\.jpg: Invalid name: it is 33 bytes, more than 32/);
+  // Two reasons of one file each: the list says it all.
+  assert.doesNotMatch(client.stderr, /by reason/);
   assert.match(client.stdout, /confirmed 1 of 3 files .*; 2 failed/);
+});
+
+Deno.test("client.ts counts the files that failed for one reason after listing them", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  await makeImages(input, [10, 10, 10]);
+  const port = (() => {
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    return listener.addr.port;
+  })();
+  await using client = spawnClient(input, ["--port", String(port), "--retries", "0"]);
+  assert.equal((await client.wait()).code, 1);
+  const refused = `Cannot connect to 127\\.0\\.0\\.1:${port}: Connection refused`;
+  assert.match(
+    client.stderr,
+    new RegExp(`(failed [^\\n]+: ${refused}[^\\n]*\\n){3}failed, by reason:\\n  3 ${refused}`),
+  );
+  assert.match(client.stdout, /confirmed 0 of 3 files .*; 3 failed/);
 });
 
 const clientUsageErrors: [string, string[], RegExp][] = [

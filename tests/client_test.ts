@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { crc32 } from "node:zlib";
-import { collectFiles, type FileResult, nameFor, uploadFiles } from "../client.ts";
+import {
+  collectFiles,
+  failuresByReason,
+  type FileResult,
+  nameFor,
+  uploadFiles,
+} from "../client.ts";
 import { type Ack, encodeAck, FrameReader, sniffExtension } from "../protocol.ts";
 import { startServer } from "../server.ts";
 import {
@@ -25,6 +31,38 @@ const names: [string, string][] = [
 for (const [path, name] of names) {
   Deno.test(`nameFor() sends ${JSON.stringify(path)} as ${JSON.stringify(name)}`, () => {
     assert.equal(nameFor(path), name);
+  });
+}
+
+const failed = (...messages: (string | undefined)[]): FileResult[] =>
+  messages.map((message, i) => ({ path: `f${i}.jpg`, ok: false, bytes: 0, message }));
+const reasonCases: [string, FileResult[], number, string[]][] = [
+  ["lists nothing when no file failed", [], 5, []],
+  ["lists nothing when every file failed for a reason of its own", failed("a", "b", "c"), 5, []],
+  ["counts files failed for one reason on one line", failed("refused", "refused"), 5, [
+    "  2 refused",
+  ]],
+  [
+    "lists the most common reason first, and ties in the order they came",
+    failed("b", "a", "a", "c", "b", "a"),
+    5,
+    ["  3 a", "  2 b", "  1 c"],
+  ],
+  [
+    "counts the reasons past the limit together, aligning the counts",
+    failed(...Array(12).fill("x"), "y", "y", "z", "w", "v"),
+    2,
+    ["  12 x", "   2 y", "   3 for 3 other reasons"],
+  ],
+  ["lists one reason past the limit rather than counting it apart", failed("x", "x", "y"), 1, [
+    "  2 x",
+    "  1 y",
+  ]],
+  ["names a failure without a message", failed(undefined, undefined), 5, ["  2 no reason given"]],
+];
+for (const [what, results, limit, lines] of reasonCases) {
+  Deno.test(`failuresByReason() ${what}`, () => {
+    assert.deepEqual(failuresByReason(results, limit), lines);
   });
 }
 
