@@ -168,25 +168,27 @@ class Proc {
   }
 }
 
-/**
- * Runs a command to its end under GNU time and returns its status, seconds,
- * peak RSS and the CPU seconds of it and every child it waited for.
- */
+/** Arguments that run a command under GNU time, which writes what {@linkcode readTime} reads. */
+function underTime(timeFile: string, command: string, args: string[]): string[] {
+  return ["-f", "%M %U %S", "-o", timeFile, command, ...args];
+}
+
+/** Peak RSS, and the CPU seconds of a command and every child it waited for. */
+function readTime(timeFile: string): { kiB: number; cpu: number } {
+  // A failed command's status comes on a line before.
+  const [kiB, user, system] = Deno.readTextFileSync(timeFile).trim().split("\n").at(-1)!
+    .split(" ").map(Number);
+  return { kiB, cpu: user + system };
+}
+
+/** Runs a command to its end under GNU time and returns its status, seconds, peak RSS and CPU. */
 async function timed(command: string, args: string[], log: string) {
   const timeFile = `${log}.time`;
   const started = performance.now();
-  const status = await new Proc("/usr/bin/time", [
-    "-f",
-    "%M %U %S",
-    "-o",
-    timeFile,
-    command,
-    ...args,
-  ], log).child.status;
+  const status = await new Proc("/usr/bin/time", underTime(timeFile, command, args), log).child
+    .status;
   const seconds = (performance.now() - started) / 1000;
-  const [kiB, user, system] = Deno.readTextFileSync(timeFile).trim().split("\n").at(-1)!
-    .split(" ").map(Number);
-  return { status, seconds, kiB, cpu: user + system };
+  return { status, seconds, ...readTime(timeFile) };
 }
 
 function freePort(): number {
@@ -357,15 +359,11 @@ function tarNc(work: string): System {
       const out = await Deno.makeTempDir({ dir: work, prefix: "tar-" });
       const port = freePort();
       const receiverTime = `${out}.receiver.time`;
-      const receiver = new Proc("/usr/bin/time", [
-        "-f",
-        "%U %S",
-        "-o",
-        receiverTime,
-        "sh",
-        "-c",
-        `nc -l 127.0.0.1 ${port} | tar x -C '${out}'`,
-      ], `${out}.receiver.log`);
+      const receiver = new Proc(
+        "/usr/bin/time",
+        underTime(receiverTime, "sh", ["-c", `nc -l 127.0.0.1 ${port} | tar x -C '${out}'`]),
+        `${out}.receiver.log`,
+      );
       try {
         await until("nc to listen", () => listening(port));
         const started = performance.now();
@@ -380,8 +378,6 @@ function tarNc(work: string): System {
             `tar | nc failed: ${Deno.readTextFileSync(senderLog)} ${receiver.output()}`,
           );
         }
-        const [user, system] = Deno.readTextFileSync(receiverTime).trim().split("\n").at(-1)!
-          .split(" ").map(Number);
         const intact = await countIntact(out, (name) => set.sizes.get(name.replace(/\.jpg$/, "")));
         return {
           seconds,
@@ -389,7 +385,7 @@ function tarNc(work: string): System {
           bytes: set.bytes,
           intact,
           clientCpu: sender.cpu,
-          serverCpu: user + system,
+          serverCpu: readTime(receiverTime).cpu,
         };
       } finally {
         await receiver.stop("SIGKILL");
