@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { crc32 } from "node:zlib";
 import { encodeAck, encodeFrame, FrameReader } from "../protocol.ts";
 import {
+  closedPort,
   concat,
   denoScript,
   fakeJpeg,
@@ -284,10 +285,7 @@ Deno.test("client.ts counts the files that failed for one reason after listing t
   await using temporary = new TempDirs();
   const input = await temporary.make();
   await makeImages(input, [10, 10, 10]);
-  const port = (() => {
-    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    return listener.addr.port;
-  })();
+  const port = closedPort();
   await using client = spawnClient(input, ["--port", String(port), "--retries", "0"]);
   assert.equal((await client.wait()).code, 1);
   const refused = `Cannot connect to 127\\.0\\.0\\.1:${port}: Connection refused`;

@@ -10,6 +10,7 @@ import {
 import { type Ack, encodeAck, FrameReader, sniffExtension } from "../protocol.ts";
 import { startServer } from "../server.ts";
 import {
+  closedPort,
   concat,
   fakeJpeg,
   listFolder,
@@ -244,9 +245,7 @@ Deno.test("uploadFiles() reports a file it cannot read and still delivers the re
 });
 
 Deno.test("uploadFiles() fails every file with a reason when no server listens", async () => {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
+  const port = closedPort();
   const report = await uploadFiles([{ path: "/dev/null", name: "a" }, {
     path: "/dev/null",
     name: "b",
@@ -443,9 +442,7 @@ Deno.test("uploadFiles() tries a refused connection again and delivers once the 
   await using temporary = new TempDirs();
   const input = await temporary.make();
   const out = await temporary.make();
-  const reserved = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = reserved.addr.port;
-  reserved.close();
+  const port = closedPort();
   let server: Awaited<ReturnType<typeof startServer>> | undefined;
   try {
     const images = await makeImages(input, [100, 200, 300]);
@@ -468,9 +465,7 @@ Deno.test("uploadFiles() tries a refused connection again and delivers once the 
 });
 
 Deno.test("uploadFiles() reports a transient failure once its retries are spent", async () => {
-  const reserved = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = reserved.addr.port;
-  reserved.close();
+  const port = closedPort();
   const results: FileResult[] = [];
   const report = await uploadFiles([{ path: "/dev/null", name: "a" }], {
     port,

@@ -102,6 +102,12 @@ export async function withServerAndImages(
   }
 }
 
+/** A loopback port that was free a moment ago: nothing listens there, so connections are refused. */
+export function closedPort(): number {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return listener.addr.port;
+}
+
 /** Lists a folder's file names, sorted. */
 export async function listFolder(folder: string): Promise<string[]> {
   const names: string[] = [];
