@@ -273,8 +273,14 @@ const CHUNK_SIZE = 3 * 65_536;
 /** What a client waits for after each frame, as a timeout names it. */
 const ANSWER = { waitingFor: "the server's answer" };
 
-/** Queries sent before their answers are read, so neither side's buffers fill up. */
+/** Queries sent in one write. */
 const QUERY_BATCH = 64;
+/**
+ * Batches of queries written before the first one's answers are read: enough
+ * that the server always has the next batch, few enough (some 20 KB of
+ * answers) that neither side's socket buffers fill up.
+ */
+const QUERY_BATCHES_IN_FLIGHT = 4;
 
 /** Reads until `buffer` is full or the file ends. */
 function readFull(file: Deno.FsFile, buffer: Uint8Array): number {
@@ -776,9 +782,10 @@ export async function uploadFiles(
   }
 
   /**
-   * Asks the server about each file, 64 queries at a time, and reports those
-   * it already holds; returns the others. Any failure leaves the rest to be
-   * sent: a query only ever saves work.
+   * Asks the server about each file, 64 queries a write and up to four writes
+   * ahead of the answers, and reports those it already holds; returns the
+   * others. Any failure leaves the rest to be sent: a query only ever saves
+   * work.
    */
   async function skipHeld(candidates: UploadFile[]): Promise<UploadFile[]> {
     const rest: UploadFile[] = [];
@@ -792,15 +799,23 @@ export async function uploadFiles(
         const line = await lines.readLine(timeout, ANSWER);
         if (line === null || !parseAck(line).ok) return candidates;
       }
-      for (let start = 0; start < candidates.length; start += QUERY_BATCH) {
-        const batch = candidates.slice(start, start + QUERY_BATCH).map((entry) => {
-          const info = Deno.statSync(entry.path);
-          return { entry, size: info.isFile ? info.size : -1 };
-        });
-        const queries = batch.filter(({ size }) => size >= 0);
-        const frames = queries.map(({ entry, size }) => encodeQuery(entry.name, size));
-        await writeWithin(conn, concatBytes(frames), timeout);
-        for (const { entry, size } of batch) {
+      // Writing ahead keeps the server busy: waiting for each batch's answers
+      // left it a round trip idle per batch (bench/RESULTS.md).
+      const inFlight: { entry: UploadFile; size: number }[][] = [];
+      let queued = 0;
+      while (queued < candidates.length || inFlight.length > 0) {
+        while (queued < candidates.length && inFlight.length < QUERY_BATCHES_IN_FLIGHT) {
+          const batch = candidates.slice(queued, queued + QUERY_BATCH).map((entry) => {
+            const info = Deno.statSync(entry.path);
+            return { entry, size: info.isFile ? info.size : -1 };
+          });
+          queued += batch.length;
+          const queries = batch.filter(({ size }) => size >= 0);
+          const frames = queries.map(({ entry, size }) => encodeQuery(entry.name, size));
+          await writeWithin(conn, concatBytes(frames), timeout);
+          inFlight.push(batch);
+        }
+        for (const { entry, size } of inFlight.shift()!) {
           let held: Held | undefined;
           if (size >= 0) {
             const line = await lines.readLine(timeout, ANSWER);

@@ -547,6 +547,35 @@ Deno.test("a second run with --resume sends under 1% of the bytes, and changed o
   }
 });
 
+Deno.test("--resume pairs every answer with its own file across several batches of queries in flight", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const out = await temporary.make();
+  const server = await startServer({ host: "127.0.0.1", port: 0, out });
+  try {
+    const port = server.addr.port;
+    // 64 queries a write and four writes ahead: 400 files need seven writes.
+    await makeImages(input, Array.from({ length: 400 }, (_, i) => 100 + i));
+    const { files } = await collectFiles([input]);
+    const held = files.filter((_, i) => i % 3 === 0);
+    assert.equal((await uploadFiles(held, { port })).confirmed, held.length);
+
+    const results: FileResult[] = [];
+    const report = await uploadFiles(files, {
+      port,
+      resume: true,
+      onResult: (r) => results.push(r),
+    });
+    assert.equal(report.confirmed, 400);
+    const found = results.filter((r) => r.alreadyThere).map((r) => r.path);
+    assert.deepEqual(found.toSorted(), held.map((file) => file.path).toSorted());
+    assert.equal(server.stats.files, 400, "each file saved once");
+    assert.equal(server.stats.duplicates, 0, "no held file sent again");
+  } finally {
+    await server.shutdown(1000);
+  }
+});
+
 Deno.test("udp_server.ts keeps its memory bounded under a flood of 100,000 datagrams", async () => {
   const { server, port } = await spawnUdpServer();
   await using _server = server;
