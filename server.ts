@@ -202,19 +202,34 @@ async function nextRawIndex(out: string): Promise<number> {
   return next;
 }
 
+/** Names a server keeps in memory at most; past that it looks each query up on disk. */
+const MAX_INDEXED_NAMES = 100_000;
+
 /**
  * Removes the temporary files an earlier run left when it was killed in the
- * middle of a frame. (One server per folder: another's would be removed too.)
+ * middle of a frame (one server per folder: another's would be removed too),
+ * and lists the names the folder holds under a saved file's extension.
+ *
+ * @returns How many files were removed, and the names, or `undefined` when
+ * there were more than {@linkcode MAX_INDEXED_NAMES}.
  */
-async function removeStaleTemporaryFiles(out: string): Promise<number> {
+async function scanFolder(out: string): Promise<{ removed: number; names?: Set<string> }> {
   let removed = 0;
+  let names: Set<string> | undefined = new Set();
   for await (const entry of Deno.readDir(out)) {
     if (entry.isFile && entry.name.startsWith(TEMP_PREFIX) && entry.name.endsWith(TEMP_SUFFIX)) {
       await Deno.remove(joinPath(out, entry.name));
       removed++;
+      continue;
     }
+    const dot = entry.name.lastIndexOf(".");
+    if (names === undefined || dot < 1 || !EXTENSIONS.includes(entry.name.slice(dot + 1))) {
+      continue;
+    }
+    names.add(entry.name.slice(0, dot));
+    if (names.size > MAX_INDEXED_NAMES) names = undefined;
   }
-  return removed;
+  return { removed, names };
 }
 
 /**
@@ -329,9 +344,18 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
   }
   let listener: Deno.Listener;
   let rawIndex: number;
+  /**
+   * The names in the folder at start and those saved since, so that a query
+   * for a missing file costs no look-up on disk; `undefined` once there are
+   * too many to keep, and in raw mode. A file another program puts there
+   * meanwhile is missed, and so sent again: the upload then finds it, and
+   * answers that it already had it.
+   */
+  let savedNames: Set<string> | undefined;
   try {
-    const stale = await removeStaleTemporaryFiles(out);
-    if (stale > 0) emit({ type: "cleaned", files: stale });
+    const scanned = await scanFolder(out);
+    if (scanned.removed > 0) emit({ type: "cleaned", files: scanned.removed });
+    savedNames = raw ? undefined : scanned.names;
     rawIndex = raw ? await nextRawIndex(out) : 0;
     listener = listen(options);
   } catch (error) {
@@ -397,6 +421,8 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
   async function lookUp(reader: FrameReader, head: FrameHead): Promise<Held | undefined> {
     const query = parseQuery(await smallData(reader, head));
     if (raw) return undefined;
+    // A name never saved here is missing under all seven extensions: ~60 µs of probes.
+    if (savedNames !== undefined && !savedNames.has(query.name)) return undefined;
     for (const extension of EXTENSIONS) {
       const file = `${query.name}.${extension}`;
       const path = joinPath(out, file);
@@ -462,7 +488,12 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       const finalName = raw
         ? undefined
         : `${name}.${sniffExtension(sniffed.subarray(0, Math.min(bytes, sniffed.length)))}`;
-      return { ...await commit(tempPath, finalName), bytes, crc32: crc };
+      const committed = await commit(tempPath, finalName);
+      if (savedNames !== undefined) {
+        savedNames.add(name);
+        if (savedNames.size > MAX_INDEXED_NAMES) savedNames = undefined;
+      }
+      return { ...committed, bytes, crc32: crc };
     } catch (error) {
       const reason = osReason(error);
       if (reason === undefined || isDisconnect(error) || error instanceof Deno.errors.Busy) {

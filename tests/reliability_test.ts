@@ -576,6 +576,83 @@ Deno.test("--resume pairs every answer with its own file across several batches 
   }
 });
 
+Deno.test("--resume finds the files a server saved before it was restarted", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const out = await temporary.make();
+  await makeImages(input, Array(20).fill(1024));
+  const { files } = await collectFiles([input]);
+  const before = await startServer({ host: "127.0.0.1", port: 0, out });
+  try {
+    assert.equal((await uploadFiles(files, { port: before.addr.port })).confirmed, 20);
+  } finally {
+    await before.shutdown(1000);
+  }
+  const after = await startServer({ host: "127.0.0.1", port: 0, out });
+  try {
+    const results: FileResult[] = [];
+    const report = await uploadFiles(files, {
+      port: after.addr.port,
+      resume: true,
+      onResult: (r) => results.push(r),
+    });
+    assert.equal(report.confirmed, 20);
+    assert.equal(results.filter((r) => r.alreadyThere).length, 20);
+    assert.equal(after.stats.files, 0, "nothing sent again");
+  } finally {
+    await after.shutdown(1000);
+  }
+});
+
+/**
+ * Puts `count` names in a folder that the server indexes: hard links to
+ * empty files, quicker to make than files (ext4 allows 65,000 links a file).
+ */
+function fillFolder(folder: string, count: number): void {
+  for (let i = 0; i < count; i++) {
+    const path = `${folder}/filler-${i}.bin`;
+    if (i % 50_000 === 0) Deno.writeFileSync(path, new Uint8Array());
+    else Deno.linkSync(`${folder}/filler-${i - i % 50_000}.bin`, path);
+  }
+}
+
+const placedMeanwhile = [
+  // The server lists its folder at start and answers a query for a name not
+  // there then, nor saved since, without looking: the file placed meanwhile
+  // is sent again, and the server finds it there and says so.
+  { folder: "a folder it lists", names: 0, sentAgain: true },
+  // Past 100,000 names it keeps no list and looks each name up.
+  { folder: "a folder too large to list", names: 100_001, sentAgain: false },
+];
+for (const { folder, names, sentAgain } of placedMeanwhile) {
+  Deno.test(`--resume confirms a file another program put in ${folder} after the server started`, async () => {
+    await using temporary = new TempDirs();
+    const input = await temporary.make();
+    const out = await temporary.make();
+    fillFolder(out, names);
+    const images = await makeImages(input, [4096]);
+    const [[name, bytes]] = images;
+    const { files } = await collectFiles([input]);
+    const server = await startServer({ host: "127.0.0.1", port: 0, out });
+    try {
+      await Deno.writeFile(`${out}/${name}.jpg`, bytes);
+      const results: FileResult[] = [];
+      const report = await uploadFiles(files, {
+        port: server.addr.port,
+        resume: true,
+        onResult: (r) => results.push(r),
+      });
+      assert.equal(report.confirmed, 1);
+      assert.equal(results[0].alreadyThere ?? false, !sentAgain);
+      assert.equal(server.stats.duplicates, sentAgain ? 1 : 0);
+      assert.equal(server.stats.files, sentAgain ? 1 : 0);
+      assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
+    } finally {
+      await server.shutdown(1000);
+    }
+  });
+}
+
 Deno.test("udp_server.ts keeps its memory bounded under a flood of 100,000 datagrams", async () => {
   const { server, port } = await spawnUdpServer();
   await using _server = server;
