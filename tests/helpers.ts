@@ -1,7 +1,7 @@
 /** Shared helpers for the tests: subprocesses, test data and byte sources. */
 
 import { concatBytes } from "../protocol.ts";
-import { type ServerOptions, startServer } from "../server.ts";
+import { type ServerOptions, type ServerStats, startServer } from "../server.ts";
 
 /** The project folder, with a trailing slash. */
 export const ROOT = new URL("../", import.meta.url).pathname;
@@ -79,7 +79,8 @@ export class TempDirs implements AsyncDisposable {
 
 /**
  * Runs `body` against an in-process server on a free loopback port, with
- * images of `sizes` made in a fresh input folder and a fresh output folder.
+ * images of `sizes` made in a fresh input folder and a fresh output folder;
+ * `stats` are the server's live counts.
  */
 export async function withServerAndImages(
   sizes: number[],
@@ -88,6 +89,7 @@ export async function withServerAndImages(
     input: string,
     out: string,
     images: Map<string, Uint8Array>,
+    stats: ServerStats,
   ) => Promise<void>,
   options: Omit<ServerOptions, "host" | "port" | "out"> = {},
 ): Promise<void> {
@@ -96,7 +98,7 @@ export async function withServerAndImages(
   const out = await temporary.make();
   const server = await startServer({ ...options, host: "127.0.0.1", port: 0, out });
   try {
-    await body(server.addr.port, input, out, await makeImages(input, sizes));
+    await body(server.addr.port, input, out, await makeImages(input, sizes), server.stats);
   } finally {
     await server.shutdown(1000);
   }

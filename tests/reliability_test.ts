@@ -26,6 +26,7 @@ import {
   spawnServer,
   spawnUdpServer,
   TempDirs,
+  withServerAndImages,
 } from "./helpers.ts";
 
 Deno.test("a server killed with SIGKILL mid-upload keeps every acknowledged file and a restart clears its temporary file", async () => {
@@ -548,14 +549,9 @@ Deno.test("a second run with --resume sends under 1% of the bytes, and changed o
 });
 
 Deno.test("--resume pairs every answer with its own file across several batches of queries in flight", async () => {
-  await using temporary = new TempDirs();
-  const input = await temporary.make();
-  const out = await temporary.make();
-  const server = await startServer({ host: "127.0.0.1", port: 0, out });
-  try {
-    const port = server.addr.port;
-    // 64 queries a write and four writes ahead: 400 files need seven writes.
-    await makeImages(input, Array.from({ length: 400 }, (_, i) => 100 + i));
+  // 64 queries a write and four writes ahead: 400 files need seven writes.
+  const sizes = Array.from({ length: 400 }, (_, i) => 100 + i);
+  await withServerAndImages(sizes, async (port, input, _out, _images, stats) => {
     const { files } = await collectFiles([input]);
     const held = files.filter((_, i) => i % 3 === 0);
     assert.equal((await uploadFiles(held, { port })).confirmed, held.length);
@@ -569,11 +565,9 @@ Deno.test("--resume pairs every answer with its own file across several batches 
     assert.equal(report.confirmed, 400);
     const found = results.filter((r) => r.alreadyThere).map((r) => r.path);
     assert.deepEqual(found.toSorted(), held.map((file) => file.path).toSorted());
-    assert.equal(server.stats.files, 400, "each file saved once");
-    assert.equal(server.stats.duplicates, 0, "no held file sent again");
-  } finally {
-    await server.shutdown(1000);
-  }
+    assert.equal(stats.files, 400, "each file saved once");
+    assert.equal(stats.duplicates, 0, "no held file sent again");
+  });
 });
 
 Deno.test("--resume finds the files a server saved before it was restarted", async () => {
