@@ -193,43 +193,49 @@ function rawName(index: number): string {
   return String(index).padStart(5, "0");
 }
 
-/** Finds the first free index after the numbered files already in `out`. */
-async function nextRawIndex(out: string): Promise<number> {
-  let next = 0;
-  for await (const entry of Deno.readDir(out)) {
-    if (/^[0-9]{5,15}$/.test(entry.name)) next = Math.max(next, Number(entry.name) + 1);
-  }
-  return next;
-}
-
 /** Names a server keeps in memory at most; past that it looks each query up on disk. */
 const MAX_INDEXED_NAMES = 100_000;
 
+/** What a server finds in its folder at start. */
+interface FolderScan {
+  /** Temporary files an earlier run left, now removed. */
+  removed: number;
+  /**
+   * The names held under a saved file's extension; `undefined` in raw mode,
+   * or when there were more than {@linkcode MAX_INDEXED_NAMES}.
+   */
+  names?: Set<string>;
+  /** In raw mode, the first free number after the numbered files there. */
+  nextRawIndex: number;
+}
+
 /**
- * Removes the temporary files an earlier run left when it was killed in the
- * middle of a frame (one server per folder: another's would be removed too),
- * and lists the names the folder holds under a saved file's extension.
+ * Lists the folder once: removes the temporary files an earlier run left when
+ * it was killed in the middle of a frame (one server per folder: another's
+ * would be removed too), and notes what a raw or a decoding server needs.
  *
- * @returns How many files were removed, and the names, or `undefined` when
- * there were more than {@linkcode MAX_INDEXED_NAMES}.
+ * @param out The server's folder.
+ * @param raw Whether the server stores numbered bodies rather than named files.
+ * @returns What it found.
  */
-async function scanFolder(out: string): Promise<{ removed: number; names?: Set<string> }> {
-  let removed = 0;
-  let names: Set<string> | undefined = new Set();
-  for await (const entry of Deno.readDir(out)) {
-    if (entry.isFile && entry.name.startsWith(TEMP_PREFIX) && entry.name.endsWith(TEMP_SUFFIX)) {
-      await Deno.remove(joinPath(out, entry.name));
-      removed++;
-      continue;
+async function scanFolder(out: string, raw: boolean): Promise<FolderScan> {
+  const scan: FolderScan = { removed: 0, names: raw ? undefined : new Set(), nextRawIndex: 0 };
+  for await (const { isFile, name } of Deno.readDir(out)) {
+    if (isFile && name.startsWith(TEMP_PREFIX) && name.endsWith(TEMP_SUFFIX)) {
+      await Deno.remove(joinPath(out, name));
+      scan.removed++;
+    } else if (raw) {
+      if (/^[0-9]{5,15}$/.test(name)) {
+        scan.nextRawIndex = Math.max(scan.nextRawIndex, Number(name) + 1);
+      }
+    } else if (scan.names !== undefined) {
+      const dot = name.lastIndexOf(".");
+      if (dot < 1 || !EXTENSIONS.includes(name.slice(dot + 1))) continue;
+      scan.names.add(name.slice(0, dot));
+      if (scan.names.size > MAX_INDEXED_NAMES) scan.names = undefined;
     }
-    const dot = entry.name.lastIndexOf(".");
-    if (names === undefined || dot < 1 || !EXTENSIONS.includes(entry.name.slice(dot + 1))) {
-      continue;
-    }
-    names.add(entry.name.slice(0, dot));
-    if (names.size > MAX_INDEXED_NAMES) names = undefined;
   }
-  return { removed, names };
+  return scan;
 }
 
 /**
@@ -353,10 +359,10 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
    */
   let savedNames: Set<string> | undefined;
   try {
-    const scanned = await scanFolder(out);
+    const scanned = await scanFolder(out, raw);
     if (scanned.removed > 0) emit({ type: "cleaned", files: scanned.removed });
-    savedNames = raw ? undefined : scanned.names;
-    rawIndex = raw ? await nextRawIndex(out) : 0;
+    savedNames = scanned.names;
+    rawIndex = scanned.nextRawIndex;
     listener = listen(options);
   } catch (error) {
     folderLock.close();

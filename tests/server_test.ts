@@ -346,6 +346,22 @@ Deno.test("server in raw mode stores each body byte for byte after the numbered 
   });
 });
 
+Deno.test("server in raw mode numbers on from the files a stopped server left in the folder", async () => {
+  await using temporary = new TempDirs();
+  const out = await temporary.make();
+  await Deno.writeTextFile(`${out}/00007`, "earlier run");
+  const server = await startServer({ host: "127.0.0.1", port: 0, out, raw: true });
+  try {
+    using client = await connect(server.addr.port);
+    await client.send(encodeFrame("a", fakeJpeg(10)));
+    const answer = await client.ack();
+    assert.equal(answer?.ok && answer.file, "00008");
+    assert.deepEqual(await listFolder(out), ["00007", "00008"]);
+  } finally {
+    await server.shutdown(1000);
+  }
+});
+
 Deno.test("server serves many clients at once, each with many frames", async () => {
   await withServer({}, async (port, out) => {
     const clients = 20;
