@@ -837,8 +837,13 @@ export async function uploadFiles(
         }
       }
       return rest;
-    } catch {
-      return [...rest, ...candidates.slice(settled)];
+    } catch (error) {
+      const unsettled = [...rest, ...candidates.slice(settled)];
+      if (!(error instanceof ProtocolError && error.code === "refused")) return unsettled;
+      // A server that cannot say what it holds would store each file again.
+      const message = `Not sent, so as not to store it twice: ${error.message}`;
+      for (const { path } of unsettled) record({ path, ok: false, bytes: 0, message });
+      return [];
     }
   }
 
@@ -916,7 +921,8 @@ Options:
   --token-file FILE    present the token on this file's first line, for a server
                        started with --token-file (grant --allow-read on it)
   --resume             ask the server first which files it already holds (same
-                       name, size and CRC-32) and send only the others
+                       name, size and CRC-32) and send only the others; sends
+                       nothing to a --raw server, which cannot tell
   --tls                connect with TLS, checking the server's certificate
   --ca FILE            also trust this PEM certificate (a private CA or a
                        self-signed server); implies --tls

@@ -92,7 +92,8 @@ export const DEFAULT_MAX_FRAME_SIZE = 512 * 1024 * 1024;
 export const MAX_ACK_SIZE = 1024;
 
 /**
- * What went wrong in a frame; see {@linkcode ProtocolError}.
+ * What went wrong in a frame, or why a server refused a query; see
+ * {@linkcode ProtocolError}.
  *
  * @example Branch on the code
  * ```ts
@@ -112,7 +113,8 @@ export type ProtocolErrorCode =
   | "timeout"
   | "idle"
   | "auth"
-  | "tls";
+  | "tls"
+  | "refused";
 
 /**
  * A frame or acknowledgement broke the protocol. After a `name` or `base64`
@@ -1289,25 +1291,32 @@ export function encodeHave(held: Held | undefined): Uint8Array {
  *
  * @param line The line's bytes.
  * @returns What the server holds, or undefined for `NONE`.
- * @throws {SyntaxError} If the line is neither answer.
+ * @throws {ProtocolError} With code `refused` and the server's reason, if the
+ * server answers no queries (`ERR <reason>`, as a `--raw` server does).
+ * @throws {SyntaxError} If the line is none of these answers.
  *
  * @example Parse an answer
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseHave } from "./protocol.ts";
+ * import { parseHave, ProtocolError } from "./protocol.ts";
  *
  * const bytes = (text: string) => new TextEncoder().encode(text);
  * assert.deepEqual(parseHave(bytes("HAVE 42 000000ff cat.jpg")), { bytes: 42, crc32: 255, file: "cat.jpg" });
  * assert.equal(parseHave(bytes("NONE")), undefined);
+ * assert.throws(
+ *   () => parseHave(bytes("ERR Cannot answer a query: no names kept")),
+ *   (error) => error instanceof ProtocolError && error.code === "refused",
+ * );
  * ```
  */
 export function parseHave(line: Uint8Array): Held | undefined {
   const text = utf8.decode(line);
   if (text === "NONE") return undefined;
+  if (text.startsWith("ERR ")) throw new ProtocolError("refused", text.slice(4));
   const have = /^HAVE (0|[1-9][0-9]{0,15}) ([0-9a-f]{8}) (.+)$/.exec(text);
   if (!have) {
     throw new SyntaxError(
-      `Cannot parse the answer to a query: expected HAVE or NONE, got ${quoteBytes(line)}`,
+      `Cannot parse the answer to a query: expected HAVE, NONE or ERR, got ${quoteBytes(line)}`,
     );
   }
   return { bytes: Number(have[1]), crc32: parseInt(have[2], 16), file: have[3] };

@@ -193,6 +193,9 @@ function rawName(index: number): string {
   return String(index).padStart(5, "0");
 }
 
+/** A `--raw` server's answer to a query: it cannot tell which files it holds. */
+const RAW_QUERY_REFUSAL = "Cannot answer a query: a --raw server keeps no names";
+
 /** Names a server keeps in memory at most; past that it looks each query up on disk. */
 const MAX_INDEXED_NAMES = 100_000;
 
@@ -424,9 +427,15 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
   }
 
   /** Answers a query: the file saved under that name with that size, if any. */
-  async function lookUp(reader: FrameReader, head: FrameHead): Promise<Held | undefined> {
+  async function lookUp(reader: FrameReader, head: FrameHead): Promise<Uint8Array> {
     const query = parseQuery(await smallData(reader, head));
-    if (raw) return undefined;
+    // NONE would have the client send everything again, stored twice under new numbers.
+    if (raw) return encodeAck({ ok: false, message: RAW_QUERY_REFUSAL });
+    return encodeHave(heldAs(query));
+  }
+
+  /** The file saved under a queried name with the queried size, if any. */
+  function heldAs(query: { name: string; bytes: number }): Held | undefined {
     // A name never saved here is missing under all seven extensions: ~60 µs of probes.
     if (savedNames !== undefined && !savedNames.has(query.name)) return undefined;
     for (const extension of EXTENSIONS) {
@@ -545,9 +554,9 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
           throw new ProtocolError("auth", "Authentication required: send the token first");
         }
         if (isQuery(head.nameField)) {
-          const held = await lookUp(reader, head);
+          const answer = await lookUp(reader, head);
           account();
-          await answers.add(encodeHave(held));
+          await answers.add(answer);
           continue;
         }
         state.busy = true;
@@ -817,7 +826,8 @@ Options:
   --port PORT              port to listen on, 0 for any free port (default 9999)
   --out DIR                folder to save files in (default uploads)
   --raw                    store each frame body as DIR/00000, 00001, ... like
-                           the original server, instead of decoding it
+                           the original server, instead of decoding it; keeps
+                           no names, so it answers no client --resume queries
   --fsync                  sync each file and the folder before acknowledging
                            it, so an acknowledged file survives a power cut
   --max-frame-size SIZE    largest frame body accepted, e.g. 64M (default 512M)

@@ -570,6 +570,28 @@ Deno.test("--resume pairs every answer with its own file across several batches 
   });
 });
 
+Deno.test("--resume to a --raw server sends nothing and fails every file with the server's reason", async () => {
+  await withServerAndImages([100, 200, 300], async (port, input, out, _images, stats) => {
+    const { files } = await collectFiles([input]);
+    assert.equal((await uploadFiles(files, { port })).confirmed, 3);
+
+    const report = await uploadFiles(files, { port, resume: true });
+    assert.equal(report.confirmed, 0);
+    assert.deepEqual(
+      report.failed.map((r) => r.path).toSorted(),
+      files.map((f) => f.path).toSorted(),
+    );
+    for (const { message } of report.failed) {
+      assert.equal(
+        message,
+        "Not sent, so as not to store it twice: Cannot answer a query: a --raw server keeps no names",
+      );
+    }
+    assert.equal(stats.files, 3, "no file stored a second time");
+    assert.deepEqual(await listFolder(out), ["00000", "00001", "00002"]);
+  }, { raw: true });
+});
+
 Deno.test("--resume finds the files a server saved before it was restarted", async () => {
   await using temporary = new TempDirs();
   const input = await temporary.make();

@@ -5,6 +5,7 @@ import {
   encodeFrame,
   encodeHeader,
   encodeName,
+  encodeQuery,
   LineReader,
   MAX_ACK_SIZE,
   parseAck,
@@ -360,6 +361,20 @@ Deno.test("server in raw mode numbers on from the files a stopped server left in
   } finally {
     await server.shutdown(1000);
   }
+});
+
+Deno.test("server in raw mode refuses a query, saves nothing for it, and takes the next frame", async () => {
+  await withServer({ raw: true }, async (port, out) => {
+    using client = await connect(port);
+    await client.send(concat(encodeQuery("a", 10), encodeFrame("a", fakeJpeg(10))));
+    assert.deepEqual(await client.ack(), {
+      ok: false,
+      message: "Cannot answer a query: a --raw server keeps no names",
+    });
+    const answer = await client.ack();
+    assert.equal(answer?.ok && answer.file, "00000");
+    assert.deepEqual(await listFolder(out), ["00000"]);
+  });
 });
 
 Deno.test("server serves many clients at once, each with many frames", async () => {
