@@ -25,6 +25,7 @@ import {
   HEADER_SIZE,
   type Held,
   LineReader,
+  LogOutput,
   MAX_ACK_SIZE,
   NAME_SIZE,
   parseAck,
@@ -261,7 +262,8 @@ export interface UploadOptions {
    */
   window?: number;
   /**
-   * Called once for every file, as soon as its fate is known.
+   * Called once for every file, as soon as its fate is known. What it throws
+   * is ignored: a log that cannot be written must not fail the upload.
    * @default {() => {}}
    */
   onResult?: (result: FileResult) => void;
@@ -661,7 +663,11 @@ export async function uploadFiles(
     } else {
       report.failed.push(result);
     }
-    options.onResult?.(result);
+    try {
+      options.onResult?.(result);
+    } catch {
+      // The caller's log failed; the file did not.
+    }
   };
 
   /** Sends one file to the original server: one connection, no answer. */
@@ -936,6 +942,10 @@ Exit status: 0 when every selected file was confirmed (with --legacy: sent),
 1 when any failed or it was stopped, 2 on a usage error.`;
 
 async function main(): Promise<void> {
+  // The upload goes on without its log; the exit status says the log failed.
+  const stdout = new LogOutput((error) =>
+    console.error(`client.ts: Cannot write to stdout: ${error.message}`)
+  );
   let parsed;
   try {
     const { values, positionals } = parseArgs({
@@ -962,8 +972,8 @@ async function main(): Promise<void> {
       },
     });
     if (values.help) {
-      console.log(USAGE);
-      Deno.exit(0);
+      stdout.line(USAGE);
+      Deno.exit(stdout.failed ? 1 : 0);
     }
     if (positionals.length === 0) {
       throw new TypeError("Missing DIR: name at least one folder or file");
@@ -1047,7 +1057,6 @@ async function main(): Promise<void> {
   }
 
   const tty = Deno.stdout.isTerminal();
-  const encoder = new TextEncoder();
   const started = performance.now();
   const tally = { confirmed: 0, bytes: 0, already: 0 };
   /** The files failed so far; the selected files that cannot be sent count among them. */
@@ -1060,10 +1069,10 @@ async function main(): Promise<void> {
     const line = `${done}/${total} files  ${formatBytes(tally.bytes)}  ${
       formatBytes(rate)
     }/s  ETA ${Number.isFinite(eta) ? formatDuration(eta) : "?"}`;
-    Deno.stdout.writeSync(encoder.encode(`\r\x1b[K${line}`));
+    stdout.text(`\r\x1b[K${line}`);
   };
   const ticker = tty ? setInterval(progress, 250) : undefined;
-  const clearProgress = () => tty && Deno.stdout.writeSync(encoder.encode("\r\x1b[K"));
+  const clearProgress = () => tty && stdout.text("\r\x1b[K");
   const printReasons = () => {
     const lines = failuresByReason(failures);
     if (lines.length > 0) console.error(["failed, by reason:", ...lines].join("\n"));
@@ -1084,7 +1093,7 @@ async function main(): Promise<void> {
     clearProgress();
     const unconfirmed = total - tally.confirmed - failures.length;
     printReasons();
-    console.log(
+    stdout.line(
       `${summary()}; ${signal}: stopped with ${unconfirmed} not ${legacy ? "sent" : "confirmed"}`,
     );
     Deno.exit(1);
@@ -1097,7 +1106,7 @@ async function main(): Promise<void> {
   const over = `over ${connections} connection${connections === 1 ? "" : "s"}`;
   const address = formatAddress(host, port);
   const count = selection.files.length;
-  console.log(
+  stdout.line(
     parsed.upload.resume
       ? `asking ${address} which of ${count} files it holds, then sending the others ${over}`
       : `sending ${count} files to ${address} ${over}${legacy ? " (legacy)" : ""}`,
@@ -1120,7 +1129,7 @@ async function main(): Promise<void> {
         if (parsed.verbose) {
           clearProgress();
           const saved = result.savedAs ? ` as ${result.savedAs}` : "";
-          console.log(`${result.alreadyThere ? "already there:" : "sent"} ${result.path}${saved}`);
+          stdout.line(`${result.alreadyThere ? "already there:" : "sent"} ${result.path}${saved}`);
         }
       },
     });
@@ -1129,8 +1138,8 @@ async function main(): Promise<void> {
     clearProgress();
   }
   printReasons();
-  console.log(summary());
-  Deno.exit(tally.confirmed === total ? 0 : 1);
+  stdout.line(summary());
+  Deno.exit(tally.confirmed === total && !stdout.failed ? 0 : 1);
 }
 
 if (import.meta.main) await main();

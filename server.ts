@@ -30,6 +30,7 @@ import {
   inAnyCidr,
   isQuery,
   isToken,
+  LogOutput,
   NAME_SIZE,
   parseByteSize,
   parseCidr,
@@ -121,7 +122,8 @@ export interface ServerOptions {
    */
   idleTimeout?: number;
   /**
-   * Called for everything worth a log line.
+   * Called for everything worth a log line. What it throws is ignored: a log
+   * that cannot be written must not fail the frame it reports on.
    * @default {() => {}}
    */
   onEvent?: (event: ServerEvent) => void;
@@ -334,7 +336,14 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     headerTimeout: options.headerTimeout ?? 30_000,
     idleTimeout,
   };
-  const emit = options.onEvent ?? (() => {});
+  const onEvent = options.onEvent ?? (() => {});
+  const emit = (event: ServerEvent) => {
+    try {
+      onEvent(event);
+    } catch {
+      // The caller's log failed; the frame did not.
+    }
+  };
   // An absolute path spares Deno's permission check a getcwd on every file call.
   const out = resolve(options.out ?? "uploads");
   await Deno.mkdir(out, { recursive: true }).catch((error) => {
@@ -883,6 +892,10 @@ function tlsFiles(cert?: string, key?: string): { cert: string; key: string } | 
 }
 
 async function main(): Promise<void> {
+  // Serving goes on without the log; the exit status says the log failed.
+  const stdout = new LogOutput((error) =>
+    console.error(`server.ts: Cannot write to stdout: ${error.message}`)
+  );
   let options: ServerOptions & {
     quiet: boolean;
     drainTimeout: number;
@@ -913,8 +926,8 @@ async function main(): Promise<void> {
       },
     });
     if (values.help) {
-      console.log(USAGE);
-      Deno.exit(0);
+      stdout.line(USAGE);
+      Deno.exit(stdout.failed ? 1 : 0);
     }
     options = {
       host: parseHost(values.host),
@@ -965,7 +978,7 @@ async function main(): Promise<void> {
         switch (event.type) {
           case "saved":
             if (!options.quiet) {
-              console.log(
+              stdout.line(
                 `${event.duplicate ? "already have" : "saved"} ${event.file} (${
                   formatBytes(event.bytes)
                 } in ${formatDuration(event.ms)}) from ${event.peer}`,
@@ -977,7 +990,7 @@ async function main(): Promise<void> {
             console.error(`${event.type} ${event.peer}: ${event.message}`);
             break;
           case "cleaned":
-            console.log(`removed ${event.files} temporary files left by an earlier run`);
+            stdout.line(`removed ${event.files} temporary files left by an earlier run`);
             break;
           case "accept-error":
             console.error(`accept failed: ${event.message}`);
@@ -991,7 +1004,7 @@ async function main(): Promise<void> {
     Deno.exit(error instanceof Deno.errors.NotCapable || error instanceof RangeError ? 2 : 1);
   }
   const { hostname, port } = server.addr;
-  console.log(
+  stdout.line(
     `listening on ${formatAddress(hostname, port)}, saving to ${out}${options.raw ? " (raw)" : ""}`,
   );
 
@@ -1004,14 +1017,14 @@ async function main(): Promise<void> {
     signalled = true;
     console.error(`${signal}: finishing frames in progress (again to stop at once)`);
     const stats = await server.shutdown(options.drainTimeout);
-    console.log(
+    stdout.line(
       `stopped: ${stats.files} files (${
         formatBytes(stats.bytes)
       }), ${stats.duplicates} already had, ${stats.errors} errors, in ${
         formatDuration(performance.now() - started)
       }`,
     );
-    Deno.exit(0);
+    Deno.exit(stdout.failed ? 1 : 0);
   };
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => void shutdown(signal));

@@ -14,6 +14,7 @@ import {
   checkNetPermission,
   describeError,
   formatAddress,
+  LogOutput,
   MAX_DATAGRAM_SIZE,
   parseHost,
   parsePort,
@@ -194,6 +195,10 @@ Exit status: 0 when every line was sent, 1 when any was not, 2 on a usage
 error. A line may hold at most ${MAX_DATAGRAM_SIZE} bytes.`;
 
 async function main(): Promise<void> {
+  // Sending goes on without the prompts; the exit status says they failed.
+  const stdout = new LogOutput((error) =>
+    console.error(`udp_client.ts: Cannot write to stdout: ${error.message}`)
+  );
   let host: string;
   let port: number;
   let messages: string[];
@@ -208,8 +213,8 @@ async function main(): Promise<void> {
       },
     });
     if (values.help) {
-      console.log(USAGE);
-      Deno.exit(0);
+      stdout.line(USAGE);
+      Deno.exit(stdout.failed ? 1 : 0);
     }
     host = parseHost(values.host);
     port = parsePort(values.port, 1);
@@ -240,7 +245,7 @@ async function main(): Promise<void> {
     for (const message of messages) await send(encoder.encode(message));
   } else {
     const interactive = Deno.stdin.isTerminal();
-    const prompt = () => interactive && Deno.stdout.writeSync(encoder.encode("data: "));
+    const prompt = () => interactive && stdout.text("data: ");
     prompt();
     let endOfInput = true;
     for await (const result of readLines(Deno.stdin, MAX_LINE_SIZE)) {
@@ -257,9 +262,9 @@ async function main(): Promise<void> {
       prompt();
     }
     // Ctrl-D leaves the cursor after the last prompt: end its line for the shell.
-    if (interactive && endOfInput) Deno.stdout.writeSync(encoder.encode("\n"));
+    if (interactive && endOfInput) stdout.text("\n");
   }
-  Deno.exit(failures > 0 ? 1 : 0);
+  Deno.exit(failures > 0 || stdout.failed ? 1 : 0);
 }
 
 if (import.meta.main) await main();

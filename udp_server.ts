@@ -240,6 +240,20 @@ Exit status: 0 after SIGINT/SIGTERM, 1 on a runtime error, 2 on a usage error.
 Datagrams up to ${MAX_DATAGRAM_SIZE} bytes are printed whole.`;
 
 async function main(): Promise<void> {
+  /** Writes to stdout, which is what this server is for: it stops when it cannot. */
+  const print = (text: Uint8Array | string) => {
+    const bytes = typeof text === "string" ? encoder.encode(`${text}\n`) : text;
+    try {
+      for (let offset = 0; offset < bytes.length;) {
+        offset += Deno.stdout.writeSync(bytes.subarray(offset));
+      }
+    } catch (error) {
+      // The reader went away (`| head`): nothing left to print to.
+      if (error instanceof Deno.errors.BrokenPipe) Deno.exit(0);
+      console.error(`udp_server.ts: Cannot print to stdout: ${describeError(error)}`);
+      Deno.exit(1);
+    }
+  };
   let host: string;
   let port: number;
   let allow: Cidr[] | undefined;
@@ -254,7 +268,7 @@ async function main(): Promise<void> {
       },
     });
     if (values.help) {
-      console.log(USAGE);
+      print(USAGE);
       Deno.exit(0);
     }
     host = parseHost(values.host);
@@ -266,17 +280,7 @@ async function main(): Promise<void> {
     Deno.exit(2);
   }
 
-  const batch = new LineBatch((lines) => {
-    try {
-      for (let offset = 0; offset < lines.length;) {
-        offset += Deno.stdout.writeSync(lines.subarray(offset));
-      }
-    } catch (error) {
-      // The reader went away (`| head`): nothing left to print to.
-      if (error instanceof Deno.errors.BrokenPipe) Deno.exit(0);
-      throw error;
-    }
-  });
+  const batch = new LineBatch(print);
   let flushTimer: ReturnType<typeof setTimeout> | undefined;
   const flush = () => {
     clearTimeout(flushTimer);
@@ -297,7 +301,7 @@ async function main(): Promise<void> {
     Deno.exit(error instanceof Deno.errors.NotCapable ? 2 : 1);
   }
   const { address, port: boundPort } = server.address;
-  console.log(`listening on ${formatAddress(address, boundPort)}`);
+  print(`listening on ${formatAddress(address, boundPort)}`);
 
   const shutdown = async (signal: Deno.Signal) => {
     await server.close();

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { crc32 } from "node:zlib";
+import { collectFiles, uploadFiles } from "../client.ts";
 import { encodeAck, encodeFrame, FrameReader } from "../protocol.ts";
 import {
   closedPort,
@@ -9,6 +10,7 @@ import {
   listFolder,
   makeImages,
   ROOT,
+  serverCommand,
   spawnClient,
   Spawned,
   spawnServer,
@@ -255,6 +257,73 @@ Deno.test("server.ts keeps serving several clients at once after garbage and a c
   );
   assert.match(server.stderr, /rejected 127\.0\.0\.1:\d+: Input ended inside a frame body/);
   assert.match(server.stdout, /stopped: 40 files .* 2 errors/);
+});
+
+/** Runs `command` with its stdout on a device that is always full. */
+function withFullStdout(command: string[]): Spawned {
+  return new Spawned("bash", ["-c", 'exec "$@" > /dev/full', "bash", ...command]);
+}
+
+const FULL = "Cannot write to stdout: No space left on device (os error 28)";
+
+Deno.test("server.ts goes on serving when its stdout fails, says so once, and exits 1", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const out = await temporary.make();
+  const images = await makeImages(input, Array(30).fill(2000));
+  const port = closedPort();
+  await using server = withFullStdout(serverCommand(out, [`--port=${port}`]));
+  // Its first line is the one that says it listens.
+  await server.waitFor(/Cannot write to stdout/, "stderr");
+  const { files } = await collectFiles([input]);
+  const report = await uploadFiles(files, { port, retries: 0 });
+  assert.deepEqual(report.failed, []);
+  assert.equal(report.confirmed, 30);
+  for (const [name, bytes] of images) {
+    assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
+  }
+  assert.equal((await server.stop("SIGTERM")).code, 1);
+  assert.equal(server.stderr.split(FULL).length - 1, 1, server.stderr);
+});
+
+Deno.test("client.ts sends every file when its stdout fails, says so once, and exits 1", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const out = await temporary.make();
+  const images = await makeImages(input, Array(30).fill(2000));
+  const { server, port } = await spawnServer(out, ["--quiet"]);
+  await using _server = server;
+  await using client = withFullStdout([
+    Deno.execPath(),
+    "run",
+    "--allow-net=127.0.0.1",
+    `--allow-read=${input}`,
+    `${ROOT}client.ts`,
+    "--verbose",
+    `--port=${port}`,
+    input,
+  ]);
+  assert.equal((await client.wait()).code, 1);
+  assert.equal(client.stderr, `client.ts: ${FULL}\n`);
+  for (const [name, bytes] of images) {
+    assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
+  }
+});
+
+Deno.test("udp_server.ts stops with one line and exit 1 when it cannot print", async () => {
+  await using server = withFullStdout([
+    Deno.execPath(),
+    "run",
+    "--allow-net=127.0.0.1",
+    `${ROOT}udp_server.ts`,
+    "--host=127.0.0.1",
+    "--port=0",
+  ]);
+  assert.equal((await server.wait()).code, 1);
+  assert.equal(
+    server.stderr,
+    `udp_server.ts: Cannot print to stdout: No space left on device (os error 28)\n`,
+  );
 });
 
 Deno.test("client.ts exits 1 and names each file that was not confirmed", async () => {

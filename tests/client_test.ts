@@ -159,6 +159,25 @@ Deno.test("uploadFiles() reports a file the server refuses and still delivers th
   });
 });
 
+Deno.test("uploadFiles() confirms every file even when its onResult throws", async () => {
+  await withServerAndImages(Array(40).fill(3000), async (port, input, _out, _images, stats) => {
+    const { files } = await collectFiles([input]);
+    let calls = 0;
+    const report = await uploadFiles(files, {
+      port,
+      retries: 0,
+      onResult() {
+        calls++;
+        throw new Error("No space left on device (os error 28)");
+      },
+    });
+    assert.deepEqual(report.failed, []);
+    assert.equal(report.confirmed, 40);
+    assert.equal(calls, 40, "told of each file once");
+    assert.equal(stats.files, 40);
+  });
+});
+
 Deno.test("uploadFiles() reports the server's reason for a frame over its limit, not a broken pipe", async () => {
   // Larger than the socket buffers: the server has closed long before the client wrote it all.
   await withServerAndImages([16_000_000, 100, 200], async (port, input, out) => {

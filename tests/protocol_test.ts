@@ -9,6 +9,7 @@ import {
   formatBytes,
   FrameReader,
   LineReader,
+  LogOutput,
   MAX_ACK_SIZE,
   parseAck,
   parseByteSize,
@@ -521,3 +522,41 @@ for (const [bytes, text] of byteCounts) {
     assert.equal(formatBytes(bytes), text);
   });
 }
+
+/** How a stdout that fails on its second write fails, and what LogOutput makes of it. */
+const outputFailures: [string, Error, boolean][] = [
+  ["a reader that went away", new Deno.errors.BrokenPipe("Broken pipe (os error 32)"), false],
+  ["a full disk", new Error("No space left on device (os error 28)"), true],
+];
+
+for (const [cause, failure, reported] of outputFailures) {
+  Deno.test(`LogOutput drops the rest after ${cause}, and ${reported ? "reports it once" : "says nothing"}`, () => {
+    const written: string[] = [];
+    const errors: Error[] = [];
+    const log = new LogOutput((error) => errors.push(error), {
+      write(bytes) {
+        if (written.length === 1) throw failure;
+        written.push(new TextDecoder().decode(bytes));
+        return bytes.length;
+      },
+    });
+    for (const line of ["one", "two", "three"]) log.line(line);
+    assert.deepEqual(written, ["one\n"]);
+    assert.deepEqual(errors, reported ? [failure] : []);
+    assert.equal(log.failed, reported);
+  });
+}
+
+Deno.test("LogOutput writes on after a short write until every byte is out", () => {
+  let out = "";
+  const log = new LogOutput(() => assert.fail("no error expected"), {
+    write(bytes) {
+      out += new TextDecoder().decode(bytes.subarray(0, 2));
+      return Math.min(2, bytes.length);
+    },
+  });
+  log.text("\r\x1b[K3/10 files");
+  log.line(" done");
+  assert.equal(out, "\r\x1b[K3/10 files done\n");
+  assert.equal(log.failed, false);
+});

@@ -377,6 +377,25 @@ Deno.test("server in raw mode refuses a query, saves nothing for it, and takes t
   });
 });
 
+Deno.test("server confirms each saved frame even when its onEvent throws", async () => {
+  let events = 0;
+  const onEvent = () => {
+    events++;
+    throw new Error("No space left on device (os error 28)");
+  };
+  await withServer({ onEvent }, async (port, out) => {
+    using client = await connect(port);
+    const frames = Array.from({ length: 5 }, (_, i) => encodeFrame(`f${i}`, fakeJpeg(100 + i)));
+    await client.send(concat(...frames));
+    for (let i = 0; i < frames.length; i++) {
+      const answer = await client.ack();
+      assert.equal(answer?.ok && answer.file, `f${i}.jpg`);
+    }
+    assert.equal((await listFolder(out)).length, 5);
+    assert.ok(events >= 5, "told of each saved frame");
+  });
+});
+
 Deno.test("server serves many clients at once, each with many frames", async () => {
   await withServer({}, async (port, out) => {
     const clients = 20;
