@@ -939,7 +939,8 @@ On SIGINT or SIGTERM it stops at once and says how many files were
 confirmed; --resume then sends only what the server lacks.
 
 Exit status: 0 when every selected file was confirmed (with --legacy: sent),
-1 when any failed or it was stopped, 2 on a usage error.`;
+1 when any failed, it was stopped, or stdout could not be written, 2 on a
+usage error.`;
 
 async function main(): Promise<void> {
   // The upload goes on without its log; the exit status says the log failed.

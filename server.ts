@@ -858,7 +858,8 @@ Options:
   -q, --quiet              no line per saved file
   -h, --help               show this help
 
-Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a usage error.`;
+Exit status: 0 after a clean stop, 1 on a runtime error or when stdout could
+not be written (it serves on without it), 2 on a usage error.`;
 
 /** Reads a shared token: the file's first line, at least 16 characters. */
 async function readToken(path: string): Promise<string> {

@@ -191,8 +191,9 @@ Options:
   --port PORT   receiver port (default 9999)
   -h, --help    show this help
 
-Exit status: 0 when every line was sent, 1 when any was not, 2 on a usage
-error. A line may hold at most ${MAX_DATAGRAM_SIZE} bytes.`;
+Exit status: 0 when every line was sent, 1 when any was not or a prompt could
+not be written, 2 on a usage error. A line may hold at most ${MAX_DATAGRAM_SIZE}
+bytes.`;
 
 async function main(): Promise<void> {
   // Sending goes on without the prompts; the exit status says they failed.
