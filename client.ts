@@ -853,25 +853,47 @@ export async function uploadFiles(
     }
   }
 
-  // Each pass sends what the last one failed to for a transient reason.
-  let pass = options.resume && !options.legacy ? await skipHeld(files) : files;
-  for (let attempt = 0;; attempt++) {
-    const again: UploadFile[] = [];
-    const byPath = new Map(pass.map((entry) => [entry.path, entry]));
-    queue = pass.values();
-    onResult = (result) => {
-      if (!result.ok && result.transient && attempt < retries) again.push(byPath.get(result.path)!);
-      else record(result);
-    };
-    const workers = Math.max(1, Math.min(width, pass.length));
-    retired = 0;
-    await Promise.all(Array.from({ length: workers }, options.legacy ? legacyWorker : worker));
-    if (again.length === 0) return report;
-    // As many connections as the server took this time.
-    width = workers - retired;
-    await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** attempt, 4000)));
-    pass = again;
+  const unsent = options.resume && !options.legacy ? await skipHeld(files) : files;
+  // A name's second file waits for the first one's answer: which of them the
+  // server keeps must not depend on which connection was faster.
+  for (const round of byOccurrenceOfName(unsent)) {
+    // Each pass sends what the last one failed to for a transient reason.
+    let pass = round;
+    for (let attempt = 0;; attempt++) {
+      const again: UploadFile[] = [];
+      const byPath = new Map(pass.map((entry) => [entry.path, entry]));
+      queue = pass.values();
+      onResult = (result) => {
+        if (!result.ok && result.transient && attempt < retries) {
+          again.push(byPath.get(result.path)!);
+        } else record(result);
+      };
+      const workers = Math.max(1, Math.min(width, pass.length));
+      retired = 0;
+      await Promise.all(Array.from({ length: workers }, options.legacy ? legacyWorker : worker));
+      if (again.length === 0) break;
+      // As many connections as the server took this time.
+      width = workers - retired;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** attempt, 4000)));
+      pass = again;
+    }
   }
+  return report;
+}
+
+/**
+ * Splits files into rounds: the first file of each name, then the second of
+ * each name that has two or more, and so on; the order within a round kept.
+ */
+function byOccurrenceOfName(files: UploadFile[]): UploadFile[][] {
+  const seen = new Map<string, number>();
+  const rounds: UploadFile[][] = [];
+  for (const file of files) {
+    const occurrence = seen.get(file.name) ?? 0;
+    seen.set(file.name, occurrence + 1);
+    (rounds[occurrence] ??= []).push(file);
+  }
+  return rounds;
 }
 
 /**

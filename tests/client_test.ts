@@ -159,6 +159,26 @@ Deno.test("uploadFiles() reports a file the server refuses and still delivers th
   });
 });
 
+Deno.test("uploadFiles() keeps the first of two files of one name, whichever is faster to send", async () => {
+  await withServerAndImages([], async (port, input, out) => {
+    // The second is small and would overtake the first on another connection.
+    const first = fakeJpeg(2_000_000);
+    const twin = fakeJpeg(500);
+    for (const [folder, same] of [["a", first], ["b", fakeJpeg(100)]] as const) {
+      await Deno.mkdir(`${input}/${folder}`);
+      await Deno.writeFile(`${input}/${folder}/same.jpg`, same);
+      await Deno.writeFile(`${input}/${folder}/twin.jpg`, twin);
+    }
+    const { files } = await collectFiles([`${input}/a`, `${input}/b`]);
+    const report = await uploadFiles(files, { port, concurrency: 4 });
+    assert.deepEqual(report.failed.map((r) => r.path), [`${input}/b/same.jpg`]);
+    assert.match(report.failed[0].message!, /different file of that name exists/);
+    assert.equal(report.confirmed, 3, "both copies of the twin, which are the same file");
+    assert.deepEqual(await Deno.readFile(`${out}/same.jpg`), first);
+    assert.deepEqual(await Deno.readFile(`${out}/twin.jpg`), twin);
+  });
+});
+
 Deno.test("uploadFiles() confirms every file even when its onResult throws", async () => {
   await withServerAndImages(Array(40).fill(3000), async (port, input, _out, _images, stats) => {
     const { files } = await collectFiles([input]);
