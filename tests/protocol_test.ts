@@ -533,15 +533,17 @@ for (const [cause, failure, reported] of outputFailures) {
   Deno.test(`LogOutput drops the rest after ${cause}, and ${reported ? "reports it once" : "says nothing"}`, () => {
     const written: string[] = [];
     const errors: Error[] = [];
+    let attempts = 0;
     const log = new LogOutput((error) => errors.push(error), {
       write(bytes) {
-        if (written.length === 1) throw failure;
+        if (++attempts === 2) throw failure;
         written.push(new TextDecoder().decode(bytes));
         return bytes.length;
       },
     });
     for (const line of ["one", "two", "three"]) log.line(line);
-    assert.deepEqual(written, ["one\n"]);
+    assert.deepEqual(written, ["one\n"], "nothing written after the failure");
+    assert.equal(attempts, 2, "no write tried after the failure");
     assert.deepEqual(errors, reported ? [failure] : []);
     assert.equal(log.failed, reported);
   });
