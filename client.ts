@@ -854,9 +854,10 @@ export async function uploadFiles(
   }
 
   const unsent = options.resume && !options.legacy ? await skipHeld(files) : files;
-  // A name's second file waits for the first one's answer: which of them the
-  // server keeps must not depend on which connection was faster.
-  for (const round of byOccurrenceOfName(unsent)) {
+  // A name's later files wait for the first one's answer: which file the
+  // server keeps must not depend on which connection was faster. They then
+  // meet it there, all at once: each is confirmed if the same, else refused.
+  for (const round of firstOfEachNameThenTheRest(unsent)) {
     // Each pass sends what the last one failed to for a transient reason.
     let pass = round;
     for (let attempt = 0;; attempt++) {
@@ -881,19 +882,18 @@ export async function uploadFiles(
   return report;
 }
 
-/**
- * Splits files into rounds: the first file of each name, then the second of
- * each name that has two or more, and so on; the order within a round kept.
- */
-function byOccurrenceOfName(files: UploadFile[]): UploadFile[][] {
-  const seen = new Map<string, number>();
-  const rounds: UploadFile[][] = [];
+/** Splits files into the first of each name and, when there are any, the others; order kept. */
+function firstOfEachNameThenTheRest(files: UploadFile[]): UploadFile[][] {
+  const names = new Set<string>();
+  const [firsts, rest]: UploadFile[][] = [[], []];
   for (const file of files) {
-    const occurrence = seen.get(file.name) ?? 0;
-    seen.set(file.name, occurrence + 1);
-    (rounds[occurrence] ??= []).push(file);
+    if (names.has(file.name)) rest.push(file);
+    else {
+      names.add(file.name);
+      firsts.push(file);
+    }
   }
-  return rounds;
+  return rest.length > 0 ? [firsts, rest] : [firsts];
 }
 
 /**

@@ -8,7 +8,7 @@ import {
   uploadFiles,
 } from "../client.ts";
 import { type Ack, encodeAck, FrameReader, sniffExtension } from "../protocol.ts";
-import { startServer } from "../server.ts";
+import { type ServerEvent, startServer } from "../server.ts";
 import {
   closedPort,
   concat,
@@ -159,24 +159,51 @@ Deno.test("uploadFiles() reports a file the server refuses and still delivers th
   });
 });
 
-Deno.test("uploadFiles() keeps the first of two files of one name, whichever is faster to send", async () => {
+Deno.test("uploadFiles() keeps the first of several files of one name, whichever is faster to send", async () => {
   await withServerAndImages([], async (port, input, out) => {
-    // The second is small and would overtake the first on another connection.
+    // The others are small and would overtake the first on other connections.
     const first = fakeJpeg(2_000_000);
     const twin = fakeJpeg(500);
-    for (const [folder, same] of [["a", first], ["b", fakeJpeg(100)]] as const) {
+    const folders = [["a", first], ["b", fakeJpeg(100)], ["c", fakeJpeg(10)]] as const;
+    for (const [folder, same] of folders) {
       await Deno.mkdir(`${input}/${folder}`);
       await Deno.writeFile(`${input}/${folder}/same.jpg`, same);
       await Deno.writeFile(`${input}/${folder}/twin.jpg`, twin);
     }
-    const { files } = await collectFiles([`${input}/a`, `${input}/b`]);
+    const { files } = await collectFiles(folders.map(([folder]) => `${input}/${folder}`));
     const report = await uploadFiles(files, { port, concurrency: 4 });
-    assert.deepEqual(report.failed.map((r) => r.path), [`${input}/b/same.jpg`]);
-    assert.match(report.failed[0].message!, /different file of that name exists/);
-    assert.equal(report.confirmed, 3, "both copies of the twin, which are the same file");
+    assert.deepEqual(
+      report.failed.map((r) => r.path).toSorted(),
+      [`${input}/b/same.jpg`, `${input}/c/same.jpg`],
+    );
+    for (const { message } of report.failed) {
+      assert.match(message!, /different file of that name exists/);
+    }
+    assert.equal(report.confirmed, 4, "the first same.jpg and the three twins, which are one file");
     assert.deepEqual(await Deno.readFile(`${out}/same.jpg`), first);
     assert.deepEqual(await Deno.readFile(`${out}/twin.jpg`), twin);
   });
+});
+
+Deno.test("uploadFiles() sends the later files of a name all together, not one connection each", async () => {
+  const peers = new Set<string>();
+  const onEvent = (event: ServerEvent) => {
+    if ("peer" in event) peers.add(event.peer);
+  };
+  await withServerAndImages([], async (port, input) => {
+    // An album per folder, each with its own cover.jpg.
+    const folders = Array.from({ length: 20 }, (_, i) => `${input}/album${i}`);
+    for (const folder of folders) {
+      await Deno.mkdir(folder);
+      await Deno.writeFile(`${folder}/cover.jpg`, fakeJpeg(100));
+    }
+    const { files } = await collectFiles(folders);
+    const report = await uploadFiles(files, { port, concurrency: 4 });
+    assert.equal(report.confirmed, 1);
+    assert.equal(report.failed.length, 19);
+    // One connection for the first cover, up to four for the other 19.
+    assert.ok(peers.size <= 5, `${peers.size} connections`);
+  }, { onEvent });
 });
 
 Deno.test("uploadFiles() confirms every file even when its onResult throws", async () => {
