@@ -629,7 +629,9 @@ export interface UploadReport {
 
 /**
  * Uploads files over `concurrency` connections, reusing each connection for
- * many files, and reports each file's fate through `onResult`.
+ * many files, and reports each file's fate through `onResult`. Files that
+ * share a name follow once the first of them is answered, so the server
+ * keeps the first.
  *
  * @param files The files to send.
  * @param options Server, parallelism, deadlines and mode.
