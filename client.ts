@@ -967,9 +967,11 @@ Exit status: 0 when every selected file was confirmed (with --legacy: sent),
 usage error.`;
 
 async function main(): Promise<void> {
+  // Nothing is left to report a failed stderr to; the work goes on without it.
+  const stderr = new LogOutput(() => {}, { write: (bytes) => Deno.stderr.writeSync(bytes) });
   // The upload goes on without its log; the exit status says the log failed.
   const stdout = new LogOutput((error) =>
-    console.error(`client.ts: Cannot write to stdout: ${error.message}`)
+    stderr.line(`client.ts: Cannot write to stdout: ${error.message}`)
   );
   let parsed;
   try {
@@ -1041,7 +1043,7 @@ async function main(): Promise<void> {
       verbose: values.verbose,
     };
   } catch (error) {
-    console.error(`client.ts: ${describeError(error)}\nTry 'client.ts --help'.`);
+    stderr.line(`client.ts: ${describeError(error)}\nTry 'client.ts --help'.`);
     Deno.exit(2);
   }
 
@@ -1061,17 +1063,17 @@ async function main(): Promise<void> {
     tls = parsed.upload.tls && { caCerts: ca === undefined ? undefined : [ca] };
     selection = await collectFiles(parsed.paths, parsed.collect);
   } catch (error) {
-    console.error(`client.ts: ${describeError(error)}`);
+    stderr.line(`client.ts: ${describeError(error)}`);
     Deno.exit(error instanceof Deno.errors.NotCapable || error instanceof SyntaxError ? 2 : 1);
   }
   for (const skipped of selection.skipped) {
-    console.error(`skipped ${skipped.path}: ${skipped.message}`);
+    stderr.line(`skipped ${skipped.path}: ${skipped.message}`);
   }
   const { host, port, concurrency, legacy } = parsed.upload;
   const total = selection.files.length + selection.skipped.length;
   if (total === 0) {
     const start = parsed.collect.start;
-    console.error(
+    stderr.line(
       `client.ts: No files to send: ${
         selection.found > 0
           ? `--start ${start} skips all ${selection.found} files found`
@@ -1100,7 +1102,7 @@ async function main(): Promise<void> {
   const clearProgress = () => tty && stdout.text("\r\x1b[K");
   const printReasons = () => {
     const lines = failuresByReason(failures);
-    if (lines.length > 0) console.error(["failed, by reason:", ...lines].join("\n"));
+    if (lines.length > 0) stderr.line(["failed, by reason:", ...lines].join("\n"));
   };
   const summary = () => {
     const elapsed = performance.now() - started;
@@ -1145,7 +1147,7 @@ async function main(): Promise<void> {
         if (!result.ok) {
           failures.push(result);
           clearProgress();
-          console.error(`failed ${result.path}: ${result.message}`);
+          stderr.line(`failed ${result.path}: ${result.message}`);
           return;
         }
         tally.confirmed++;

@@ -893,9 +893,11 @@ function tlsFiles(cert?: string, key?: string): { cert: string; key: string } | 
 }
 
 async function main(): Promise<void> {
+  // Nothing is left to report a failed stderr to; the work goes on without it.
+  const stderr = new LogOutput(() => {}, { write: (bytes) => Deno.stderr.writeSync(bytes) });
   // Serving goes on without the log; the exit status says the log failed.
   const stdout = new LogOutput((error) =>
-    console.error(`server.ts: Cannot write to stdout: ${error.message}`)
+    stderr.line(`server.ts: Cannot write to stdout: ${error.message}`)
   );
   let options: ServerOptions & {
     quiet: boolean;
@@ -948,7 +950,7 @@ async function main(): Promise<void> {
       quiet: values.quiet,
     };
   } catch (error) {
-    console.error(`server.ts: ${describeError(error)}\nTry 'server.ts --help'.`);
+    stderr.line(`server.ts: ${describeError(error)}\nTry 'server.ts --help'.`);
     Deno.exit(2);
   }
 
@@ -956,7 +958,7 @@ async function main(): Promise<void> {
   for (const name of ["read", "write"] as const) {
     const { state } = await Deno.permissions.query({ name, path: out });
     if (state !== "granted") {
-      console.error(
+      stderr.line(
         `server.ts: Missing ${name} permission for ${out}: add --allow-read=${out} --allow-write=${out}`,
       );
       Deno.exit(2);
@@ -988,19 +990,19 @@ async function main(): Promise<void> {
             break;
           case "rejected":
           case "refused":
-            console.error(`${event.type} ${event.peer}: ${event.message}`);
+            stderr.line(`${event.type} ${event.peer}: ${event.message}`);
             break;
           case "cleaned":
             stdout.line(`removed ${event.files} temporary files left by an earlier run`);
             break;
           case "accept-error":
-            console.error(`accept failed: ${event.message}`);
+            stderr.line(`accept failed: ${event.message}`);
             break;
         }
       },
     });
   } catch (error) {
-    console.error(`server.ts: ${describeError(error)}`);
+    stderr.line(`server.ts: ${describeError(error)}`);
     // A missing permission or an unusable token file is the command line's fault.
     Deno.exit(error instanceof Deno.errors.NotCapable || error instanceof RangeError ? 2 : 1);
   }
@@ -1012,11 +1014,11 @@ async function main(): Promise<void> {
   let signalled = false;
   const shutdown = async (signal: Deno.Signal) => {
     if (signalled) {
-      console.error(`${signal} again: stopping without waiting for frames in progress`);
+      stderr.line(`${signal} again: stopping without waiting for frames in progress`);
       Deno.exit(1);
     }
     signalled = true;
-    console.error(`${signal}: finishing frames in progress (again to stop at once)`);
+    stderr.line(`${signal}: finishing frames in progress (again to stop at once)`);
     const stats = await server.shutdown(options.drainTimeout);
     stdout.line(
       `stopped: ${stats.files} files (${

@@ -196,9 +196,11 @@ not be written, 2 on a usage error. A line may hold at most ${MAX_DATAGRAM_SIZE}
 bytes.`;
 
 async function main(): Promise<void> {
+  // Nothing is left to report a failed stderr to; the work goes on without it.
+  const stderr = new LogOutput(() => {}, { write: (bytes) => Deno.stderr.writeSync(bytes) });
   // Sending goes on without the prompts; the exit status says they failed.
   const stdout = new LogOutput((error) =>
-    console.error(`udp_client.ts: Cannot write to stdout: ${error.message}`)
+    stderr.line(`udp_client.ts: Cannot write to stdout: ${error.message}`)
   );
   let host: string;
   let port: number;
@@ -221,8 +223,8 @@ async function main(): Promise<void> {
     port = parsePort(values.port, 1);
     messages = positionals;
   } catch (error) {
-    console.error(`udp_client.ts: ${describeError(error)}`);
-    console.error("Try 'udp_client.ts --help'.");
+    stderr.line(`udp_client.ts: ${describeError(error)}`);
+    stderr.line("Try 'udp_client.ts --help'.");
     Deno.exit(2);
   }
 
@@ -231,14 +233,14 @@ async function main(): Promise<void> {
   try {
     sender = await createUdpSender(host, port);
   } catch (error) {
-    console.error(`udp_client.ts: ${(error as Error).message}`);
+    stderr.line(`udp_client.ts: ${(error as Error).message}`);
     Deno.exit(error instanceof Deno.errors.NotCapable ? 2 : 1);
   }
   using _sender = sender;
   let failures = 0;
   const fail = (error: unknown) => {
     failures++;
-    console.error(`udp_client.ts: ${(error as Error).message}`);
+    stderr.line(`udp_client.ts: ${(error as Error).message}`);
   };
   const send = (payload: Uint8Array) => sender.send(payload).catch(fail);
 

@@ -14,6 +14,7 @@ import {
   describeError,
   formatAddress,
   inAnyCidr,
+  LogOutput,
   MAX_DATAGRAM_SIZE,
   parseCidr,
   parseHost,
@@ -240,6 +241,8 @@ Exit status: 0 after SIGINT/SIGTERM, 1 on a runtime error, 2 on a usage error.
 Datagrams up to ${MAX_DATAGRAM_SIZE} bytes are printed whole.`;
 
 async function main(): Promise<void> {
+  // Nothing is left to report a failed stderr to; the work goes on without it.
+  const stderr = new LogOutput(() => {}, { write: (bytes) => Deno.stderr.writeSync(bytes) });
   /** Writes to stdout, which is what this server is for: it stops when it cannot. */
   const print = (text: Uint8Array | string) => {
     const bytes = typeof text === "string" ? encoder.encode(`${text}\n`) : text;
@@ -250,7 +253,7 @@ async function main(): Promise<void> {
     } catch (error) {
       // The reader went away (`| head`): nothing left to print to.
       if (error instanceof Deno.errors.BrokenPipe) Deno.exit(0);
-      console.error(`udp_server.ts: Cannot print to stdout: ${describeError(error)}`);
+      stderr.line(`udp_server.ts: Cannot print to stdout: ${describeError(error)}`);
       Deno.exit(1);
     }
   };
@@ -275,8 +278,8 @@ async function main(): Promise<void> {
     port = parsePort(values.port);
     allow = values.allow?.map(parseCidr);
   } catch (error) {
-    console.error(`udp_server.ts: ${describeError(error)}`);
-    console.error("Try 'udp_server.ts --help'.");
+    stderr.line(`udp_server.ts: ${describeError(error)}`);
+    stderr.line("Try 'udp_server.ts --help'.");
     Deno.exit(2);
   }
 
@@ -295,7 +298,7 @@ async function main(): Promise<void> {
       else flushTimer ??= setTimeout(flush, 5);
     }, { host, port, allow });
   } catch (error) {
-    console.error(
+    stderr.line(
       `udp_server.ts: Cannot listen on ${formatAddress(host, port)}: ${(error as Error).message}`,
     );
     Deno.exit(error instanceof Deno.errors.NotCapable ? 2 : 1);
@@ -307,7 +310,7 @@ async function main(): Promise<void> {
     await server.close();
     flush();
     const dropped = server.dropped > 0 ? ` (${server.dropped} dropped by --allow)` : "";
-    console.error(`${signal}: stopped after ${server.received} datagrams${dropped}`);
+    stderr.line(`${signal}: stopped after ${server.received} datagrams${dropped}`);
     Deno.exit(0);
   };
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
