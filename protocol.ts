@@ -1777,10 +1777,11 @@ export interface LogOutputOptions {
 }
 
 /**
- * Writes a script's report to stdout, never throwing: a log that cannot be
- * written must not fail the files it reports on. The first failure (a full
- * disk) goes to `onError` and later text is dropped; a reader that went away
- * (`| head`) is no failure, and the rest is dropped quietly.
+ * Writes a script's report to stdout (or, given `write`, elsewhere, such as
+ * stderr), never throwing: a log that cannot be written must not fail the
+ * files it reports on. The first failure (a full disk) goes to `onError` and
+ * later text is dropped; a reader that went away (`| head`) is no failure,
+ * and the rest is dropped quietly.
  *
  * @example Keep going after a write fails
  * ```ts
