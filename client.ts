@@ -77,7 +77,8 @@ export interface CollectOptions {
    */
   extensions?: string[];
   /**
-   * Descend into sub-folders.
+   * Descend into sub-folders. A link to a folder is reported among the
+   * skipped, not followed.
    * @default {false}
    */
   recursive?: boolean;
@@ -102,7 +103,7 @@ export interface CollectOptions {
 export interface Selection {
   /** Files to send, in order. */
   files: UploadFile[];
-  /** Selected files that cannot be sent, with the reason. */
+  /** Selected files that cannot be sent, and links to folders not followed, with the reason. */
   skipped: FileResult[];
   /** Files found, before `start` and the batching chose among them. */
   found: number;
@@ -128,20 +129,24 @@ interface Candidate {
   regular: boolean;
 }
 
-async function listFolder(
-  folder: string,
-  recursive: boolean,
-  into: Candidate[],
-): Promise<void> {
+/** What a folder holds: the files in it, and with `recursive` the links to folders it does not follow. */
+interface Listing {
+  files: Candidate[];
+  linkedFolders: string[];
+}
+
+async function listFolder(folder: string, recursive: boolean, into: Listing): Promise<void> {
   for await (const entry of Deno.readDir(folder)) {
     const path = folder.endsWith("/") ? folder + entry.name : `${folder}/${entry.name}`;
     if (entry.isDirectory) {
       if (recursive) await listFolder(path, recursive, into);
-    } else {
+    } else if (entry.isSymlink) {
       // Only links need a stat; the listing already tells files from the rest.
-      const regular = entry.isFile ||
-        (entry.isSymlink && await Deno.stat(path).then((info) => info.isFile, () => false));
-      into.push({ path, regular });
+      const target = await Deno.stat(path).catch(() => undefined);
+      if (recursive && target?.isDirectory) into.linkedFolders.push(path);
+      else into.files.push({ path, regular: target?.isFile ?? false });
+    } else {
+      into.files.push({ path, regular: entry.isFile });
     }
   }
 }
@@ -162,16 +167,17 @@ export async function collectFiles(
 ): Promise<Selection> {
   const extensions = new Set((options.extensions ?? ["jpg"]).map((e) => e.toLowerCase()));
   const candidates: Candidate[] = [];
+  const linkedFolders: string[] = [];
   for (const path of paths) {
     const info = await Deno.stat(path);
     if (!info.isDirectory) {
       candidates.push({ path, regular: info.isFile });
       continue;
     }
-    const found: Candidate[] = [];
+    const found: Listing = { files: [], linkedFolders };
     await listFolder(path, options.recursive ?? false, found);
     candidates.push(
-      ...found.filter(({ path }) =>
+      ...found.files.filter(({ path }) =>
         extensions.has(path.slice(path.lastIndexOf(".") + 1).toLowerCase())
       )
         .sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0),
@@ -199,6 +205,11 @@ export async function collectFiles(
     } catch (error) {
       selection.skipped.push({ path, ok: false, bytes: 0, message: (error as Error).message });
     }
+  }
+  // Not followed, since a link may lead back up the tree; said, since what it holds is not sent.
+  for (const path of linkedFolders.sort()) {
+    const message = "Not followed: a link to a folder; name it to send the files in it";
+    selection.skipped.push({ path, ok: false, bytes: 0, message });
   }
   return selection;
 }
@@ -937,7 +948,8 @@ Options:
   --port PORT          server port (default 9999)
   --ext LIST           extensions to pick from folders, comma-separated
                        (default jpg)
-  -r, --recursive      descend into sub-folders
+  -r, --recursive      descend into sub-folders (a link to a folder is reported,
+                       not followed)
   --start N            skip the first N files (default 0)
   --batch-size N       files per batch, as the original (default 20)
   --max-batch N        send at most N batches (default 10000)
@@ -1106,11 +1118,13 @@ async function main(): Promise<void> {
   };
   const summary = () => {
     const elapsed = performance.now() - started;
-    return `${legacy ? "sent" : "confirmed"} ${tally.confirmed} of ${total} files (${
-      formatBytes(tally.bytes)
-    }) in ${formatDuration(elapsed)}, ${formatBytes(tally.bytes / (elapsed / 1000))}/s${
-      tally.already > 0 ? ` (${tally.already} already there, not sent)` : ""
-    }${failures.length > 0 ? `; ${failures.length} failed (listed above)` : ""}`;
+    return `${legacy ? "sent" : "confirmed"} ${tally.confirmed} of ${total} file${
+      total === 1 ? "" : "s"
+    } (${formatBytes(tally.bytes)}) in ${formatDuration(elapsed)}, ${
+      formatBytes(tally.bytes / (elapsed / 1000))
+    }/s${tally.already > 0 ? ` (${tally.already} already there, not sent)` : ""}${
+      failures.length > 0 ? `; ${failures.length} failed (listed above)` : ""
+    }`;
   };
 
   // Frames in flight are not waited for: the server keeps each one that
@@ -1133,10 +1147,11 @@ async function main(): Promise<void> {
   const over = `over ${connections} connection${connections === 1 ? "" : "s"}`;
   const address = formatAddress(host, port);
   const count = selection.files.length;
+  const files = `${count} file${count === 1 ? "" : "s"}`;
   stdout.line(
     parsed.upload.resume
-      ? `asking ${address} which of ${count} files it holds, then sending the others ${over}`
-      : `sending ${count} files to ${address} ${over}${legacy ? " (legacy)" : ""}`,
+      ? `asking ${address} which of ${files} it holds, then sending the others ${over}`
+      : `sending ${files} to ${address} ${over}${legacy ? " (legacy)" : ""}`,
   );
   try {
     await uploadFiles(selection.files, {

@@ -421,16 +421,28 @@ for (const [what, args, message] of clientUsageErrors) {
   });
 }
 
-Deno.test("client.ts says it uses no more connections than it has files", async () => {
-  await using temporary = new TempDirs();
-  const input = await temporary.make();
-  await makeImages(input, [10, 20]);
-  const { server, port } = await spawnServer(await temporary.make());
-  await using _server = server;
-  await using client = spawnClient(input, ["--port", String(port), "-c", "8"]);
-  assert.equal((await client.wait()).code, 0, client.stderr);
-  assert.match(client.stdout, /^sending 2 files to 127\.0\.0\.1:\d+ over 2 connections\n/);
-});
+for (
+  const [count, files, connections] of [[2, "2 files", "2 connections"], [
+    1,
+    "1 file",
+    "1 connection",
+  ]] as const
+) {
+  Deno.test(`client.ts says it sends ${files} over no more than ${connections}`, async () => {
+    await using temporary = new TempDirs();
+    const input = await temporary.make();
+    await makeImages(input, Array(count).fill(10));
+    const { server, port } = await spawnServer(await temporary.make());
+    await using _server = server;
+    await using client = spawnClient(input, ["--port", String(port), "-c", "8"]);
+    assert.equal((await client.wait()).code, 0, client.stderr);
+    assert.match(
+      client.stdout,
+      new RegExp(`^sending ${files} to 127\\.0\\.0\\.1:\\d+ over ${connections}\\n`),
+    );
+    assert.match(client.stdout, new RegExp(`\\nconfirmed ${count} of ${files} `));
+  });
+}
 
 Deno.test("client.ts --resume says it asks first, and counts what the server already held", async () => {
   await using temporary = new TempDirs();

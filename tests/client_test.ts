@@ -82,6 +82,28 @@ Deno.test("collectFiles() picks matching extensions without case, sorted, and re
   assert.deepEqual(named.files.map((f) => f.name), ["d"]);
 });
 
+Deno.test("collectFiles() with recursive reports a link to a folder rather than pass over it", async () => {
+  await using temporary = new TempDirs();
+  const dir = await temporary.make();
+  const elsewhere = await temporary.make();
+  await Deno.writeFile(`${elsewhere}/far.jpg`, fakeJpeg(10));
+  await Deno.mkdir(`${dir}/sub`);
+  await Deno.writeFile(`${dir}/sub/near.jpg`, fakeJpeg(10));
+  await Deno.symlink(elsewhere, `${dir}/sub/linked`);
+  await Deno.symlink(`${elsewhere}/far.jpg`, `${dir}/file-link.jpg`);
+
+  const deep = await collectFiles([dir], { recursive: true });
+  assert.deepEqual(deep.files.map((f) => f.path), [`${dir}/file-link.jpg`, `${dir}/sub/near.jpg`]);
+  assert.deepEqual(deep.skipped.map(({ path, message }) => ({ path, message })), [{
+    path: `${dir}/sub/linked`,
+    message: "Not followed: a link to a folder; name it to send the files in it",
+  }]);
+  // Without recursive no sub-folder is entered, linked or not: nothing to report.
+  assert.deepEqual((await collectFiles([`${dir}/sub`])).skipped, []);
+  const named = await collectFiles([`${dir}/sub/linked`], { recursive: true });
+  assert.deepEqual(named.files.map((f) => f.name), ["far"]);
+});
+
 Deno.test("collectFiles() applies the original's start, batch size and batch count", async () => {
   await using temporary = new TempDirs();
   const dir = await temporary.make();
