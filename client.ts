@@ -207,7 +207,7 @@ export async function collectFiles(
     }
   }
   // Not followed, since a link may lead back up the tree; said, since what it holds is not sent.
-  for (const path of linkedFolders.sort()) {
+  for (const path of [...new Set(linkedFolders)].sort()) {
     const message = "Not followed: a link to a folder; name it to send the files in it";
     selection.skipped.push({ path, ok: false, bytes: 0, message });
   }
