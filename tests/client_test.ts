@@ -98,6 +98,8 @@ Deno.test("collectFiles() with recursive reports a link to a folder rather than 
     path: `${dir}/sub/linked`,
     message: "Not followed: a link to a folder; name it to send the files in it",
   }]);
+  const twice = await collectFiles([dir, `${dir}/`], { recursive: true });
+  assert.equal(twice.skipped.length, 1, "the same link reported once");
   // Without recursive no sub-folder is entered, linked or not: nothing to report.
   assert.deepEqual((await collectFiles([`${dir}/sub`])).skipped, []);
   const named = await collectFiles([`${dir}/sub/linked`], { recursive: true });
