@@ -201,6 +201,15 @@ const RAW_QUERY_REFUSAL = "Cannot answer a query: a --raw server keeps no names"
 /** Names a server keeps in memory at most; past that it looks each query up on disk. */
 const MAX_INDEXED_NAMES = 100_000;
 
+/**
+ * Adds a name to those kept, or gives up the list once it passes
+ * {@linkcode MAX_INDEXED_NAMES}: a list missing names would answer `NONE` for them.
+ */
+function keepName(names: Set<string> | undefined, name: string): Set<string> | undefined {
+  names?.add(name);
+  return names !== undefined && names.size > MAX_INDEXED_NAMES ? undefined : names;
+}
+
 /** What a server finds in its folder at start. */
 interface FolderScan {
   /** Temporary files an earlier run left, now removed. */
@@ -236,8 +245,7 @@ async function scanFolder(out: string, raw: boolean): Promise<FolderScan> {
     } else if (scan.names !== undefined) {
       const dot = name.lastIndexOf(".");
       if (dot < 1 || !EXTENSIONS.includes(name.slice(dot + 1))) continue;
-      scan.names.add(name.slice(0, dot));
-      if (scan.names.size > MAX_INDEXED_NAMES) scan.names = undefined;
+      scan.names = keepName(scan.names, name.slice(0, dot));
     }
   }
   return scan;
@@ -513,10 +521,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
         ? undefined
         : `${name}.${sniffExtension(sniffed.subarray(0, Math.min(bytes, sniffed.length)))}`;
       const committed = await commit(tempPath, finalName);
-      if (savedNames !== undefined) {
-        savedNames.add(name);
-        if (savedNames.size > MAX_INDEXED_NAMES) savedNames = undefined;
-      }
+      savedNames = keepName(savedNames, name);
       return { ...committed, bytes, crc32: crc };
     } catch (error) {
       const reason = osReason(error);
