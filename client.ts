@@ -152,6 +152,14 @@ async function listFolder(folder: string, recursive: boolean, into: Listing): Pr
 }
 
 /**
+ * Folds "." and doubled slashes, so that two spellings of one path compare
+ * equal; not "..", since "link/.." may lead elsewhere.
+ */
+function samePathKey(path: string): string {
+  return path.replace(/\/+/g, "/").replace(/(^|\/)(?:\.\/)+/g, "$1");
+}
+
+/**
  * Picks the files to send: each file named, and the files with a matching
  * extension in each folder named, sorted by path, each path once; then the
  * original's batching selects `batchSize * maxBatch` of them from `start`.
@@ -184,10 +192,9 @@ export async function collectFiles(
     );
   }
   // A file named twice, or named and found in its folder, is sent once.
-  // Only "." and doubled slashes are folded: "link/.." may lead elsewhere.
   const seen = new Set<string>();
   const unique = candidates.filter(({ path }) => {
-    const key = path.replace(/\/+/g, "/").replace(/(^|\/)(?:\.\/)+/g, "$1");
+    const key = samePathKey(path);
     if (seen.has(key)) return false;
     seen.add(key);
     return true;
@@ -207,7 +214,8 @@ export async function collectFiles(
     }
   }
   // Not followed, since a link may lead back up the tree; said, since what it holds is not sent.
-  for (const path of [...new Set(linkedFolders)].sort()) {
+  const linksOnce = new Map(linkedFolders.map((path) => [samePathKey(path), path]));
+  for (const path of [...linksOnce.values()].sort()) {
     const message = "Not followed: a link to a folder; name it to send the files in it";
     selection.skipped.push({ path, ok: false, bytes: 0, message });
   }
