@@ -553,7 +553,16 @@ async function main(): Promise<void> {
   // which would drown the network tools being compared. (/dev/shm would do,
   // but Deno grants paths under /dev to --allow-all only.) --dir measures
   // on a disk.
-  const work = await Deno.makeTempDir({ dir: values.dir, prefix: "socket-bench-" });
+  let work: string;
+  try {
+    work = await Deno.makeTempDir({ dir: values.dir, prefix: "socket-bench-" });
+  } catch (error) {
+    const reason = error instanceof Deno.errors.NotFound ? "no such folder" : describeError(error);
+    console.error(
+      `bench: Cannot make a folder in ${values.dir ?? "the temporary folder"}: ${reason}`,
+    );
+    Deno.exit(1);
+  }
   const tmpfs = values.dir === undefined && Deno.uid() === 0 &&
     (await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=6g", "tmpfs", work] })
       .output()).success;
@@ -745,6 +754,10 @@ async function main(): Promise<void> {
         console.error(`bench: wrote ${page}`);
       }
     }
+  } catch (error) {
+    console.error(`bench: ${describeError(error)}`);
+    // Not Deno.exit(): the tmpfs and the data must still go.
+    Deno.exitCode = 1;
   } finally {
     // Lazily: a process killed a moment ago may still hold a file there.
     if (tmpfs) await new Deno.Command("umount", { args: ["-l", work] }).output();

@@ -106,6 +106,37 @@ Deno.test("bench/bench.ts prints its usage with --help and refuses a bad --round
   }
 });
 
+Deno.test("bench/bench.ts says in one line why it cannot go on, exits 1 and leaves no data behind", async () => {
+  await using missing = denoScript("bench/bench.ts", ["--allow-all"], [
+    "--quick",
+    "--dir",
+    "/no-such-folder",
+  ]);
+  assert.equal((await missing.wait()).code, 1);
+  assert.equal(missing.stderr, "bench: Cannot make a folder in /no-such-folder: no such folder\n");
+
+  // A tar that fails stops the run at tar | nc, once the data is made and other runs are done.
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${dir}/bin`);
+    await Deno.writeTextFile(
+      `${dir}/bin/tar`,
+      "#!/bin/sh\necho 'tar: broken on purpose' >&2\nexit 1\n",
+      {
+        mode: 0o755,
+      },
+    );
+    await using broken = denoScript("bench/bench.ts", ["--allow-all"], ["--quick", "--dir", dir], {
+      env: { PATH: `${dir}/bin:/usr/local/bin:/usr/bin:/bin` },
+    });
+    assert.equal((await broken.wait()).code, 1);
+    assert.match(broken.stderr, /intact\nbench: tar \| nc failed: tar: broken on purpose\n$/);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((entry) => entry.name), ["bin"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 const serverUsageErrors: [string, string[], RegExp][] = [
   [
     "a --max-frame-size below the 32-byte name field",

@@ -124,10 +124,15 @@ export class Spawned implements AsyncDisposable {
   stderr = "";
   readonly #pumps: Promise<void>[];
 
-  constructor(command: string, args: string[], options: { stdin?: boolean; cwd?: string } = {}) {
+  constructor(
+    command: string,
+    args: string[],
+    options: { stdin?: boolean; cwd?: string; env?: Record<string, string> } = {},
+  ) {
     this.child = new Deno.Command(command, {
       args,
       cwd: options.cwd,
+      env: options.env,
       stdin: options.stdin ? "piped" : "null",
       stdout: "piped",
       stderr: "piped",
