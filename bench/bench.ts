@@ -500,7 +500,11 @@ Options:
   --rounds N    rounds of every measurement (default 3, with --quick 1)
   --dir DIR     generate the data and save the files under DIR (default a tmpfs
                 of its own when root, else the system's temporary folder)
-  -h, --help    show this help`;
+  -h, --help    show this help
+
+Exit status: 0 after a run, whether or not the goals were met (it measures, it
+asserts nothing), 1 when a tool it needs is missing or a run failed, 2 on a
+usage error.`;
 
 async function main(): Promise<void> {
   let values;
