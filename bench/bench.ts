@@ -53,6 +53,16 @@ interface System {
 
 const decoder = new TextDecoder();
 
+/** Every process the benchmark started that has not exited yet. */
+const running = new Set<Proc>();
+/** The signal that stopped the benchmark, once one has. */
+let interrupted: Deno.Signal | undefined;
+
+/** Stops the run in progress once a signal has come, so that the data can go. */
+function checkInterrupted(): void {
+  if (interrupted) throw new Error(`Stopped by ${interrupted}`);
+}
+
 async function sleep(ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -61,6 +71,7 @@ async function sleep(ms: number): Promise<void> {
 async function until(what: string, test: () => boolean | Promise<boolean>, ms = 60_000) {
   const deadline = Date.now() + ms;
   while (!await test()) {
+    checkInterrupted();
     if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
     await sleep(20);
   }
@@ -77,6 +88,7 @@ async function makeDataset(name: string, dir: string, count: number, size: numbe
   const block = new Uint8Array(Math.min(size, 4 * MiB));
   const sizes = new Map<string, number>();
   for (let i = 0; i < count; i++) {
+    checkInterrupted();
     const stem = hex(16);
     using file = await Deno.open(`${dir}/${stem}.jpg`, { write: true, createNew: true });
     for (let written = 0; written < size;) {
@@ -108,6 +120,7 @@ class Proc {
   readonly log: string;
 
   constructor(command: string, args: string[], log: string) {
+    checkInterrupted();
     this.log = log;
     const shellQuote = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
     this.child = new Deno.Command("sh", {
@@ -117,6 +130,8 @@ class Proc {
       ],
       stdin: "null",
     }).spawn();
+    running.add(this);
+    this.child.status.finally(() => running.delete(this));
   }
 
   /** Waits until the output matches `pattern`; fails at once if the process exits first. */
@@ -502,9 +517,11 @@ Options:
                 of its own when root, else the system's temporary folder)
   -h, --help    show this help
 
+On SIGINT or SIGTERM it ends the processes it started and removes its data.
+
 Exit status: 0 after a run, whether or not the goals were met (it measures, it
-asserts nothing), 1 when a tool it needs is missing or a run failed, 2 on a
-usage error.`;
+asserts nothing), 1 when a tool it needs is missing, a run failed or it was
+stopped, 2 on a usage error.`;
 
 async function main(): Promise<void> {
   let values;
@@ -571,6 +588,18 @@ async function main(): Promise<void> {
     (await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=6g", "tmpfs", work] })
       .output()).success;
   const where = tmpfs ? "a tmpfs" : work;
+  // Ctrl-C in a long run must not leave the data, up to 1.3 GB in a tmpfs, behind:
+  // end the processes, so that the run in progress fails, and let the cleanup run.
+  const stopOn = (signal: Deno.Signal) => () => {
+    if (interrupted) Deno.exit(1);
+    interrupted = signal;
+    console.error(`bench: ${signal}: stopping and removing the data (again to stop at once)`);
+    for (const proc of running) proc.child.kill("SIGKILL");
+  };
+  const listeners = (["SIGINT", "SIGTERM"] as const).map((signal) =>
+    [signal, stopOn(signal)] as const
+  );
+  for (const [signal, listener] of listeners) Deno.addSignalListener(signal, listener);
   try {
     console.error(`bench: generating data in ${work}`);
     const sets: Dataset[] = quick
@@ -601,6 +630,7 @@ async function main(): Promise<void> {
       for (const set of sets) {
         // Rotate the order each round so no system always runs first.
         for (let i = 0; i < systems.length; i++) {
+          checkInterrupted();
           const system = systems[(i + round) % systems.length];
           // Each run starts with the previous run's writes on disk.
           await new Deno.Command("sync").output();
@@ -759,7 +789,9 @@ async function main(): Promise<void> {
       }
     }
   } catch (error) {
-    console.error(`bench: ${describeError(error)}`);
+    console.error(
+      interrupted ? `bench: stopped by ${interrupted}` : `bench: ${describeError(error)}`,
+    );
     // Not Deno.exit(): the tmpfs and the data must still go.
     Deno.exitCode = 1;
   } finally {
@@ -768,6 +800,7 @@ async function main(): Promise<void> {
     await Deno.remove(work, { recursive: true }).catch((error) =>
       console.error(`bench: could not remove ${work}: ${error.message}`)
     );
+    for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
   }
 }
 

@@ -137,6 +137,39 @@ Deno.test("bench/bench.ts says in one line why it cannot go on, exits 1 and leav
   }
 });
 
+/** The ids of the processes but `except` whose command line mentions `text`, found with pgrep. */
+async function processesMentioning(text: string, except: number): Promise<string[]> {
+  const { stdout } = await new Deno.Command("pgrep", { args: ["-f", text], stdout: "piped" })
+    .output();
+  return new TextDecoder().decode(stdout).split("\n")
+    .filter((line) => line !== "" && line !== String(except));
+}
+
+Deno.test("bench/bench.ts stopped by SIGINT ends what it started, removes its data and exits 1", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await using bench = denoScript("bench/bench.ts", ["--allow-all"], ["--quick", "--dir", dir]);
+    await bench.waitFor(/round 1, small, ours -c 1: /, "stderr");
+    // Signalled while one of its servers, clients or senders runs, which only it can end.
+    const started = () => processesMentioning(dir, bench.child.pid);
+    const deadline = Date.now() + 15_000;
+    while ((await started()).length === 0) {
+      assert.ok(Date.now() < deadline, `no process of the benchmark seen: ${bench.stderr}`);
+    }
+    bench.child.kill("SIGINT");
+    assert.equal((await bench.wait()).code, 1);
+    assert.match(bench.stderr, /\nbench: stopped by SIGINT\n$/);
+    assert.deepEqual([...Deno.readDirSync(dir)], []);
+    // A grandchild such as tar or nc ends by itself once its peer is gone.
+    while ((await started()).length > 0) {
+      assert.ok(Date.now() < deadline + 5_000, `still running: ${await started()}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 const serverUsageErrors: [string, string[], RegExp][] = [
   [
     "a --max-frame-size below the 32-byte name field",
