@@ -594,7 +594,7 @@ async function main(): Promise<void> {
     if (interrupted) Deno.exit(1);
     interrupted = signal;
     console.error(`bench: ${signal}: stopping and removing the data (again to stop at once)`);
-    for (const proc of running) proc.child.kill("SIGKILL");
+    for (const proc of running) void proc.stop("SIGKILL");
   };
   const listeners = (["SIGINT", "SIGTERM"] as const).map((signal) =>
     [signal, stopOn(signal)] as const
