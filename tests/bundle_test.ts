@@ -85,3 +85,18 @@ Deno.test("the bundled UDP client and server talk, each run alone in an empty fo
   await server.waitFor(/第二\n/);
   assert.equal(server.stdout.replace(/^listening.*\n/, ""), "from the bundle\n第二\n");
 });
+
+Deno.test("the bundled UDP server run without --unstable-net says it receives the slow way", async () => {
+  const folders = await bundled;
+  for (const fast of [false, true]) {
+    await using server = runBundle(folders.udp_server, "udp_server", [
+      ...(fast ? ["--unstable-net"] : []),
+      "--allow-net=127.0.0.1",
+    ], ["--host", "127.0.0.1", "--port", "0"]);
+    await server.waitFor(/listening on 127\.0\.0\.1:\d+\n/);
+    assert.equal((await server.stop()).code, 0);
+    const notice =
+      "udp_server.ts: Receiving through node:dgram, about a quarter as fast as with --unstable-net: add the flag if floods may come\n";
+    assert.equal(server.stderr, `${fast ? "" : notice}SIGTERM: stopped after 0 datagrams\n`);
+  }
+});
