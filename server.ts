@@ -147,6 +147,13 @@ export type ServerEvent =
     type: "cleaned";
     /** Temporary files left by an earlier run that stopped mid-frame, removed. */
     files: number;
+  }
+  | {
+    /**
+     * The folder's file system makes no hard links (FAT and exFAT, as on most
+     * USB drives): each file is renamed into place once its name is found free.
+     */
+    type: "no-hard-links";
   };
 
 /** Counts kept while the server runs. */
@@ -272,6 +279,52 @@ function createTemporaryFile(path: string, data?: Uint8Array): Deno.FsFile | voi
   }
 }
 
+/** The errors of a hard link on a file system that makes none, such as FAT or exFAT. */
+const NO_HARD_LINKS = ["EPERM", "ENOTSUP", "EOPNOTSUPP"];
+
+/**
+ * Tells whether the folder's file system makes hard links, by making one
+ * between two temporary files (which a restart would remove if left).
+ */
+function makesHardLinks(out: string): boolean {
+  const temporary = () => joinPath(out, `${TEMP_PREFIX}${crypto.randomUUID()}${TEMP_SUFFIX}`);
+  const [probe, link] = [temporary(), temporary()];
+  try {
+    Deno.writeFileSync(probe, new Uint8Array(), { createNew: true });
+  } catch (error) {
+    // A folder that takes no file (read-only, full) says so for each frame instead.
+    if (error instanceof Deno.errors.NotCapable) throw error;
+    return true;
+  }
+  try {
+    Deno.linkSync(probe, link);
+    Deno.removeSync(link);
+    return true;
+  } catch (error) {
+    if (NO_HARD_LINKS.includes((error as { code?: string }).code ?? "")) return false;
+    throw error;
+  } finally {
+    Deno.removeSync(probe);
+  }
+}
+
+/**
+ * Renames a file to a name that must be free, where no hard link can keep
+ * the rename from replacing a file. Only another program could take the name
+ * between the look and the rename: one server per folder, and this server's
+ * own commits never interleave, as neither call waits.
+ */
+function renameToFreeName(from: string, to: string): void {
+  try {
+    Deno.lstatSync(to);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    Deno.renameSync(from, to);
+    return;
+  }
+  throw new Deno.errors.AlreadyExists(`File exists: ${to}`);
+}
+
 /** Makes a folder's entries durable, as a new link is only once its folder is synced. */
 async function syncFolder(folder: string): Promise<void> {
   using handle = await Deno.open(folder);
@@ -378,9 +431,12 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
    * answers that it already had it.
    */
   let savedNames: Set<string> | undefined;
+  let hardLinks: boolean;
   try {
     const scanned = await scanFolder(out, raw);
     if (scanned.removed > 0) emit({ type: "cleaned", files: scanned.removed });
+    hardLinks = makesHardLinks(out);
+    if (!hardLinks) emit({ type: "no-hard-links" });
     savedNames = scanned.names;
     rawIndex = scanned.nextRawIndex;
     listener = listen(options);
@@ -398,7 +454,8 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
 
   /**
    * Links the finished temporary file to its final name without replacing
-   * anything; in raw mode to the next free number.
+   * anything (renames it, where there are no hard links); in raw mode to the
+   * next free number.
    */
   async function commit(
     tempPath: string,
@@ -408,7 +465,8 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       const file = finalName ?? rawName(rawIndex++);
       const path = joinPath(out, file);
       try {
-        Deno.linkSync(tempPath, path);
+        if (hardLinks) Deno.linkSync(tempPath, path);
+        else renameToFreeName(tempPath, path);
         if (fsync) await syncFolder(out);
         return { file, duplicate: false };
       } catch (error) {
@@ -999,6 +1057,11 @@ async function main(): Promise<void> {
             break;
           case "cleaned":
             stdout.line(`removed ${event.files} temporary files left by an earlier run`);
+            break;
+          case "no-hard-links":
+            stdout.line(
+              "no hard links on this file system (FAT or exFAT?): each file is renamed into place once its name is found free",
+            );
             break;
           case "accept-error":
             stderr.line(`accept failed: ${event.message}`);

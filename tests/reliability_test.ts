@@ -12,7 +12,7 @@ import {
   parseAck,
   parseCidr,
 } from "../protocol.ts";
-import { type ServerOptions, startServer } from "../server.ts";
+import { type ServerEvent, type ServerOptions, startServer } from "../server.ts";
 import {
   concat,
   denoScript,
@@ -505,6 +505,92 @@ Deno.test("a read-only or vanished output folder gets an error answer naming no 
     } finally {
       await server.shutdown(1000);
     }
+  });
+});
+
+/** Runs a command for a test, failing with its output when it fails. */
+async function run(command: string, args: string[]): Promise<string> {
+  const result = await new Deno.Command(command, { args }).output().catch((error) => {
+    throw new Error(`${command}: ${error.message} (apt-get install exfatprogs exfat-fuse)`);
+  });
+  const output = new TextDecoder().decode(result.stdout) + new TextDecoder().decode(result.stderr);
+  assert.ok(result.success, `${command} ${args.join(" ")} failed: ${output}`);
+  return output;
+}
+
+/**
+ * Mounts a small exFAT image, as on most USB drives, through FUSE (the kernel
+ * here has no exFAT driver); as root only, failing with the reason otherwise.
+ */
+async function withExfat(body: (dir: string) => Promise<void>): Promise<void> {
+  assert.equal(Deno.uid(), 0, "this test mounts an exFAT image and so needs root");
+  const dir = await Deno.makeTempDir();
+  const image = `${dir}.img`;
+  try {
+    await Deno.writeFile(image, new Uint8Array());
+    await Deno.truncate(image, 16 * 1024 * 1024);
+    await run("mkfs.exfat", [image]);
+    // FUSE's exFAT mounts only a block device.
+    const device = (await run("losetup", ["--find", "--show", image])).trim();
+    try {
+      await run("mount.exfat-fuse", [device, dir]);
+      try {
+        await body(dir);
+      } finally {
+        await run("umount", [dir]);
+      }
+    } finally {
+      await run("losetup", ["--detach", device]);
+    }
+  } finally {
+    await Deno.remove(image).catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("on exFAT, which makes no hard links, files are renamed into place whole and never replace another", async () => {
+  await withExfat(async (dir) => {
+    const events: ServerEvent[] = [];
+    const out = `${dir}/out`;
+    const server = await startServer({
+      host: "127.0.0.1",
+      port: 0,
+      out,
+      onEvent: (event) => events.push(event),
+    });
+    const image = fakeJpeg(100_000);
+    try {
+      assert.deepEqual(events, [{ type: "no-hard-links" }]);
+      const port = server.addr.port;
+      assert.deepEqual(await send(port, encodeFrame("a", image)), {
+        ok: true,
+        file: "a.jpg",
+        bytes: image.length,
+        crc32: crc32(image),
+      });
+      assert.equal((await send(port, encodeFrame("a", image))).ok, true, "the same file again");
+      // exFAT ignores case: "A" is the name "a" too.
+      assert.deepEqual(await send(port, encodeFrame("A", fakeJpeg(100_000))), {
+        ok: false,
+        message: "Cannot save A.jpg: a different file of that name exists",
+      });
+      using cut = await Deno.connect({ hostname: "127.0.0.1", port });
+      await cut.write(encodeFrame("b", fakeJpeg(100_000)).subarray(0, 50_000));
+    } finally {
+      await server.shutdown(1000);
+    }
+    assert.deepEqual(await listFolder(out), ["a.jpg"], "no partial, temporary or replaced file");
+    assert.deepEqual(await Deno.readFile(`${out}/a.jpg`), image);
+
+    const raw = await startServer({ host: "127.0.0.1", port: 0, out: `${dir}/raw`, raw: true });
+    try {
+      for (const name of ["x", "y"]) {
+        assert.equal((await send(raw.addr.port, encodeFrame(name, image))).ok, true);
+      }
+    } finally {
+      await raw.shutdown(1000);
+    }
+    assert.deepEqual(await listFolder(`${dir}/raw`), ["00000", "00001"]);
   });
 });
 
