@@ -107,6 +107,12 @@ export interface Selection {
   skipped: FileResult[];
   /** Files found, before `start` and the batching chose among them. */
   found: number;
+  /**
+   * Hidden entries of the folders (names starting with a dot) left out, as a
+   * shell's `*` leaves them: files with a matching extension, and with
+   * `recursive` folders.
+   */
+  hidden: number;
 }
 
 /**
@@ -129,15 +135,27 @@ interface Candidate {
   regular: boolean;
 }
 
-/** What a folder holds: the files in it, and with `recursive` the links to folders it does not follow. */
+/**
+ * What a folder holds: the files in it, and with `recursive` the links to
+ * folders it does not follow; apart, the hidden entries it leaves out.
+ */
 interface Listing {
   files: Candidate[];
   linkedFolders: string[];
+  hiddenFiles: string[];
+  hiddenFolders: string[];
 }
 
 async function listFolder(folder: string, recursive: boolean, into: Listing): Promise<void> {
   for await (const entry of Deno.readDir(folder)) {
     const path = folder.endsWith("/") ? folder + entry.name : `${folder}/${entry.name}`;
+    // A camera card's ._ files, a phone's .thumbnails, a drive's .Trashes:
+    // not photos to send, and a name starting with a dot cannot be sent anyway.
+    if (entry.name.startsWith(".")) {
+      if (!entry.isDirectory) into.hiddenFiles.push(path);
+      else if (recursive) into.hiddenFolders.push(path);
+      continue;
+    }
     if (entry.isDirectory) {
       if (recursive) await listFolder(path, recursive, into);
     } else if (entry.isSymlink) {
@@ -163,6 +181,7 @@ function samePathKey(path: string): string {
  * Picks the files to send: each file named, and the files with a matching
  * extension in each folder named, sorted by path, each path once; then the
  * original's batching selects `batchSize * maxBatch` of them from `start`.
+ * Hidden files and folders inside the folders are left out, and counted.
  *
  * @param paths Folders and files.
  * @param options Which files to take.
@@ -174,20 +193,20 @@ export async function collectFiles(
   options: CollectOptions = {},
 ): Promise<Selection> {
   const extensions = new Set((options.extensions ?? ["jpg"]).map((e) => e.toLowerCase()));
+  const matches = (path: string) =>
+    extensions.has(path.slice(path.lastIndexOf(".") + 1).toLowerCase());
   const candidates: Candidate[] = [];
-  const linkedFolders: string[] = [];
+  const [linkedFolders, hiddenFiles, hiddenFolders]: string[][] = [[], [], []];
   for (const path of paths) {
     const info = await Deno.stat(path);
     if (!info.isDirectory) {
       candidates.push({ path, regular: info.isFile });
       continue;
     }
-    const found: Listing = { files: [], linkedFolders };
+    const found: Listing = { files: [], linkedFolders, hiddenFiles, hiddenFolders };
     await listFolder(path, options.recursive ?? false, found);
     candidates.push(
-      ...found.files.filter(({ path }) =>
-        extensions.has(path.slice(path.lastIndexOf(".") + 1).toLowerCase())
-      )
+      ...found.files.filter(({ path }) => matches(path))
         .sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0),
     );
   }
@@ -201,7 +220,14 @@ export async function collectFiles(
   });
   const start = options.start ?? 0;
   const count = (options.batchSize ?? 20) * (options.maxBatch ?? 10_000);
-  const selection: Selection = { files: [], skipped: [], found: unique.length };
+  // A folder named twice hides the same entries twice.
+  const hidden = new Set([...hiddenFiles.filter(matches), ...hiddenFolders].map(samePathKey));
+  const selection: Selection = {
+    files: [],
+    skipped: [],
+    found: unique.length,
+    hidden: hidden.size,
+  };
   for (const { path, regular } of unique.slice(start, start + count)) {
     const name = nameFor(path);
     try {
@@ -979,6 +1005,9 @@ Options:
   -v, --verbose        one line per file sent
   -h, --help           show this help
 
+In folders, hidden files and folders (names starting with a dot, such as a
+camera card's ._ files or a phone's .thumbnails) are left out, and counted.
+
 On SIGINT or SIGTERM it stops at once and says how many files were
 confirmed; --resume then sends only what the server lacks.
 
@@ -1091,6 +1120,11 @@ async function main(): Promise<void> {
   }
   const { host, port, concurrency, legacy } = parsed.upload;
   const total = selection.files.length + selection.skipped.length;
+  const leftOut = selection.hidden === 0
+    ? ""
+    : `; left out ${selection.hidden} hidden (name${
+      selection.hidden === 1 ? "" : "s"
+    } starting with a dot)`;
   if (total === 0) {
     const start = parsed.collect.start;
     stderr.line(
@@ -1098,7 +1132,7 @@ async function main(): Promise<void> {
         selection.found > 0
           ? `--start ${start} skips all ${selection.found} files found`
           : `none matching *.${parsed.collect.extensions.join(", *.")}`
-      }`,
+      }${leftOut}`,
     );
     Deno.exit(0);
   }
@@ -1157,9 +1191,9 @@ async function main(): Promise<void> {
   const count = selection.files.length;
   const files = `${count} file${count === 1 ? "" : "s"}`;
   stdout.line(
-    parsed.upload.resume
+    (parsed.upload.resume
       ? `asking ${address} which of ${files} it holds, then sending the others ${over}`
-      : `sending ${files} to ${address} ${over}${legacy ? " (legacy)" : ""}`,
+      : `sending ${files} to ${address} ${over}${legacy ? " (legacy)" : ""}`) + leftOut,
   );
   try {
     await uploadFiles(selection.files, {

@@ -527,17 +527,20 @@ Deno.test("client.ts --resume says it asks first, and counts what the server alr
   assert.match(again.stdout, /confirmed 2 of 2 files .*\(2 already there, not sent\)\n$/);
 });
 
-Deno.test("client.ts takes --ext as a shell pattern or with a dot, in any case", async () => {
+Deno.test("client.ts takes --ext as a shell pattern or with a dot, in any case, and says what hidden files it left out", async () => {
   await using temporary = new TempDirs();
   const input = await temporary.make();
-  for (const name of ["a.JPG", "b.png", "c.gif"]) {
+  for (const name of ["a.JPG", "b.png", "c.gif", "._a.JPG"]) {
     await Deno.writeFile(`${input}/${name}`, fakeJpeg(10));
   }
   const { server, port } = await spawnServer(await temporary.make());
   await using _server = server;
   await using client = spawnClient(input, ["--port", String(port), "--ext", "*.jpg, .PNG", "-v"]);
   assert.equal((await client.wait()).code, 0, client.stderr);
-  assert.match(client.stdout, /^sending 2 files /);
+  assert.match(
+    client.stdout,
+    /^sending 2 files .*; left out 1 hidden \(name starting with a dot\)\n/,
+  );
   assert.match(client.stdout, /\/a\.JPG as /);
   assert.match(client.stdout, /\/b\.png as /);
 });

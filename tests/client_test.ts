@@ -106,6 +106,26 @@ Deno.test("collectFiles() with recursive reports a link to a folder rather than 
   assert.deepEqual(named.files.map((f) => f.name), ["far"]);
 });
 
+Deno.test("collectFiles() leaves out hidden files and folders, as a camera card or phone holds them, and counts them", async () => {
+  await using temporary = new TempDirs();
+  const dir = await temporary.make();
+  await Deno.mkdir(`${dir}/DCIM/.thumbnails`, { recursive: true });
+  for (const path of ["DCIM/IMG_1.JPG", "DCIM/._IMG_1.JPG", "DCIM/.thumbnails/t.jpg", ".x.jpg"]) {
+    await Deno.writeFile(`${dir}/${path}`, fakeJpeg(10));
+  }
+  await Deno.writeFile(`${dir}/.notes.txt`, fakeJpeg(10));
+  const deep = await collectFiles([dir, `${dir}/`], { recursive: true });
+  assert.deepEqual(deep.files.map((f) => f.path), [`${dir}/DCIM/IMG_1.JPG`]);
+  assert.deepEqual(deep.skipped, []);
+  // .x.jpg, DCIM/._IMG_1.JPG and DCIM/.thumbnails, once though named twice; not .notes.txt.
+  assert.equal(deep.hidden, 3);
+  assert.equal((await collectFiles([`${dir}/DCIM`])).hidden, 1, "no folder entered, none counted");
+  // Named, a hidden file is taken, and reported for its name.
+  const named = await collectFiles([`${dir}/.x.jpg`]);
+  assert.equal(named.hidden, 0);
+  assert.match(named.skipped[0].message ?? "", /starts with a dot/);
+});
+
 Deno.test("collectFiles() applies the original's start, batch size and batch count", async () => {
   await using temporary = new TempDirs();
   const dir = await temporary.make();
