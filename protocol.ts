@@ -1425,7 +1425,18 @@ export class LineReader {
  * assert.ok(EXTENSIONS.includes(sniffExtension(new Uint8Array([0xff, 0xd8, 0xff]))));
  * ```
  */
-export const EXTENSIONS: readonly string[] = ["jpg", "png", "gif", "webp", "bmp", "tiff", "bin"];
+export const EXTENSIONS: readonly string[] = [
+  "jpg",
+  "png",
+  "gif",
+  "webp",
+  "bmp",
+  "tiff",
+  "heic",
+  "heif",
+  "avif",
+  "bin",
+];
 
 /** Scratch space for {@linkcode crc32OfFile}, which reads synchronously and so never shares it. */
 const crcChunk = new Uint8Array(262_144);
@@ -1463,7 +1474,8 @@ export function crc32OfFile(path: string): number {
  * Detects an image type from its first bytes.
  *
  * @param head At least the first 12 bytes of the file, or all of a shorter one.
- * @returns `jpg`, `png`, `gif`, `webp`, `bmp`, `tiff`, or `bin` for anything else.
+ * @returns `jpg`, `png`, `gif`, `webp`, `bmp`, `tiff`, `heic` (an iPhone's photos),
+ * `heif`, `avif`, or `bin` for anything else.
  *
  * @example Sniff a PNG
  * ```ts
@@ -1485,6 +1497,13 @@ export function sniffExtension(head: Uint8Array): string {
   if (startsWith(ascii("BM"))) return "bmp";
   if (startsWith([0x49, 0x49, 0x2a, 0x00]) || startsWith([0x4d, 0x4d, 0x00, 0x2a])) {
     return "tiff";
+  }
+  // HEIF and AVIF are ISO media files: a "ftyp" box whose major brand says which.
+  if (startsWith(ascii("ftyp"), 4)) {
+    const brand = String.fromCharCode(...head.subarray(8, 12));
+    if (["heic", "heix", "heim", "heis", "hevc", "hevx"].includes(brand)) return "heic";
+    if (["mif1", "msf1"].includes(brand)) return "heif";
+    if (["avif", "avis"].includes(brand)) return "avif";
   }
   return "bin";
 }

@@ -434,6 +434,12 @@ const signatures: [string, number[], string][] = [
   ["BMP", [...utf8("BM")], "bmp"],
   ["little-endian TIFF", [0x49, 0x49, 0x2a, 0], "tiff"],
   ["big-endian TIFF", [0x4d, 0x4d, 0, 0x2a], "tiff"],
+  ["an iPhone's HEIC", [0, 0, 0, 0x18, ...utf8("ftypheic")], "heic"],
+  ["a HEIF image sequence", [0, 0, 0, 0x18, ...utf8("ftyphevc")], "heic"],
+  ["a plain HEIF", [0, 0, 0, 0x1c, ...utf8("ftypmif1")], "heif"],
+  ["AVIF", [0, 0, 0, 0x20, ...utf8("ftypavif")], "avif"],
+  ["an MP4 video", [0, 0, 0, 0x20, ...utf8("ftypisom")], "bin"],
+  ["a ftyp box cut short", [0, 0, 0, 0x20, ...utf8("ftyphe")], "bin"],
   ["a truncated PNG signature", [0x89, 0x50], "bin"],
   ["nothing", [], "bin"],
 ];
