@@ -13,6 +13,7 @@ import {
   checkNetPermission,
   closeQuietly,
   concatBytes,
+  counted,
   crc32OfFile,
   describeError,
   encodeHeader,
@@ -1160,13 +1161,11 @@ async function main(): Promise<void> {
   };
   const summary = () => {
     const elapsed = performance.now() - started;
-    return `${legacy ? "sent" : "confirmed"} ${tally.confirmed} of ${total} file${
-      total === 1 ? "" : "s"
-    } (${formatBytes(tally.bytes)}) in ${formatDuration(elapsed)}, ${
-      formatBytes(tally.bytes / (elapsed / 1000))
-    }/s${tally.already > 0 ? ` (${tally.already} already there, not sent)` : ""}${
-      failures.length > 0 ? `; ${failures.length} failed (listed above)` : ""
-    }`;
+    return `${legacy ? "sent" : "confirmed"} ${tally.confirmed} of ${counted(total, "file")} (${
+      formatBytes(tally.bytes)
+    }) in ${formatDuration(elapsed)}, ${formatBytes(tally.bytes / (elapsed / 1000))}/s${
+      tally.already > 0 ? ` (${tally.already} already there, not sent)` : ""
+    }${failures.length > 0 ? `; ${failures.length} failed (listed above)` : ""}`;
   };
 
   // Frames in flight are not waited for: the server keeps each one that
@@ -1186,10 +1185,10 @@ async function main(): Promise<void> {
   }
 
   const connections = Math.max(1, Math.min(concurrency, selection.files.length));
-  const over = `over ${connections} connection${connections === 1 ? "" : "s"}`;
+  const over = `over ${counted(connections, "connection")}`;
   const address = formatAddress(host, port);
   const count = selection.files.length;
-  const files = `${count} file${count === 1 ? "" : "s"}`;
+  const files = counted(count, "file");
   stdout.line(
     (parsed.upload.resume
       ? `asking ${address} which of ${files} it holds, then sending the others ${over}`

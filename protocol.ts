@@ -1644,6 +1644,27 @@ export function formatBytes(bytes: number): string {
 }
 
 /**
+ * Writes a count with its noun, which takes an "s" unless the count is one.
+ *
+ * @param count How many.
+ * @param noun The noun in the singular.
+ * @returns Such as `1 file` or `0 files`.
+ *
+ * @example Count files
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { counted } from "./protocol.ts";
+ *
+ * assert.equal(counted(1, "file"), "1 file");
+ * assert.equal(counted(2000, "file"), "2000 files");
+ * assert.equal(counted(0, "error"), "0 errors");
+ * ```
+ */
+export function counted(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
+/**
  * Formats a duration for people.
  *
  * @param ms The duration in milliseconds.

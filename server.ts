@@ -14,6 +14,7 @@ import {
   type Cidr,
   closeQuietly,
   concatBytes,
+  counted,
   crc32OfFile,
   DEFAULT_MAX_FRAME_SIZE,
   describeError,
@@ -692,8 +693,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       return;
     }
     const fromAddress = perAddress.get(address) ?? 0;
-    const alreadyOpen = (count: number) =>
-      `${count} connection${count === 1 ? "" : "s"} already open`;
+    const alreadyOpen = (count: number) => `${counted(count, "connection")} already open`;
     const busy = connections.size >= maxConnections
       ? `Server busy: ${alreadyOpen(maxConnections)}`
       : fromAddress >= maxPerAddress
@@ -1056,7 +1056,9 @@ async function main(): Promise<void> {
             stderr.line(`${event.type} ${event.peer}: ${event.message}`);
             break;
           case "cleaned":
-            stdout.line(`removed ${event.files} temporary files left by an earlier run`);
+            stdout.line(
+              `removed ${counted(event.files, "temporary file")} left by an earlier run`,
+            );
             break;
           case "no-hard-links":
             stdout.line(
@@ -1089,9 +1091,9 @@ async function main(): Promise<void> {
     stderr.line(`${signal}: finishing frames in progress (again to stop at once)`);
     const stats = await server.shutdown(options.drainTimeout);
     stdout.line(
-      `stopped: ${stats.files} files (${
+      `stopped: ${counted(stats.files, "file")} (${
         formatBytes(stats.bytes)
-      }), ${stats.duplicates} already had, ${stats.errors} errors, in ${
+      }), ${stats.duplicates} already had, ${counted(stats.errors, "error")}, in ${
         formatDuration(performance.now() - started)
       }`,
     );

@@ -11,6 +11,7 @@ import { parseArgs } from "node:util";
 import {
   checkNetPermission,
   type Cidr,
+  counted,
   describeError,
   formatAddress,
   inAnyCidr,
@@ -319,7 +320,7 @@ async function main(): Promise<void> {
     await server.close();
     flush();
     const dropped = server.dropped > 0 ? ` (${server.dropped} dropped by --allow)` : "";
-    stderr.line(`${signal}: stopped after ${server.received} datagrams${dropped}`);
+    stderr.line(`${signal}: stopped after ${counted(server.received, "datagram")}${dropped}`);
     Deno.exit(0);
   };
   for (const signal of ["SIGINT", "SIGTERM"] as const) {

@@ -12,7 +12,7 @@
  * nothing less, and it spawns every tool it compares anyway.
  */
 import { parseArgs } from "node:util";
-import { describeError, parseCount } from "../protocol.ts";
+import { counted, describeError, parseCount } from "../protocol.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const RESULTS = `${ROOT}bench/RESULTS.md`;
@@ -764,7 +764,7 @@ async function main(): Promise<void> {
         new Date().toISOString().slice(0, 16).replace("T", " ")
       } UTC, Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores, ${
         (Number(memory) / 1024 / 1024).toFixed(0)
-      } GiB, ${rounds} round${rounds === 1 ? "" : "s"}${
+      } GiB, ${counted(rounds, "round")}${
         quick ? " (--quick: tiny sets)" : ""
       }, data in ${where}. Loopback. Our time is the client's own, from its first connection to the last confirmation; the others' from start to the last file in place. The small set's original runs on its first 200 files. Our rows grant the least privilege, as the README does, except "(--allow-all)", which shows what Deno's check of every path costs; the goals use the others. "--resume, all there" times the same upload again once the server holds every file: it sends no image, only a query for each and a checksum on both sides. CPU is user and system time, medians: our whole client, its ~0.06 s of Deno start-up included, and our server from just before the upload; for tar | nc, "client" is \`tar c | nc\` and "server" \`nc -l | tar x\`. On 2 cores a run takes at least half of the two added up.`,
     ];
