@@ -1123,9 +1123,7 @@ async function main(): Promise<void> {
   const total = selection.files.length + selection.skipped.length;
   const leftOut = selection.hidden === 0
     ? ""
-    : `; left out ${selection.hidden} hidden (name${
-      selection.hidden === 1 ? "" : "s"
-    } starting with a dot)`;
+    : `; left out ${counted(selection.hidden, "name")} starting with a dot`;
   if (total === 0) {
     const start = parsed.collect.start;
     stderr.line(

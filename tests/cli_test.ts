@@ -539,7 +539,7 @@ Deno.test("client.ts takes --ext as a shell pattern or with a dot, in any case, 
   assert.equal((await client.wait()).code, 0, client.stderr);
   assert.match(
     client.stdout,
-    /^sending 2 files .*; left out 1 hidden \(name starting with a dot\)\n/,
+    /^sending 2 files .*; left out 1 name starting with a dot\n/,
   );
   assert.match(client.stdout, /\/a\.JPG as /);
   assert.match(client.stdout, /\/b\.png as /);
