@@ -25,9 +25,11 @@ import {
   formatDuration,
   HEADER_SIZE,
   type Held,
+  isOlderThanMinDeno,
   LineReader,
   LogOutput,
   MAX_ACK_SIZE,
+  MIN_DENO,
   NAME_SIZE,
   parseAck,
   parseCount,
@@ -1097,6 +1099,10 @@ async function main(): Promise<void> {
     Deno.exit(2);
   }
 
+  if (isOlderThanMinDeno(Deno.version.deno)) {
+    stderr.line(`client.ts: Needs Deno ${MIN_DENO} or later: this is Deno ${Deno.version.deno}`);
+    Deno.exit(1);
+  }
   let selection: Selection;
   let tls: UploadOptions["tls"];
   let token: string | undefined;

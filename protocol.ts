@@ -1644,6 +1644,34 @@ export function formatBytes(bytes: number): string {
 }
 
 /**
+ * The oldest Deno that `server.ts` and `client.ts` run on: `Uint8Array`
+ * base64 came with 2.5, and `Deno.FsFile.tryLock` with 2.7.
+ */
+export const MIN_DENO = "2.7";
+
+/**
+ * Tells whether a Deno version is older than {@linkcode MIN_DENO}, so that a
+ * script can say so in one line rather than fail inside its first upload.
+ *
+ * @param version A version such as `2.9.6` or `2.10.0-rc.1`.
+ * @returns Whether it is older.
+ *
+ * @example Compare versions
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isOlderThanMinDeno } from "./protocol.ts";
+ *
+ * assert.equal(isOlderThanMinDeno("2.6.8"), true);
+ * assert.equal(isOlderThanMinDeno("2.10.0"), false);
+ * ```
+ */
+export function isOlderThanMinDeno(version: string): boolean {
+  const [major, minor] = version.split(/[.+-]/).map(Number);
+  const [minMajor, minMinor] = MIN_DENO.split(".").map(Number);
+  return major < minMajor || major === minMajor && minor < minMinor;
+}
+
+/**
  * Writes a count with its noun, which takes an "s" unless the count is one.
  *
  * @param count How many.

@@ -29,9 +29,11 @@ import {
   HEADER_SIZE,
   type Held,
   inAnyCidr,
+  isOlderThanMinDeno,
   isQuery,
   isToken,
   LogOutput,
+  MIN_DENO,
   NAME_SIZE,
   parseByteSize,
   parseCidr,
@@ -1028,6 +1030,10 @@ async function main(): Promise<void> {
     }
   }
 
+  if (isOlderThanMinDeno(Deno.version.deno)) {
+    stderr.line(`server.ts: Needs Deno ${MIN_DENO} or later: this is Deno ${Deno.version.deno}`);
+    Deno.exit(1);
+  }
   const started = performance.now();
   let server: UploadServer;
   try {

@@ -8,6 +8,7 @@ import {
   encodeName,
   formatBytes,
   FrameReader,
+  isOlderThanMinDeno,
   LineReader,
   LogOutput,
   MAX_ACK_SIZE,
@@ -423,6 +424,22 @@ Deno.test("LineReader reports input that ends inside a line", async () => {
   assert.deepEqual(await lines.readLine(), utf8("OK 1 a"));
   await assertProtocolError(lines.readLine(), "truncated");
 });
+
+const denoVersions: [string, boolean][] = [
+  ["2.9.6", false],
+  ["2.7.1", false],
+  ["2.7.0-rc.1", false],
+  ["2.10.0", false],
+  ["3.0.0", false],
+  ["2.6.8", true],
+  ["2.2.0", true],
+  ["1.46.3", true],
+];
+for (const [version, older] of denoVersions) {
+  Deno.test(`isOlderThanMinDeno() takes Deno ${version} for ${older ? "too old" : "new enough"}`, () => {
+    assert.equal(isOlderThanMinDeno(version), older);
+  });
+}
 
 const signatures: [string, number[], string][] = [
   ["JPEG", [0xff, 0xd8, 0xff, 0xdb], "jpg"],
