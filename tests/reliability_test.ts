@@ -574,12 +574,18 @@ Deno.test("on exFAT, which makes no hard links, files are renamed into place who
         ok: false,
         message: "Cannot save A.jpg: a different file of that name exists",
       });
+      // Eight different files of one name at once: one is kept, the others told why.
+      const rivals = Array.from({ length: 8 }, () => fakeJpeg(100_000));
+      const answers = await Promise.all(rivals.map((bytes) => send(port, encodeFrame("c", bytes))));
+      const kept = answers.flatMap((answer, i) => answer.ok ? [rivals[i]] : []);
+      assert.equal(kept.length, 1, JSON.stringify(answers));
+      assert.deepEqual(await Deno.readFile(`${out}/c.jpg`), kept[0]);
       using cut = await Deno.connect({ hostname: "127.0.0.1", port });
       await cut.write(encodeFrame("b", fakeJpeg(100_000)).subarray(0, 50_000));
     } finally {
       await server.shutdown(1000);
     }
-    assert.deepEqual(await listFolder(out), ["a.jpg"], "no partial, temporary or replaced file");
+    assert.deepEqual(await listFolder(out), ["a.jpg", "c.jpg"], "no partial or temporary file");
     assert.deepEqual(await Deno.readFile(`${out}/a.jpg`), image);
 
     const raw = await startServer({ host: "127.0.0.1", port: 0, out: `${dir}/raw`, raw: true });
