@@ -282,8 +282,11 @@ function createTemporaryFile(path: string, data?: Uint8Array): Deno.FsFile | voi
   }
 }
 
-/** The errors of a hard link on a file system that makes none, such as FAT or exFAT. */
-const NO_HARD_LINKS = ["EPERM", "ENOTSUP", "EOPNOTSUPP"];
+/**
+ * The errors of a hard link on a file system that makes none: FAT or exFAT
+ * (EPERM), some network shares (EOPNOTSUPP), some FUSE mounts (ENOSYS).
+ */
+const NO_HARD_LINKS = ["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS"];
 
 /**
  * Tells whether the folder's file system makes hard links, by making one
