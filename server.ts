@@ -201,6 +201,11 @@ function joinPath(folder: string, name: string): string {
   return folder.endsWith("/") ? folder + name : `${folder}/${name}`;
 }
 
+/** A fresh temporary file name in the folder, of the kind a restart removes. */
+function temporaryPath(folder: string): string {
+  return joinPath(folder, `${TEMP_PREFIX}${crypto.randomUUID()}${TEMP_SUFFIX}`);
+}
+
 function rawName(index: number): string {
   return String(index).padStart(5, "0");
 }
@@ -293,8 +298,7 @@ const NO_HARD_LINKS = ["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS"];
  * between two temporary files (which a restart would remove if left).
  */
 function makesHardLinks(out: string): boolean {
-  const temporary = () => joinPath(out, `${TEMP_PREFIX}${crypto.randomUUID()}${TEMP_SUFFIX}`);
-  const [probe, link] = [temporary(), temporary()];
+  const [probe, link] = [temporaryPath(out), temporaryPath(out)];
   try {
     Deno.writeFileSync(probe, new Uint8Array(), { createNew: true });
   } catch (error) {
@@ -541,7 +545,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
   /** Receives one body into a temporary file and commits it. */
   async function receive(reader: FrameReader, head: FrameHead) {
     const name = raw ? "" : parseName(head.nameField);
-    const tempPath = joinPath(out, `${TEMP_PREFIX}${crypto.randomUUID()}${TEMP_SUFFIX}`);
+    const tempPath = temporaryPath(out);
     try {
       let bytes = 0;
       let crc = 0;
