@@ -52,6 +52,21 @@ export const HEADER_SIZE = 16;
 export const NAME_SIZE = 32;
 
 /**
+ * Longest name a server reads from a body without padding, as the tutorial's
+ * client sends whatever its file was called: 255 bytes, a file system's limit
+ * for a file name, less the longest `.ext` the server appends.
+ *
+ * @example Room for the extension
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MAX_NAME_BYTES } from "./protocol.ts";
+ *
+ * assert.equal(MAX_NAME_BYTES + ".tiff".length, 255);
+ * ```
+ */
+export const MAX_NAME_BYTES = 250;
+
+/**
  * Largest payload of one UDP datagram over IPv4.
  *
  * @example Datagram limit
@@ -234,8 +249,9 @@ function firstNonDigit(bytes: Uint8Array): number {
  * @param header The 16 header bytes.
  * @param maxFrameSize The largest body length accepted.
  * @returns The body length L.
- * @throws {ProtocolError} `header` for anything but 16 digits or L < 32,
- * `size` for L above the limit.
+ * @throws {ProtocolError} `header` for anything but 16 digits or L = 0,
+ * `size` for L above the limit. A body shorter than the 32-byte name field
+ * is allowed: the tutorial's client sends short names unpadded.
  *
  * @example Parse a header
  * ```ts
@@ -265,10 +281,10 @@ export function parseHeader(
   }
   // Number() is safe here: the bytes are known to be digits only.
   const bodyLength = Number(String.fromCharCode(...header));
-  if (bodyLength < NAME_SIZE) {
+  if (bodyLength === 0) {
     throw new ProtocolError(
       "header",
-      `Cannot parse header: body length ${bodyLength} is shorter than the ${NAME_SIZE}-byte name`,
+      "Cannot parse header: body length 0 leaves no room for a name",
     );
   }
   if (bodyLength > maxFrameSize) {
@@ -294,15 +310,16 @@ function isTlsRecord(bytes: Uint8Array, type: number): boolean {
  * and fits the name field.
  *
  * @param name The name, without extension.
+ * @param maxBytes The longest name allowed, in bytes.
  * @returns The name's UTF-8 bytes.
  * @throws {ProtocolError} `name`, saying which rule the name breaks.
  */
-function checkName(name: string): Uint8Array {
+function checkName(name: string, maxBytes = NAME_SIZE): Uint8Array {
   const bytes = encoder.encode(name);
   const problem = name === ""
     ? "it is empty"
-    : bytes.length > NAME_SIZE
-    ? `it is ${bytes.length} bytes, more than ${NAME_SIZE}`
+    : bytes.length > maxBytes
+    ? `it is ${bytes.length} bytes, more than ${maxBytes}`
     // deno-lint-ignore no-control-regex
     : /[\x00-\x1f\x7f-\x9f]/.test(name)
     ? "it contains a control character"
@@ -354,37 +371,47 @@ export function encodeName(name: string): Uint8Array {
 }
 
 /**
- * Decodes and checks a 32-byte name field: the UTF-8 name, then NUL padding
- * to the end. A name of exactly 32 bytes, as the original client sends, has
- * no padding.
+ * Decodes and checks a name as {@linkcode FrameReader.readHead} found it. A
+ * 32-byte field is the UTF-8 name, then NUL padding to the end; a name of
+ * exactly 32 bytes, as the original client's 32 hex characters, has none.
+ * A field of any other length is a name the tutorial's client sent unpadded
+ * (see {@linkcode splitName}), up to {@linkcode MAX_NAME_BYTES}; an empty one
+ * means no name could be told from the data.
  *
- * @param field The 32 bytes after the header.
+ * @param field The name bytes at the start of the body.
  * @returns The name, safe to use as a file name inside the output folder.
  * @throws {ProtocolError} `name`, when the field is not a safe name.
  *
- * @example Decode a name field
+ * @example Decode a padded field and an unpadded name
  * ```ts
  * import assert from "node:assert/strict";
  * import { encodeName, parseName } from "./protocol.ts";
  *
  * assert.equal(parseName(encodeName("0123abcd")), "0123abcd");
+ * assert.equal(parseName(new TextEncoder().encode("IMG_20240501_123456_HDR_portrait")), "IMG_20240501_123456_HDR_portrait");
  * assert.throws(() => parseName(new TextEncoder().encode("../".repeat(10) + "ab")), /slash/);
  * ```
  */
 export function parseName(field: Uint8Array): string {
-  if (field.length !== NAME_SIZE) {
-    throw new RangeError(
-      `Cannot parse name: expected ${NAME_SIZE} bytes, got ${field.length}`,
+  if (field.length === 0) {
+    throw new ProtocolError(
+      "name",
+      "Invalid name: none found: no split of the body gives a name and then an image",
     );
   }
+  if (field.length > MAX_NAME_BYTES) {
+    throw new RangeError(`Cannot parse name: ${field.length} bytes, more than ${MAX_NAME_BYTES}`);
+  }
   const nul = field.indexOf(0);
-  const nameBytes = nul === -1 ? field : field.subarray(0, nul);
-  if (nul !== -1 && field.subarray(nul).some((byte) => byte !== 0)) {
+  const padded = field.length === NAME_SIZE && nul !== -1 &&
+    field.subarray(nul).every((byte) => byte === 0);
+  if (nul !== -1 && !padded) {
     throw new ProtocolError(
       "name",
       `Invalid name: it contains a NUL byte: ${quoteBytes(field)}`,
     );
   }
+  const nameBytes = padded ? field.subarray(0, nul) : field;
   let name: string;
   try {
     name = strictUtf8.decode(nameBytes);
@@ -394,8 +421,141 @@ export function parseName(field: Uint8Array): string {
       `Invalid name: it is not valid UTF-8: ${quoteBytes(nameBytes)}`,
     );
   }
-  checkName(name);
+  checkName(name, MAX_NAME_BYTES);
   return name;
+}
+
+/** Base64 characters of data that {@linkcode splitName} decodes to look for a signature. */
+const SIGNATURE_CHARS = 16;
+
+/**
+ * Body bytes {@linkcode FrameReader.readHead} reads at most before it splits
+ * name from data: the longest name and the data's first characters.
+ */
+const NAME_LOOKAHEAD = MAX_NAME_BYTES + SIGNATURE_CHARS;
+
+/**
+ * How much an image signature at the start of the data says: BMP's two bytes
+ * `BM` are often found by chance, the others' four or more are not.
+ */
+function signatureWeight(data: Uint8Array): number {
+  let head: Uint8Array;
+  try {
+    head = Uint8Array.fromBase64(String.fromCharCode(...data), { lastChunkHandling: "strict" });
+  } catch {
+    return 0;
+  }
+  const extension = sniffExtension(head);
+  return extension === "bin" ? 0 : extension === "bmp" ? 1 : 2;
+}
+
+/** Whether the bytes are a name the server would save under. */
+function isValidName(bytes: Uint8Array): boolean {
+  try {
+    parseName(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Where a body's name ends and how long its data is, as
+ * {@linkcode splitName} tells them.
+ *
+ * @example A padded field
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeFrame, type NameSplit, splitName } from "./protocol.ts";
+ *
+ * const body = encodeFrame("a", new Uint8Array(3)).subarray(16);
+ * const split: NameSplit = splitName(body, body.length);
+ * assert.deepEqual(split, { nameLength: 32, dataLength: 4 });
+ * ```
+ */
+export interface NameSplit {
+  /** Bytes of name at the start of the body. */
+  nameLength: number;
+  /** Bytes of base64 after it. */
+  dataLength: number;
+}
+
+/**
+ * Tells where the name ends in a body, as a person reading it would. Our
+ * client pads every name to 32 bytes with NUL; the tutorial's client sends
+ * `rstrip('.jpg')` of whatever its file was called, 1 byte or 200, unpadded,
+ * and counts it in L with Python 3's `len()`, in characters: a Chinese name's
+ * body runs past L by the bytes its characters have beyond their first.
+ *
+ * 1. A NUL in the first 32 bytes: a padded 32-byte field, as always.
+ * 2. Otherwise each split at a character boundary whose data length (L less
+ *    the name's characters; less its bytes for a full 32-byte field, as our
+ *    client counts) is a multiple of 4, as base64's is, and whose data's first
+ *    16 characters decode to a known image signature: a valid name before an
+ *    invalid one (which the server then refuses for what it is), a strong
+ *    signature before BMP's two bytes, then the shortest name. A JPEG's data
+ *    starts `/9j/`, so no longer valid name can swallow it (a name has no
+ *    slash).
+ * 3. None: the first 32 bytes, as the original server's data set had it, or,
+ *    in a body shorter than that, no name at all (length 0).
+ *
+ * @param prefix The body's first bytes, as many as have arrived: a split whose
+ * signature has not arrived yet is not seen.
+ * @param bodyLength L, the body length from the header.
+ * @returns The name's length and the data's, in bytes.
+ *
+ * @example Split the tutorial client's frame for IMG_0001.jpg
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { splitName } from "./protocol.ts";
+ *
+ * const body = new TextEncoder().encode("IMG_0001" + "/9j/4AAQSkZJRgABAQAAAQAB");
+ * assert.deepEqual(splitName(body, body.length), { nameLength: 8, dataLength: 24 });
+ * ```
+ */
+export function splitName(prefix: Uint8Array, bodyLength: number): NameSplit {
+  const fixed = { nameLength: NAME_SIZE, dataLength: bodyLength - NAME_SIZE };
+  if (bodyLength >= NAME_SIZE && prefix.subarray(0, NAME_SIZE).includes(0)) return fixed;
+  // Each split ranks by name validity, then signature weight: 2 + 2 beats all.
+  let best: NameSplit | undefined;
+  let bestRank = 0;
+  let characters = 0;
+  const longest = Math.min(MAX_NAME_BYTES, prefix.length);
+  for (let n = 1; n <= longest && bestRank < 4; n++) {
+    // A name never holds a NUL: no longer split can be one.
+    if (prefix[n - 1] === 0) break;
+    if (!isContinuation(prefix[n - 1])) characters++;
+    if (isContinuation(prefix[n])) continue;
+    const dataLength = bodyLength - (n === NAME_SIZE ? n : characters);
+    const seen = Math.min(dataLength, SIGNATURE_CHARS);
+    if (dataLength < 0 || dataLength % 4 !== 0 || n + seen > prefix.length) continue;
+    const weight = signatureWeight(prefix.subarray(n, n + seen));
+    if (weight === 0) continue;
+    const rank = (isValidName(prefix.subarray(0, n)) ? 2 : 0) + weight;
+    if (rank > bestRank) [best, bestRank] = [{ nameLength: n, dataLength }, rank];
+  }
+  return best ?? (bodyLength >= NAME_SIZE ? fixed : { nameLength: 0, dataLength: bodyLength });
+}
+
+/** Whether a byte continues a UTF-8 character rather than starting one. */
+function isContinuation(byte: number | undefined): boolean {
+  return byte !== undefined && (byte & 0xc0) === 0x80;
+}
+
+/**
+ * Body bytes worth having before {@linkcode splitName}: a name and its data's
+ * first characters, and for an unpadded name with characters of several bytes,
+ * as many more as those add beyond L.
+ *
+ * @param prefix The body's first bytes so far.
+ * @param bodyLength L.
+ */
+function lookahead(prefix: Uint8Array, bodyLength: number): number {
+  if (bodyLength >= NAME_SIZE && prefix.subarray(0, NAME_SIZE).includes(0)) {
+    return Math.min(bodyLength, NAME_SIZE + SIGNATURE_CHARS);
+  }
+  const extra = prefix.subarray(0, MAX_NAME_BYTES).filter(isContinuation).length;
+  return Math.min(bodyLength + extra, NAME_LOOKAHEAD);
 }
 
 /**
@@ -696,10 +856,10 @@ export interface FrameReaderOptions {
    */
   idleTimeout?: number;
   /**
-   * Largest size of the read buffer in bytes, a multiple of 4 from 64 up.
-   * The buffer starts at 64 KiB, or this if smaller, and doubles whenever a
-   * read fills it, so only a connection sent more than it takes holds a
-   * large one.
+   * Largest size of the read buffer in bytes, a multiple of 4 from 512 up.
+   * Waiting for a frame, the buffer is 512 bytes, room for any head. For a
+   * body it starts at 64 KiB, or this if smaller, and doubles whenever a read
+   * fills it, so only a connection sent more than it takes holds a large one.
    * @default {1_048_576}
    */
   maxBufferSize?: number;
@@ -720,11 +880,20 @@ export interface FrameReaderOptions {
 export interface FrameHead {
   /** L, the body length from the header. */
   bodyLength: number;
-  /** The raw 32-byte name field; check it with {@linkcode parseName}. */
+  /**
+   * The name as it came, split from the data by {@linkcode splitName}: a
+   * 32-byte padded field from our client, or the tutorial client's name of
+   * any length; check it with {@linkcode parseName}.
+   */
   nameField: Uint8Array;
-  /** Bytes of base64 after the name field: L - 32. */
+  /** Bytes of base64 after the name: L - the name's length. */
   dataLength: number;
 }
+
+/** Read buffer while waiting for a frame: room for any head, and little for an idle connection. */
+const HEAD_BUFFER_SIZE = 512;
+/** Read buffer a body starts with, before reads that fill it double it. */
+const BODY_BUFFER_SIZE = 65_536;
 
 /**
  * Reads frames from a stream, whatever its chunking, holding at most one
@@ -756,8 +925,8 @@ export class FrameReader {
   readonly #headerTimeout: number;
   readonly #idleTimeout: number;
   readonly #maxBufferSize: number;
-  #buffer: Uint8Array;
-  #decoded: Uint8Array;
+  #buffer = new Uint8Array(HEAD_BUFFER_SIZE);
+  #decoded = new Uint8Array(0);
   #start = 0;
   #end = 0;
   #remaining = 0;
@@ -771,9 +940,12 @@ export class FrameReader {
    */
   constructor(source: ByteSource, options: FrameReaderOptions = {}) {
     const maxBufferSize = options.maxBufferSize ?? 1_048_576;
-    if (!Number.isSafeInteger(maxBufferSize) || maxBufferSize < 64 || maxBufferSize % 4 !== 0) {
+    if (
+      !Number.isSafeInteger(maxBufferSize) || maxBufferSize < HEAD_BUFFER_SIZE ||
+      maxBufferSize % 4 !== 0
+    ) {
       throw new RangeError(
-        `Cannot create frame reader: buffer size must be a multiple of 4 from 64 up, got ${maxBufferSize}`,
+        `Cannot create frame reader: buffer size must be a multiple of 4 from ${HEAD_BUFFER_SIZE} up, got ${maxBufferSize}`,
       );
     }
     this.#source = source;
@@ -781,8 +953,6 @@ export class FrameReader {
     this.#headerTimeout = options.headerTimeout ?? 30_000;
     this.#idleTimeout = options.idleTimeout ?? 60_000;
     this.#maxBufferSize = maxBufferSize;
-    this.#buffer = new Uint8Array(Math.min(65_536, maxBufferSize));
-    this.#decoded = new Uint8Array(this.#buffer.length / 4 * 3);
   }
 
   /** Bytes read from the source so far. */
@@ -795,12 +965,18 @@ export class FrameReader {
     return this.#remaining;
   }
 
+  /** Bytes the read buffer holds room for: small while waiting for a frame. */
+  get bufferSize(): number {
+    return this.#buffer.length;
+  }
+
   /**
-   * Reads once more into the buffer, compacting it first when full.
+   * Reads once more into the buffer, compacting it first when full, and
+   * growing it after a read that filled it when a body is coming.
    *
    * @returns False at end of input.
    */
-  async #fill(ms: number, waitingFor: string): Promise<boolean> {
+  async #fill(ms: number, waitingFor: string, body: boolean): Promise<boolean> {
     // Keep reads large: move the few unconsumed bytes to the front once the
     // free tail is short.
     if (this.#start > 0 && this.#buffer.length - this.#end < this.#buffer.length / 4) {
@@ -817,18 +993,19 @@ export class FrameReader {
     this.#bytesRead += n;
     // A read that took all the room likely left more waiting, which fewer,
     // larger reads take at less cost.
-    if (n === room && this.#buffer.length < this.#maxBufferSize) this.#grow();
+    if (body && n === room && this.#buffer.length < this.#maxBufferSize) {
+      this.#resize(this.#buffer.length * 2);
+    }
     return true;
   }
 
-  /** Doubles the buffers, up to the limit, keeping the unconsumed bytes. */
-  #grow(): void {
-    const buffer = new Uint8Array(Math.min(this.#buffer.length * 2, this.#maxBufferSize));
+  /** Moves the unconsumed bytes into a buffer of this size, within the limit. */
+  #resize(size: number): void {
+    const buffer = new Uint8Array(Math.min(size, this.#maxBufferSize));
     buffer.set(this.#buffer.subarray(this.#start, this.#end));
     this.#end -= this.#start;
     this.#start = 0;
     this.#buffer = buffer;
-    this.#decoded = new Uint8Array(buffer.length / 4 * 3);
   }
 
   /**
@@ -840,7 +1017,12 @@ export class FrameReader {
   }
 
   /**
-   * Reads the header and name field of the next frame.
+   * Reads the header of the next frame and its name, which it tells from the
+   * data with {@linkcode splitName}: it waits for the body's first 266 bytes
+   * (the longest name and 16 characters of data), or all of a shorter body,
+   * or 48 bytes of a padded one. While it waits
+   * with nothing buffered, the reader holds a buffer of 512 bytes only, so an
+   * idle connection costs little memory.
    *
    * @returns The frame's head, or `null` when the input ends cleanly between
    * frames.
@@ -855,9 +1037,45 @@ export class FrameReader {
         `Cannot read head: ${this.#remaining} bytes of the previous body are unread`,
       );
     }
+    if (this.buffered === 0 && this.#buffer.length > HEAD_BUFFER_SIZE) {
+      this.#buffer = new Uint8Array(HEAD_BUFFER_SIZE);
+      this.#decoded = new Uint8Array(0);
+      this.#start = this.#end = 0;
+    }
     const deadline = performance.now() + this.#headerTimeout;
-    const headSize = HEADER_SIZE + NAME_SIZE;
-    while (this.buffered < headSize) {
+    if (!await this.#fillHead(HEADER_SIZE, deadline)) return null;
+    const bodyLength = parseHeader(
+      this.#buffer.subarray(this.#start, this.#start + HEADER_SIZE),
+      this.#maxFrameSize,
+    );
+    const body = () => this.#buffer.subarray(this.#start + HEADER_SIZE, this.#end);
+    await this.#fillHead(HEADER_SIZE + Math.min(bodyLength, NAME_LOOKAHEAD), deadline);
+    // A name counted in characters may need more; its sender may end first.
+    await this.#fillHead(HEADER_SIZE + lookahead(body(), bodyLength), deadline, true);
+    const { nameLength, dataLength } = splitName(body(), bodyLength);
+    const nameStart = this.#start + HEADER_SIZE;
+    const nameField = this.#buffer.slice(nameStart, nameStart + nameLength);
+    this.#start = nameStart + nameLength;
+    this.#remaining = dataLength;
+    return { bodyLength, nameField, dataLength };
+  }
+
+  /**
+   * Reads until `size` bytes of the head are buffered, checking the header's
+   * digits as they come.
+   *
+   * @param endOk Whether the input may end first, as after a whole frame.
+   * @returns False when the input ended first: cleanly before the head began,
+   * or, with `endOk`, anywhere.
+   */
+  async #fillHead(size: number, deadline: number, endOk = false): Promise<boolean> {
+    // The buffer, at least 512 bytes, holds any head once compacted.
+    if (this.#start + size > this.#buffer.length) {
+      this.#buffer.copyWithin(0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    while (this.buffered < size) {
       const seen = this.#buffer.subarray(
         this.#start,
         this.#start + Math.min(this.buffered, HEADER_SIZE),
@@ -865,7 +1083,7 @@ export class FrameReader {
       if (firstNonDigit(seen) !== -1) parseHeader(seen);
       let more: boolean;
       try {
-        more = await this.#fill(deadline - performance.now(), "a frame header");
+        more = await this.#fill(deadline - performance.now(), "a frame header", false);
       } catch (error) {
         if (error instanceof ProtocolError && this.buffered === 0) {
           throw new ProtocolError("idle", "Connection idle: no frame started");
@@ -873,27 +1091,21 @@ export class FrameReader {
         throw error;
       }
       if (!more) {
-        if (this.buffered === 0) return null;
+        if (this.buffered === 0 || endOk) return false;
         throw new ProtocolError(
           "truncated",
-          `Input ended inside a frame header: got ${this.buffered} of ${headSize} bytes`,
+          `Input ended inside a frame header: got ${this.buffered} of ${size} bytes`,
         );
       }
     }
-    const headerEnd = this.#start + HEADER_SIZE;
-    const bodyLength = parseHeader(
-      this.#buffer.subarray(this.#start, headerEnd),
-      this.#maxFrameSize,
-    );
-    const nameField = this.#buffer.slice(headerEnd, headerEnd + NAME_SIZE);
-    this.#start += headSize;
-    this.#remaining = bodyLength - NAME_SIZE;
-    return { bodyLength, nameField, dataLength: this.#remaining };
+    return true;
   }
 
   /** Makes at least one body byte available, or throws `truncated`. */
   async #fillBody(): Promise<void> {
-    if (!await this.#fill(this.#idleTimeout, "frame data")) {
+    // A body is coming: read it in large pieces, as a head's buffer would not.
+    if (this.#buffer.length < BODY_BUFFER_SIZE) this.#resize(BODY_BUFFER_SIZE);
+    if (!await this.#fill(this.#idleTimeout, "frame data", true)) {
       throw new ProtocolError(
         "truncated",
         `Input ended inside a frame body: ${this.#remaining} bytes missing`,
@@ -943,6 +1155,9 @@ export class FrameReader {
       if (n === 0) continue;
       const last = n === this.#remaining;
       const chunk = this.#buffer.subarray(this.#start, this.#start + n);
+      if (this.#decoded.length < n / 4 * 3) {
+        this.#decoded = new Uint8Array(this.#buffer.length / 4 * 3);
+      }
       const written = decodeBase64Chunk(chunk, this.#decoded, last, decodedSoFar);
       this.#start += n;
       this.#remaining -= n;

@@ -43,7 +43,7 @@ Deno.test("any valid frames split at any points decode to the same files", async
     fc.asyncProperty(
       fc.array(fc.record({ name: names, data: files }), { minLength: 1, maxLength: 5 }),
       splits,
-      fc.constantFrom(64, 256, 262_144),
+      fc.constantFrom(512, 1024, 262_144),
       async (frames, chunkSizes, bufferSize) => {
         const stream = concat(...frames.map(({ name, data }) => encodeFrame(name, data)));
         const got = await readAll(
@@ -78,7 +78,7 @@ Deno.test("any bytes fed to the frame reader end in frames or a ProtocolError, n
   await fc.assert(
     fc.asyncProperty(inputs, splits, async (input, chunkSizes) => {
       const reader = new FrameReader(bytesSource(input, chunkSizes), {
-        maxBufferSize: 64,
+        maxBufferSize: 512,
         headerTimeout: 1000,
         idleTimeout: 1000,
       });

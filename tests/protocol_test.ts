@@ -23,6 +23,7 @@ import {
   type ProtocolErrorCode,
   quoteBytes,
   sniffExtension,
+  splitName,
 } from "../protocol.ts";
 import { concat, random, randomBytes, utf8 } from "./helpers.ts";
 
@@ -74,7 +75,6 @@ const badHeaders: [string, string | Uint8Array, ProtocolErrorCode][] = [
   ["an HTTP request line", "GET / HTTP/1.1\r\n", "header"],
   ["NUL bytes", new Uint8Array(16), "header"],
   ["a length of zero", "0000000000000000", "header"],
-  ["a length below the name size", "0000000000000031", "header"],
   ["a length above 2^53", "9999999999999999", "size"],
   ["a length above the default limit", "0000000536870913", "size"],
 ];
@@ -132,9 +132,9 @@ for (const [what, bytes, quoted] of quotations) {
 }
 
 Deno.test("parseHeader() accepts both size-limit boundaries and rejects one past each", () => {
-  assert.equal(parseHeader(utf8("0000000000000032"), 1000), 32);
+  assert.equal(parseHeader(utf8("0000000000000001"), 1000), 1);
   assert.equal(parseHeader(utf8("0000000000001000"), 1000), 1000);
-  assert.throws(() => parseHeader(utf8("0000000000000031"), 1000), { name: "ProtocolError" });
+  assert.throws(() => parseHeader(utf8("0000000000000000"), 1000), { name: "ProtocolError" });
   assert.throws(() => parseHeader(utf8("0000000000001001"), 1000), /exceeds the limit of 1000/);
 });
 
@@ -156,7 +156,7 @@ Deno.test("FrameReader decodes frames the same whatever the chunking", async () 
   for (let seed = 1; seed <= 40; seed++) {
     const next = random(seed);
     const chunkSizes = Array.from({ length: 50 }, () => 1 + Math.floor(next() ** 3 * 70_000));
-    const bufferSize = seed % 2 === 0 ? 64 : 262_144;
+    const bufferSize = seed % 2 === 0 ? 512 : 262_144;
     const reader = new FrameReader(bytesSource(stream, chunkSizes), { maxBufferSize: bufferSize });
     const got = await readAll(reader);
     assert.equal(got.length, frames.length, `seed ${seed}`);
@@ -170,7 +170,7 @@ Deno.test("FrameReader decodes frames the same whatever the chunking", async () 
 Deno.test("FrameReader reads frames split into single bytes", async () => {
   const data = crypto.getRandomValues(new Uint8Array(1000));
   const stream = concat(encodeFrame("a", data), encodeFrame("b", new Uint8Array(0)));
-  const got = await readAll(new FrameReader(bytesSource(stream, [1]), { maxBufferSize: 64 }));
+  const got = await readAll(new FrameReader(bytesSource(stream, [1]), { maxBufferSize: 512 }));
   assert.deepEqual(got.map((f) => f.name), ["a", "b"]);
   assert.deepEqual(got[0].data, data);
   assert.equal(got[1].data.length, 0);
@@ -246,7 +246,7 @@ for (const [what, body] of badBodies) {
       encodeFrame("good", new Uint8Array([9])),
     );
     for (const chunks of [[Infinity], [1], [5]]) {
-      const reader = new FrameReader(bytesSource(stream, chunks), { maxBufferSize: 64 });
+      const reader = new FrameReader(bytesSource(stream, chunks), { maxBufferSize: 512 });
       await reader.readHead();
       await assertProtocolError(
         (async () => {
@@ -263,10 +263,12 @@ for (const [what, body] of badBodies) {
 }
 
 Deno.test("data() rejects padding that ends a chunk before the body ends", async () => {
-  // 64-byte buffer: the first chunk ends with "==", which setFromBase64 alone accepts.
-  const body = "QUJD".repeat(3) + "QQ==" + "QUJD".repeat(20);
+  // Reads of 64 bytes: the head waits for 266 bytes of body, so five reads
+  // leave 272 bytes of it buffered, a first chunk that ends with "==", which
+  // setFromBase64 alone accepts.
+  const body = "QUJD".repeat(67) + "QQ==" + "QUJD".repeat(20);
   const stream = concat(encodeHeader(32 + body.length), encodeName("x"), utf8(body));
-  const reader = new FrameReader(bytesSource(stream, [16 + 32 + 16]), { maxBufferSize: 64 });
+  const reader = new FrameReader(bytesSource(stream, [64]), { maxBufferSize: 512 });
   await reader.readHead();
   await assertProtocolError(
     (async () => {
@@ -307,7 +309,7 @@ Deno.test("readHead() reports an idle connection apart from a stalled header", a
 
 Deno.test("data() times out when the body stops arriving", async () => {
   const frame = encodeFrame("a", new Uint8Array(300));
-  const reader = new FrameReader(stallingSource(frame.subarray(0, 100)), { idleTimeout: 20 });
+  const reader = new FrameReader(stallingSource(frame.subarray(0, 350)), { idleTimeout: 20 });
   await reader.readHead();
   await assertProtocolError(
     (async () => {
@@ -584,4 +586,79 @@ Deno.test("LogOutput writes on after a short write until every byte is out", () 
   log.line(" done");
   assert.equal(out, "\r\x1b[K3/10 files done\n");
   assert.equal(log.failed, false);
+});
+
+/** A body as the tutorial's client sends it: the name unpadded, then base64; L in characters. */
+function tutorialBody(name: string, data: Uint8Array): { body: Uint8Array; length: number } {
+  const base64 = data.toBase64();
+  return { body: utf8(name + base64), length: [...name].length + base64.length };
+}
+
+const pngBytes = concat(
+  new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+  randomBytes(300),
+);
+const hexName = "3f2a9c41d07b8e65a1c4f0d92b7e3a58";
+const splits: [string, { body: Uint8Array; length: number }, number][] = [
+  [
+    "our client's padded field",
+    (() => {
+      const body = encodeFrame("a", pngBytes).subarray(16);
+      return { body, length: body.length };
+    })(),
+    32,
+  ],
+  ["a photo's name before a JPEG", tutorialBody("IMG_0001", fakeJpegBytes(100)), 8],
+  ["a name before a PNG, whose base64 begins with letters", tutorialBody("photo", pngBytes), 5],
+  [
+    "a 28-byte name, which a 32-byte reading would end 4 characters into the data",
+    tutorialBody("p".repeat(28), pngBytes),
+    28,
+  ],
+  ["a name longer than 32 bytes", tutorialBody("IMG_20240501_123456_HDR_portrait", pngBytes), 32],
+  ["a name of 40 bytes", tutorialBody("n".repeat(40), fakeJpegBytes(50)), 40],
+  ["the original's 32 hex characters before a JPEG", tutorialBody(hexName, fakeJpegBytes(50)), 32],
+  [
+    "32 hex characters before data of no known type: read as the fixed field",
+    tutorialBody(hexName, utf8("plain text, not an image")),
+    32,
+  ],
+  ["a short body with no image after any split: no name", tutorialBody("notes", utf8("hi")), 0],
+  [
+    "a name ending in what decodes to BMP's BM, before a JPEG",
+    tutorialBody("cat_Qk12", fakeJpegBytes(60)),
+    8,
+  ],
+  [
+    "an invalid name before a JPEG: split there, to be refused for what it is",
+    tutorialBody(".hidden", fakeJpegBytes(60)),
+    7,
+  ],
+  ["a Chinese name, counted in characters", tutorialBody("猫的照片", fakeJpegBytes(60)), 12],
+  ["a one-character Chinese name, 3 bytes", tutorialBody("猫", fakeJpegBytes(61)), 3],
+];
+
+/** Bytes with a JPEG's signature, of a deterministic kind for the split table. */
+function fakeJpegBytes(size: number): Uint8Array {
+  const bytes = randomBytes(size);
+  bytes.set([0xff, 0xd8, 0xff, 0xe0]);
+  return bytes;
+}
+
+for (const [what, { body, length }, nameLength] of splits) {
+  Deno.test(`splitName() finds the name in ${what}`, () => {
+    const split = splitName(body, length);
+    assert.equal(split.nameLength, nameLength);
+    // The data runs to the end of what was sent.
+    if (nameLength > 0) assert.equal(split.nameLength + split.dataLength, body.length);
+  });
+}
+
+Deno.test("FrameReader reads the tutorial client's Chinese name and the whole body past L", async () => {
+  const data = fakeJpegBytes(1000);
+  const { body, length } = tutorialBody("猫的照片", data);
+  const stream = concat(utf8(String(length).padStart(16, "0")), body, encodeFrame("next", data));
+  const got = await readAll(new FrameReader(bytesSource(stream, [7])));
+  assert.deepEqual(got.map((frame) => frame.name), ["猫的照片", "next"]);
+  assert.deepEqual(got[0].data, data);
 });
