@@ -85,16 +85,36 @@ export interface ServerOptions {
    */
   fsync?: boolean;
   /**
-   * Connections served at once; more are refused.
-   * @default {256}
+   * Connections open at once, idle ones included; each idle one holds about
+   * 2 KB. Past it, the connection that has gone longest without completing a
+   * header is closed for a newcomer; with none idle, newcomers wait in the
+   * kernel's backlog.
+   * @default {DEFAULT_MAX_CONNECTIONS}
    */
   maxConnections?: number;
   /**
-   * Connections served at once from one address; more are refused, so one
-   * peer cannot take every place.
+   * Frames received at once, each holding up to 1.75 MiB of buffers. Others
+   * wait their turn, unread, for up to `queueTimeout`.
+   * @default {DEFAULT_MAX_FRAMES}
+   */
+  maxFrames?: number;
+  /**
+   * Frames received at once from one address, so that one peer cannot take
+   * every turn; others from it wait theirs.
    * @default {32}
    */
-  maxConnectionsPerAddress?: number;
+  maxFramesPerAddress?: number;
+  /**
+   * Milliseconds a frame may wait for its turn before it is refused as busy.
+   * @default {30_000}
+   */
+  queueTimeout?: number;
+  /**
+   * Bytes of frames kept whole in `.quarantine` inside the output folder
+   * when they cannot be saved under a name; past it they are refused.
+   * @default {268_435_456}
+   */
+  quarantineSize?: number;
   /**
    * A shared token every connection must present first (a `!` frame, see
    * `encodeToken`); without it nothing is read beyond that frame. The
@@ -144,7 +164,23 @@ export type ServerEvent =
     duplicate: boolean;
   }
   | { type: "rejected"; peer: string; message: string }
+  | {
+    /** A whole frame that could not be saved under a name, kept as it arrived. */
+    type: "kept";
+    peer: string;
+    /** Where, inside the output folder. */
+    file: string;
+    /** Why it could not be saved. */
+    message: string;
+  }
   | { type: "refused"; peer: string; message: string }
+  | {
+    /** An idle connection closed to make room for a newcomer. */
+    type: "shed";
+    peer: string;
+    /** How long it had waited without completing a header. */
+    idleMs: number;
+  }
   | { type: "accept-error"; message: string }
   | {
     type: "cleaned";
@@ -171,6 +207,10 @@ export interface ServerStats {
   errors: number;
   /** Bytes read from clients. */
   received: number;
+  /** Of the frames that failed, those kept in the quarantine. */
+  kept: number;
+  /** Idle connections closed to make room for newcomers. */
+  shed: number;
 }
 
 /** A running server. */
@@ -188,6 +228,13 @@ export interface UploadServer extends AsyncDisposable {
    */
   shutdown(drainMs?: number): Promise<ServerStats>;
 }
+
+/** Connections a server keeps open at most by default, idle ones included. */
+const DEFAULT_MAX_CONNECTIONS = 10_000;
+/** Frames a server receives at once by default. */
+const DEFAULT_MAX_FRAMES = 256;
+/** Bytes of unsaveable frames a server keeps by default, as the flag writes it. */
+const DEFAULT_QUARANTINE_SIZE = "256M";
 
 const TEMP_PREFIX = ".upload-";
 const TEMP_SUFFIX = ".part";
@@ -371,6 +418,254 @@ function sameContent(pathA: string, pathB: string): boolean {
   }
 }
 
+/** A frame waiting for its turn in {@linkcode FrameSlots}. */
+interface Waiter {
+  /** Arrival order: the oldest waiter with room goes first. */
+  order: number;
+  resolve: () => void;
+  reject: (error: Error) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/**
+ * The right to receive a frame's body: at most `max` frames at once, and at
+ * most `perAddress` from one address, each holding up to 1.75 MiB of buffers.
+ * A frame over a cap waits, its body unread, first come first served, as a
+ * request waits in HAProxy's queue for a server under its `maxconn`; past the
+ * deadline (HAProxy's `timeout queue`) it is refused as busy. Waiting, a
+ * connection holds no body buffer, and its client is held back by TCP.
+ */
+class FrameSlots {
+  readonly #max: number;
+  readonly #perAddress: number;
+  readonly #timeout: number;
+  #active = 0;
+  readonly #byAddress = new Map<string, number>();
+  /** Frames waiting, by address, each list oldest first. */
+  readonly #waiting = new Map<string, Waiter[]>();
+  #arrivals = 0;
+
+  constructor(max: number, perAddress: number, timeout: number) {
+    this.#max = max;
+    this.#perAddress = perAddress;
+    this.#timeout = timeout;
+  }
+
+  /** Frames waiting for a turn. */
+  get waiting(): number {
+    let count = 0;
+    for (const list of this.#waiting.values()) count += list.length;
+    return count;
+  }
+
+  /**
+   * Takes a turn for a frame from `address`.
+   *
+   * @returns Nothing when there is room at once, so that a free turn costs no
+   * wait; otherwise a promise that settles with the turn, or rejects with
+   * `Deno.errors.Busy` after the deadline.
+   */
+  take(address: string): Promise<void> | undefined {
+    if (this.#hasRoom(address)) {
+      this.#grant(address);
+      return undefined;
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    const waiter: Waiter = {
+      order: this.#arrivals++,
+      resolve,
+      reject,
+      timer: setTimeout(() => {
+        this.#remove(address, waiter);
+        reject(new Deno.errors.Busy(this.#busyMessage(address)));
+      }, this.#timeout),
+    };
+    const list = this.#waiting.get(address);
+    if (list) list.push(waiter);
+    else this.#waiting.set(address, [waiter]);
+    return promise;
+  }
+
+  /** Gives back the turn of a frame from `address`, to the oldest frame that may have it. */
+  give(address: string): void {
+    this.#active--;
+    const left = this.#byAddress.get(address)! - 1;
+    if (left === 0) this.#byAddress.delete(address);
+    else this.#byAddress.set(address, left);
+    while (this.#active < this.#max) {
+      let next: string | undefined;
+      for (const [waiting, list] of this.#waiting) {
+        if (!this.#hasRoom(waiting)) continue;
+        if (next === undefined || list[0].order < this.#waiting.get(next)![0].order) next = waiting;
+      }
+      if (next === undefined) return;
+      const waiter = this.#waiting.get(next)![0];
+      this.#remove(next, waiter);
+      this.#grant(next);
+      waiter.resolve();
+    }
+  }
+
+  /** Turns every waiting frame away: the server is stopping, and they never began. */
+  close(): void {
+    for (const [address, list] of this.#waiting) {
+      for (const waiter of [...list]) {
+        this.#remove(address, waiter);
+        waiter.reject(new Deno.errors.Interrupted("Server stopping"));
+      }
+    }
+  }
+
+  #hasRoom(address: string): boolean {
+    return this.#active < this.#max && (this.#byAddress.get(address) ?? 0) < this.#perAddress;
+  }
+
+  #grant(address: string): void {
+    this.#active++;
+    this.#byAddress.set(address, (this.#byAddress.get(address) ?? 0) + 1);
+  }
+
+  #remove(address: string, waiter: Waiter): void {
+    clearTimeout(waiter.timer);
+    const list = this.#waiting.get(address)!;
+    list.splice(list.indexOf(waiter), 1);
+    if (list.length === 0) this.#waiting.delete(address);
+  }
+
+  #busyMessage(address: string): string {
+    const full = this.#active >= this.#max
+      ? counted(this.#max, "frame")
+      : `${counted(this.#perAddress, "frame")} from ${address}`;
+    return `Server busy: no turn within ${formatDuration(this.#timeout)}: ${full} in progress`;
+  }
+}
+
+/** The hidden folder inside the output folder that keeps frames no name could be given. */
+const QUARANTINE = ".quarantine";
+
+/**
+ * Frames that arrived whole but cannot be saved under a name (no name found,
+ * a bad name, data that is not base64, a different file of that name), kept
+ * byte for byte as they arrived: the original client cannot hear a refusal,
+ * so a refusal alone would lose its file. Bounded by a byte quota.
+ */
+class Quarantine {
+  readonly #out: string;
+  readonly #quota: number;
+  #used: number;
+
+  private constructor(out: string, quota: number, used: number) {
+    this.#out = out;
+    this.#quota = quota;
+    this.#used = used;
+  }
+
+  /** Opens the quarantine of a folder, counting what it already holds against the quota. */
+  static async open(out: string, quota: number): Promise<Quarantine> {
+    let used = 0;
+    try {
+      for await (const entry of Deno.readDir(joinPath(out, QUARANTINE))) {
+        if (entry.isFile) {
+          used += (await Deno.lstat(joinPath(out, `${QUARANTINE}/${entry.name}`))).size;
+        }
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    return new Quarantine(out, quota, used);
+  }
+
+  /**
+   * Keeps a frame as it arrived: its header, its name, the base64 of what
+   * was decoded before the frame was refused (in `decodedPath`, if any), and
+   * the rest of the body, read from `reader` as it comes.
+   *
+   * @returns The kept file's path inside the output folder, or `undefined`
+   * when the quota has no room for the frame.
+   */
+  async keep(
+    reader: FrameReader,
+    head: FrameHead,
+    decodedPath: string,
+  ): Promise<string | undefined> {
+    // What came on the wire, which a name counted in characters makes longer than L.
+    const size = HEADER_SIZE + head.nameField.length + head.dataLength;
+    if (this.#used + size > this.#quota) return undefined;
+    this.#used += size;
+    const tempPath = temporaryPath(this.#out);
+    try {
+      {
+        using file = createTemporaryFile(tempPath);
+        writeAllSync(
+          file,
+          new TextEncoder().encode(String(head.bodyLength).padStart(HEADER_SIZE, "0")),
+        );
+        writeAllSync(file, head.nameField);
+        reencode(decodedPath, file);
+        for await (const chunk of reader.raw()) writeAllSync(file, chunk);
+      }
+      const stamp = new Date().toISOString().replaceAll(":", "-");
+      const kept = `${QUARANTINE}/${stamp}-${crypto.randomUUID().slice(0, 8)}.frame`;
+      await Deno.mkdir(joinPath(this.#out, QUARANTINE), { recursive: true });
+      Deno.renameSync(tempPath, joinPath(this.#out, kept));
+      return kept;
+    } catch (error) {
+      this.#used -= size;
+      throw error;
+    } finally {
+      removeQuietly(tempPath);
+    }
+  }
+}
+
+/** Bytes re-encoded at a time: a multiple of 3, so that no chunk but the last is padded. */
+const REENCODE_CHUNK = 3 * 65_536;
+
+/**
+ * Writes the base64 of a file into another: the data of a frame as it
+ * arrived, since the server decodes only canonical base64, whose encoding
+ * gives back the same characters. A missing file writes nothing.
+ */
+function reencode(path: string, into: Deno.FsFile): void {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return;
+    throw error;
+  }
+  using _ = file;
+  const chunk = new Uint8Array(REENCODE_CHUNK);
+  for (;;) {
+    let filled = 0;
+    for (let n; filled < chunk.length && (n = file.readSync(chunk.subarray(filled))) !== null;) {
+      filled += n;
+    }
+    if (filled === 0) return;
+    writeAllSync(into, new TextEncoder().encode(chunk.subarray(0, filled).toBase64()));
+    if (filled < chunk.length) return;
+  }
+}
+
+/** Removes a file that may not exist. */
+function removeQuietly(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch {
+    // Never created, or already gone.
+  }
+}
+
+/** Waits for a promise, or for `ms` milliseconds, whichever comes first. */
+async function within(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([promise, new Promise((resolve) => timer = setTimeout(resolve, ms))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Listens where the options say, naming the address when that fails. */
 function listen(options: ServerOptions): Deno.Listener {
   const address = { hostname: options.host ?? "0.0.0.0", port: options.port ?? 9999 };
@@ -397,10 +692,12 @@ function listen(options: ServerOptions): Deno.Listener {
 export async function startServer(options: ServerOptions = {}): Promise<UploadServer> {
   const raw = options.raw ?? false;
   const fsync = options.fsync ?? false;
-  const maxConnections = options.maxConnections ?? 256;
-  const maxPerAddress = options.maxConnectionsPerAddress ?? 32;
-  /** Open connections by peer address. */
-  const perAddress = new Map<string, number>();
+  const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  const slots = new FrameSlots(
+    options.maxFrames ?? DEFAULT_MAX_FRAMES,
+    options.maxFramesPerAddress ?? 32,
+    options.queueTimeout ?? 30_000,
+  );
   const idleTimeout = options.idleTimeout ?? 60_000;
   const readerOptions = {
     maxFrameSize: options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE,
@@ -442,6 +739,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
    */
   let savedNames: Set<string> | undefined;
   let hardLinks: boolean;
+  let quarantine: Quarantine | undefined;
   try {
     const scanned = await scanFolder(out, raw);
     if (scanned.removed > 0) emit({ type: "cleaned", files: scanned.removed });
@@ -449,18 +747,58 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     if (!hardLinks) emit({ type: "no-hard-links" });
     savedNames = scanned.names;
     rawIndex = scanned.nextRawIndex;
+    // A raw server keeps every body it is sent: none needs a quarantine.
+    if (!raw) {
+      const quota = options.quarantineSize ?? parseByteSize(DEFAULT_QUARANTINE_SIZE);
+      quarantine = await Quarantine.open(out, quota);
+    }
     listener = listen(options);
   } catch (error) {
     folderLock.close();
     throw error;
   }
-  const stats: ServerStats = { files: 0, duplicates: 0, bytes: 0, errors: 0, received: 0 };
+  const stats: ServerStats = {
+    files: 0,
+    duplicates: 0,
+    bytes: 0,
+    errors: 0,
+    received: 0,
+    kept: 0,
+    shed: 0,
+  };
   /** Each open connection, and whether a frame is in progress on it. */
   const connections = new Map<Deno.Conn, { busy: boolean }>();
+  /**
+   * Connections waiting for a frame to start, with the time they began to:
+   * those idle longest come first, and are the first closed for a newcomer.
+   */
+  const idle = new Map<Deno.Conn, number>();
   const handlers = new Set<Promise<void>>();
-  /** Connections refused as busy, each lingering until its client stops sending. */
-  const turnedAway = new Map<Deno.Conn, Promise<void>>();
+  /** Settles when a connection closes or falls idle, either of which can make room. */
+  let changed = Promise.withResolvers<void>();
+  const wake = () => {
+    changed.resolve();
+    changed = Promise.withResolvers();
+  };
   let stopping = false;
+
+  /**
+   * Closes the connection that has gone longest without completing a
+   * header, to make room: never one inside a frame or owed an answer.
+   *
+   * @returns False when no connection is idle.
+   */
+  function shed(): boolean {
+    for (const [conn, since] of idle) {
+      idle.delete(conn);
+      connections.delete(conn);
+      stats.shed++;
+      emit({ type: "shed", peer: peerOf(conn), idleMs: performance.now() - since });
+      closeQuietly(conn);
+      return true;
+    }
+    return false;
+  }
 
   /**
    * Links the finished temporary file to its final name without replacing
@@ -542,10 +880,12 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     return undefined;
   }
 
-  /** Receives one body into a temporary file and commits it. */
-  async function receive(reader: FrameReader, head: FrameHead) {
+  /**
+   * Receives one body into the temporary file and commits it. The caller
+   * removes the temporary file, which holds what was decoded if this throws.
+   */
+  async function receive(reader: FrameReader, head: FrameHead, tempPath: string) {
     const name = raw ? "" : parseName(head.nameField);
-    const tempPath = temporaryPath(out);
     try {
       let bytes = 0;
       let crc = 0;
@@ -597,17 +937,50 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
         throw error;
       }
       throw rephrase(error, `Cannot save ${raw ? "the frame" : name}: ${reason}`);
-    } finally {
-      try {
-        Deno.removeSync(tempPath);
-      } catch {
-        // Never created, or already gone.
+    }
+  }
+
+  /**
+   * Receives a file frame and answers it. A frame refused for its name or
+   * data, or for a different file of its name, is kept in the quarantine
+   * when it arrives whole: its client may not hear the refusal.
+   */
+  async function fileFrame(reader: FrameReader, head: FrameHead, peer: string) {
+    const started = performance.now();
+    const tempPath = temporaryPath(out);
+    try {
+      const saved = await receive(reader, head, tempPath);
+      stats.files++;
+      stats.bytes += saved.bytes;
+      if (saved.duplicate) stats.duplicates++;
+      emit({ type: "saved", peer, ...saved, ms: performance.now() - started });
+      return encodeAck({ ok: true, file: saved.file, bytes: saved.bytes, crc32: saved.crc32 });
+    } catch (error) {
+      // A lost connection or a stream out of step ends the connection, not just the frame.
+      if (isDisconnect(error) || error instanceof ProtocolError && !error.recoverable) {
+        throw error;
       }
+      // A bad name or data, or a file that cannot be saved: this frame only.
+      const reason = error instanceof Error ? error.message : String(error);
+      stats.errors++;
+      const keepable = error instanceof ProtocolError || error instanceof Deno.errors.AlreadyExists;
+      const kept = keepable ? await quarantine?.keep(reader, head, tempPath) : undefined;
+      if (kept === undefined) {
+        emit({ type: "rejected", peer, message: reason });
+        await reader.skipBody();
+        return encodeAck({ ok: false, message: reason });
+      }
+      stats.kept++;
+      emit({ type: "kept", peer, file: kept, message: reason });
+      return encodeAck({ ok: false, message: `${reason}: kept as ${kept}` });
+    } finally {
+      removeQuietly(tempPath);
     }
   }
 
   async function serve(conn: Deno.Conn, state: { busy: boolean }): Promise<void> {
     const peer = peerOf(conn);
+    const address = (conn.remoteAddr as Deno.NetAddr).hostname;
     const reader = new FrameReader(conn, readerOptions);
     const answers = new Answers(conn, idleTimeout);
     // Counted before each answer, so the figure is current once a client has it.
@@ -622,49 +995,41 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
         state.busy = false;
         // A client that waits for each answer before its next frame gets it at once.
         if (reader.buffered < HEADER_SIZE + NAME_SIZE) await answers.flush();
-        const head = await reader.readHead();
+        // Only a connection with nothing on its way is idle, and so may be shed.
+        if (reader.buffered === 0) {
+          idle.set(conn, performance.now());
+          wake();
+        }
+        let head: FrameHead | null;
+        try {
+          head = await reader.readHead();
+        } finally {
+          idle.delete(conn);
+        }
         if (head === null) break;
-        if (isToken(head.nameField)) {
-          const matches = await tokenMatches(reader, head);
-          account();
-          if (!matches) throw new ProtocolError("auth", "Authentication failed: wrong token");
-          authenticated = true;
-          await answers.add(encodeAck({ ok: true, file: "!", bytes: 0, crc32: 0 }));
-          continue;
-        }
-        if (!authenticated) {
-          throw new ProtocolError("auth", "Authentication required: send the token first");
-        }
-        if (isQuery(head.nameField)) {
-          const answer = await lookUp(reader, head);
+        // Begun, if not yet received: a stop lets it finish, as the client sent it.
+        state.busy = true;
+        const turn = slots.take(address);
+        if (turn) await turn;
+        try {
+          if (isToken(head.nameField)) {
+            const matches = await tokenMatches(reader, head);
+            account();
+            if (!matches) throw new ProtocolError("auth", "Authentication failed: wrong token");
+            authenticated = true;
+            await answers.add(encodeAck({ ok: true, file: "!", bytes: 0, crc32: 0 }));
+            continue;
+          }
+          if (!authenticated) {
+            throw new ProtocolError("auth", "Authentication required: send the token first");
+          }
+          const answer = isQuery(head.nameField)
+            ? await lookUp(reader, head)
+            : await fileFrame(reader, head, peer);
           account();
           await answers.add(answer);
-          continue;
-        }
-        state.busy = true;
-        const started = performance.now();
-        try {
-          const saved = await receive(reader, head);
-          stats.files++;
-          stats.bytes += saved.bytes;
-          if (saved.duplicate) stats.duplicates++;
-          emit({ type: "saved", peer, ...saved, ms: performance.now() - started });
-          account();
-          await answers.add(
-            encodeAck({ ok: true, file: saved.file, bytes: saved.bytes, crc32: saved.crc32 }),
-          );
-        } catch (error) {
-          // A lost connection or a stream out of step ends the connection, not just the frame.
-          if (isDisconnect(error) || error instanceof ProtocolError && !error.recoverable) {
-            throw error;
-          }
-          // A bad name or data, or a file that cannot be saved: this frame only.
-          const message = error instanceof Error ? error.message : String(error);
-          stats.errors++;
-          emit({ type: "rejected", peer, message });
-          await reader.skipBody();
-          account();
-          await answers.add(encodeAck({ ok: false, message }));
+        } finally {
+          slots.give(address);
         }
       }
     } catch (error) {
@@ -679,8 +1044,9 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
           : reason.includes("InvalidContentType")
           ? `Not a TLS client: ${reason}`
           : reason;
-        emit({ type: "rejected", peer, message });
-        if (error instanceof ProtocolError) {
+        const busy = error instanceof Deno.errors.Busy;
+        emit({ type: busy ? "refused" : "rejected", peer, message });
+        if (error instanceof ProtocolError || busy) {
           await answers.add(encodeAck({ ok: false, message }));
           await answers.flush();
           await drainBriefly(conn);
@@ -690,63 +1056,52 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       await answers.flush();
       account();
       connections.delete(conn);
+      idle.delete(conn);
       closeQuietly(conn);
+      wake();
     }
   }
 
   function track(conn: Deno.Conn): void {
+    const state = { busy: false };
+    connections.set(conn, state);
+    // Answers leave at once; a TLS connection has no such switch.
+    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+    const handler = serve(conn, state).finally(() => handlers.delete(handler));
+    handlers.add(handler);
+  }
+
+  /**
+   * Serves a new connection once there is room for it: at the cap, the
+   * connection idle longest is closed for it; with none idle, it waits, and
+   * so does accepting, so that the next ones wait in the kernel's backlog.
+   */
+  async function admit(conn: Deno.Conn): Promise<void> {
     const address = (conn.remoteAddr as Deno.NetAddr).hostname;
     if (options.allow && !inAnyCidr(options.allow, address)) {
       emit({ type: "refused", peer: peerOf(conn), message: "Not in an --allow block: dropped" });
       closeQuietly(conn);
       return;
     }
-    const fromAddress = perAddress.get(address) ?? 0;
-    const alreadyOpen = (count: number) => `${counted(count, "connection")} already open`;
-    const busy = connections.size >= maxConnections
-      ? `Server busy: ${alreadyOpen(maxConnections)}`
-      : fromAddress >= maxPerAddress
-      ? `Server busy: ${alreadyOpen(maxPerAddress)} from ${address}`
-      : undefined;
-    if (busy !== undefined) {
-      emit({ type: "refused", peer: peerOf(conn), message: busy });
-      // Closing on the frames a client sent at once would reset the
-      // connection and lose the answer; a few may wait for them to stop.
-      const linger = turnedAway.size < MAX_TURNED_AWAY;
-      const refusing = conn.write(encodeAck({ ok: false, message: busy }))
-        .then(() => linger ? drainBriefly(conn) : undefined)
-        .catch(() => {})
-        .finally(() => {
-          turnedAway.delete(conn);
-          closeQuietly(conn);
-        });
-      if (linger) turnedAway.set(conn, refusing);
-      return;
-    }
-    perAddress.set(address, fromAddress + 1);
-    const state = { busy: false };
-    connections.set(conn, state);
-    // Answers leave at once; a TLS connection has no such switch.
-    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-    const handler = serve(conn, state).finally(() => {
-      handlers.delete(handler);
-      const left = perAddress.get(address)! - 1;
-      if (left === 0) perAddress.delete(address);
-      else perAddress.set(address, left);
-    });
-    handlers.add(handler);
+    while (connections.size >= maxConnections && !stopping && !shed()) await changed.promise;
+    if (stopping) closeQuietly(conn);
+    else track(conn);
   }
 
   const accepting = (async () => {
     while (!stopping) {
+      let conn: Deno.Conn;
       try {
-        track(await listener.accept());
+        conn = await listener.accept();
       } catch (error) {
         if (stopping || error instanceof Deno.errors.BadResource) break;
-        // Out of descriptors and the like: keep accepting once it passes.
+        // Out of descriptors: an idle connection gives its up, or one closing will.
+        if (shed()) continue;
         emit({ type: "accept-error", message: (error as Error).message });
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        await within(changed.promise, 100);
+        continue;
       }
+      await admit(conn);
     }
   })();
 
@@ -754,6 +1109,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
   async function stop(drainMs: number): Promise<ServerStats> {
     stopping = true;
     listener.close();
+    wake();
     await accepting;
     for (const [conn, state] of connections) if (!state.busy) closeQuietly(conn);
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -765,10 +1121,9 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     } finally {
       clearTimeout(timer);
     }
+    slots.close();
     for (const conn of connections.keys()) closeQuietly(conn);
-    const refusals = [...turnedAway.values()];
-    for (const conn of turnedAway.keys()) closeQuietly(conn);
-    await Promise.all([...handlers, ...refusals]);
+    await Promise.all(handlers);
     folderLock.close();
     return { ...stats };
   }
@@ -786,8 +1141,6 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
 
 /** Longest a connection is read and ignored after the answer that ends it. */
 const LINGER_MS = 2_000;
-/** Connections refused as busy that may linger at once; more are closed at once. */
-const MAX_TURNED_AWAY = 64;
 
 /**
  * Ends the writing side and reads what the client still sends, for a while:
@@ -912,9 +1265,17 @@ Options:
   --fsync                  sync each file and the folder before acknowledging
                            it, so an acknowledged file survives a power cut
   --max-frame-size SIZE    largest frame body accepted, e.g. 64M (default 512M)
-  --max-connections N      connections served at once (default 256); each holds
-                           up to 1.75 MiB of buffers while its client sends fast
-  --max-per-address N      connections served at once from one address (default 32)
+  --max-connections N      connections open at once, idle ones included
+                           (default ${DEFAULT_MAX_CONNECTIONS}); past it the one idle longest is
+                           closed for a newcomer
+  --max-frames N           frames received at once (default ${DEFAULT_MAX_FRAMES}); each holds up
+                           to 1.75 MiB of buffers; others wait their turn unread
+  --max-per-address N      frames received at once from one address (default 32)
+  --queue-timeout SEC      time a frame may wait for its turn before it is
+                           answered busy (default 30)
+  --quarantine-size SIZE   frames that arrive whole but cannot be saved under a
+                           name are kept as they came in DIR/.quarantine, up to
+                           this many bytes (default ${DEFAULT_QUARANTINE_SIZE})
   --allow CIDR             accept connections only from this block, such as
                            10.0.0.0/8; repeatable (default: from anywhere)
   --token-file FILE        require every connection to present the token on
@@ -964,6 +1325,59 @@ function tlsFiles(cert?: string, key?: string): { cert: string; key: string } | 
   return { cert, key };
 }
 
+/**
+ * Counts how many more descriptors this process may open, up to `want`, by
+ * opening a folder that many times (about 1 µs each here): Deno has no call
+ * for the limit, and `/proc/self/limits` needs `--allow-all`.
+ *
+ * @param folder A folder the process may read.
+ * @param want How many to try at most.
+ * @returns How many it could open, all closed again.
+ *
+ * @example Room for a few
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { descriptorRoom } from "./server.ts";
+ *
+ * assert.equal(descriptorRoom(".", 3), 3);
+ * ```
+ */
+export function descriptorRoom(folder: string, want: number): number {
+  const opened: Deno.FsFile[] = [];
+  try {
+    while (opened.length < want) opened.push(Deno.openSync(folder));
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code !== "EMFILE" && code !== "ENFILE") throw error;
+  } finally {
+    for (const file of opened) file.close();
+  }
+  return opened.length;
+}
+
+/**
+ * Lowers `--max-connections` to what the descriptor limit allows, keeping
+ * room for the files frames are saved to, and says so: a server that ran out
+ * would fail its frames rather than shed idle connections.
+ */
+function fitDescriptorLimit(options: ServerOptions, stderr: LogOutput): void {
+  // main() sets every one of these from its flags.
+  const [out, connections, frames] = [options.out!, options.maxConnections!, options.maxFrames!];
+  const want = connections + frames + 16;
+  try {
+    Deno.mkdirSync(out, { recursive: true });
+  } catch {
+    return; // startServer() says why.
+  }
+  const room = descriptorRoom(out, want);
+  if (room >= want) return;
+  const fit = Math.max(1, room - Math.min(frames + 16, Math.floor(room / 2)));
+  stderr.line(
+    `server.ts: The descriptor limit allows ${room} more open files, too few for --max-connections ${connections}: holding at most ${fit} connections (raise it with ulimit -n)`,
+  );
+  options.maxConnections = fit;
+}
+
 async function main(): Promise<void> {
   // Nothing is left to report a failed stderr to; the work goes on without it.
   const stderr = new LogOutput(() => {}, { write: (bytes) => Deno.stderr.writeSync(bytes) });
@@ -987,8 +1401,11 @@ async function main(): Promise<void> {
         raw: { type: "boolean", default: false },
         fsync: { type: "boolean", default: false },
         "max-frame-size": { type: "string", default: String(DEFAULT_MAX_FRAME_SIZE) },
-        "max-connections": { type: "string", default: "256" },
+        "max-connections": { type: "string", default: String(DEFAULT_MAX_CONNECTIONS) },
+        "max-frames": { type: "string", default: String(DEFAULT_MAX_FRAMES) },
         "max-per-address": { type: "string", default: "32" },
+        "queue-timeout": { type: "string", default: "30" },
+        "quarantine-size": { type: "string", default: DEFAULT_QUARANTINE_SIZE },
         allow: { type: "string", multiple: true },
         "token-file": { type: "string" },
         "tls-cert": { type: "string" },
@@ -1012,7 +1429,10 @@ async function main(): Promise<void> {
       fsync: values.fsync,
       maxFrameSize: parseFrameSize(values["max-frame-size"]),
       maxConnections: parseCount(values["max-connections"], "--max-connections"),
-      maxConnectionsPerAddress: parseCount(values["max-per-address"], "--max-per-address"),
+      maxFrames: parseCount(values["max-frames"], "--max-frames"),
+      maxFramesPerAddress: parseCount(values["max-per-address"], "--max-per-address"),
+      queueTimeout: parseSeconds(values["queue-timeout"], "--queue-timeout"),
+      quarantineSize: parseByteSize(values["quarantine-size"]),
       allow: values.allow?.map(parseCidr),
       tlsFiles: tlsFiles(values["tls-cert"], values["tls-key"]),
       tokenFile: values["token-file"],
@@ -1041,6 +1461,7 @@ async function main(): Promise<void> {
     stderr.line(`server.ts: Needs Deno ${MIN_DENO} or later: this is Deno ${Deno.version.deno}`);
     Deno.exit(1);
   }
+  fitDescriptorLimit(options, stderr);
   const started = performance.now();
   let server: UploadServer;
   try {
@@ -1067,6 +1488,16 @@ async function main(): Promise<void> {
           case "rejected":
           case "refused":
             stderr.line(`${event.type} ${event.peer}: ${event.message}`);
+            break;
+          case "kept":
+            stderr.line(`kept ${event.peer}'s frame as ${event.file}: ${event.message}`);
+            break;
+          case "shed":
+            stderr.line(
+              `shed ${event.peer}: idle ${
+                formatDuration(event.idleMs)
+              } without a frame, closed for a newcomer`,
+            );
             break;
           case "cleaned":
             stdout.line(
@@ -1106,9 +1537,9 @@ async function main(): Promise<void> {
     stdout.line(
       `stopped: ${counted(stats.files, "file")} (${
         formatBytes(stats.bytes)
-      }), ${stats.duplicates} already had, ${counted(stats.errors, "error")}, in ${
-        formatDuration(performance.now() - started)
-      }`,
+      }), ${stats.duplicates} already had, ${
+        counted(stats.errors, "error")
+      } (${stats.kept} kept in ${QUARANTINE}), in ${formatDuration(performance.now() - started)}`,
     );
     Deno.exit(stdout.failed ? 1 : 0);
   };

@@ -117,6 +117,18 @@ export async function listFolder(folder: string): Promise<string[]> {
   return names.sort();
 }
 
+/** The frames a server kept whole in its quarantine folder, as they arrived, in name order. */
+export async function quarantined(out: string): Promise<Uint8Array[]> {
+  let names: string[];
+  try {
+    names = await listFolder(`${out}/.quarantine`);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  }
+  return await Promise.all(names.map((name) => Deno.readFile(`${out}/.quarantine/${name}`)));
+}
+
 /** A child process whose output is collected as it arrives. */
 export class Spawned implements AsyncDisposable {
   readonly child: Deno.ChildProcess;

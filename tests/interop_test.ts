@@ -3,11 +3,13 @@
  * tests/original/ that keep the original's algorithm.
  */
 import assert from "node:assert/strict";
-import { encodeFrame } from "../protocol.ts";
+import { encodeFrame, sniffExtension } from "../protocol.ts";
 import {
   denoScript,
+  fakeJpeg,
   listFolder,
   makeImages,
+  quarantined,
   ROOT,
   spawnClient,
   Spawned,
@@ -65,6 +67,139 @@ Deno.test("server.ts --raw saves the original client's frame bodies as the origi
   for (const name of await listFolder(out)) {
     assert.ok(expected.delete((await Deno.readFile(`${out}/${name}`)).toBase64()), name);
   }
+});
+
+/** Waits until `folder` holds `count` entries, failing after 30 s with how many it had. */
+async function waitForFiles(folder: string, count: number): Promise<string[]> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const names = await listFolder(folder);
+    if (names.length >= count) return names;
+    if (Date.now() > deadline) throw new Error(`${names.length} of ${count} files arrived`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** The name the tutorial's client sends for a file: Python's `rstrip('.jpg')`. */
+function sentName(file: string): string {
+  return file.replace(/[.jpg]+$/, "");
+}
+
+/** Writes small photos named as a camera names them, IMG_0000.jpg on, with random sizes. */
+async function makePhotos(folder: string, count: number): Promise<Map<string, Uint8Array>> {
+  const photos = new Map<string, Uint8Array>();
+  for (let i = 0; i < count; i++) {
+    const name = `IMG_${String(i).padStart(4, "0")}`;
+    const bytes = fakeJpeg(200 + Math.floor(Math.random() * 5000));
+    await Deno.writeFile(`${folder}/${name}.jpg`, bytes);
+    photos.set(name, bytes);
+  }
+  return photos;
+}
+
+Deno.test("the original client at full speed: 3,000 photos named IMG_0000.jpg on, every one saved byte for byte", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const out = await temporary.make();
+  const photos = await makePhotos(input, 3000);
+  const { server, port } = await spawnServer(out, ["-q"]);
+  await using _server = server;
+  await using client = python("tcp_client.py", ["127.0.0.1", String(port), input, "1000"]);
+  assert.equal((await client.wait()).code, 0, client.stderr);
+  await waitForFiles(out, photos.size);
+  for (const [name, bytes] of photos) {
+    assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes, name);
+  }
+  await server.stop();
+  assert.match(server.stdout, /stopped: 3000 files .* 0 errors/);
+  assert.doesNotMatch(server.stderr, /rejected|refused|kept/);
+});
+
+Deno.test("the original client at full speed to server.ts --raw: all 3,000 bodies kept", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const out = await temporary.make();
+  const photos = await makePhotos(input, 3000);
+  const { server, port } = await spawnServer(out, ["--raw", "-q"]);
+  await using _server = server;
+  await using client = python("tcp_client.py", ["127.0.0.1", String(port), input, "1000"]);
+  assert.equal((await client.wait()).code, 0, client.stderr);
+  const saved = await waitForFiles(out, photos.size);
+  const expected = new Set(
+    [...photos].map(([name, bytes]) => name + bytes.toBase64()),
+  );
+  for (const name of saved) {
+    const body = new TextDecoder().decode(await Deno.readFile(`${out}/${name}`));
+    assert.ok(expected.delete(body), `${name} is not one of the bodies sent`);
+  }
+  assert.equal(expected.size, 0);
+});
+
+Deno.test("the original client with real-world file names: each saved under the name it sends", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const out = await temporary.make();
+  const sample = (name: string) => Deno.readFileSync(`${ROOT}samples/${name}`);
+  const files: [string, Uint8Array][] = [
+    ["IMG_0001.jpg", fakeJpeg(3000)],
+    ["IMG_20240501_123456_HDR.jpg", fakeJpeg(4000)],
+    ["DSC-0042.jpg", fakeJpeg(100)],
+    ["plasma.jpg", sample("plasma.jpg")],
+    ["rose.jpg", sample("rose.jpg")],
+    ["猫的照片.jpg", fakeJpeg(700)],
+    ["2024-05-01 12.34.56.jpg", fakeJpeg(800)],
+    ["screenshot (1).jpg", fakeJpeg(900)],
+    ["a.jpg", fakeJpeg(5)],
+    // rstrip('.jpg') strips letters, not a suffix: the client sends "do".
+    ["dog.jpg", fakeJpeg(1000)],
+    [`${"h".repeat(27)}1.jpg`, fakeJpeg(600)],
+    ["IMG_20240501_123456_HDR_portrait_mode_01.jpg", fakeJpeg(1200)],
+    // A PNG named .jpg, as a phone's screenshot saved by hand.
+    ["checkerboard.jpg", sample("checkerboard.png")],
+  ];
+  for (const [name, bytes] of files) await Deno.writeFile(`${input}/${name}`, bytes);
+  const { server, port } = await spawnServer(out);
+  await using _server = server;
+  await using client = python("tcp_client.py", ["127.0.0.1", String(port), input]);
+  assert.equal((await client.wait()).code, 0, client.stderr);
+  await waitForFiles(out, files.length);
+  for (const [name, bytes] of files) {
+    const saved = `${sentName(name)}.${sniffExtension(bytes.subarray(0, 12))}`;
+    assert.deepEqual(await Deno.readFile(`${out}/${saved}`), bytes, saved);
+  }
+  assert.equal(server.stderr, "");
+  assert.equal((await listFolder(out)).length, files.length);
+});
+
+Deno.test("the original client's files that no name can be given are kept whole in .quarantine", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const out = await temporary.make();
+  const good = fakeJpeg(2000);
+  const hidden = fakeJpeg(3000);
+  const text = new TextEncoder().encode("not an image at all");
+  await Deno.writeFile(`${input}/good.jpg`, good);
+  await Deno.writeFile(`${input}/.hidden.jpg`, hidden);
+  await Deno.writeFile(`${input}/notes.jpg`, text);
+  const { server, port } = await spawnServer(out);
+  await using _server = server;
+  await using client = python("tcp_client.py", ["127.0.0.1", String(port), input]);
+  assert.equal((await client.wait()).code, 0, client.stderr);
+  await server.waitFor(/(kept .*\n.*){2}/s, "stderr");
+  assert.deepEqual(await Deno.readFile(`${out}/good.jpg`), good);
+  const frame = (name: string, bytes: Uint8Array) => {
+    const body = new TextEncoder().encode(name + bytes.toBase64());
+    return [...new TextEncoder().encode(String(body.length).padStart(16, "0")), ...body];
+  };
+  const kept = (await quarantined(out)).map((bytes) => [...bytes]);
+  assert.equal(kept.length, 2);
+  for (const expected of [frame(".hidden", hidden), frame("notes", text)]) {
+    assert.ok(kept.some((bytes) => bytes.join() === expected.join()), "a frame was not kept whole");
+  }
+  assert.match(
+    server.stderr,
+    /kept 127\.0\.0\.1:\d+'s frame as \.quarantine\/\S+\.frame: Invalid name: it starts with a dot/,
+  );
 });
 
 Deno.test("client.ts --legacy uploads to the original server, one connection per file", async () => {

@@ -4,14 +4,7 @@ import dgram from "node:dgram";
 import net from "node:net";
 import { crc32 } from "node:zlib";
 import { collectFiles, type FileResult, uploadFiles } from "../client.ts";
-import {
-  encodeFrame,
-  encodeQuery,
-  LineReader,
-  MAX_ACK_SIZE,
-  parseAck,
-  parseCidr,
-} from "../protocol.ts";
+import { encodeFrame, LineReader, MAX_ACK_SIZE, parseAck, parseCidr } from "../protocol.ts";
 import { type ServerEvent, type ServerOptions, startServer } from "../server.ts";
 import {
   concat,
@@ -19,6 +12,7 @@ import {
   fakeJpeg,
   listFolder,
   makeImages,
+  quarantined,
   random,
   ROOT,
   spawnClient,
@@ -166,26 +160,8 @@ Deno.test("server drops a peer outside its --allow blocks before reading or answ
   });
 });
 
-Deno.test("server refuses connections above its per-address limit with an answer", async () => {
-  await withServer({ maxConnectionsPerAddress: 2 }, async (port) => {
-    const first = await connectFrom("127.0.0.1", port);
-    const second = await connectFrom("127.0.0.1", port);
-    const other = await connectFrom("127.0.0.2", port);
-    try {
-      using third = await Deno.connect({ hostname: "127.0.0.1", port });
-      const line = await new LineReader(third, MAX_ACK_SIZE).readLine(5000);
-      assert.match(
-        new TextDecoder().decode(line!),
-        /^ERR Server busy: 2 connections already open from 127\.0\.0\.1$/,
-      );
-    } finally {
-      for (const socket of [first, second, other]) socket.destroy();
-    }
-  });
-});
-
-Deno.test("uploadFiles() with more connections than the server allows it delivers every file", async () => {
-  await withServer({ maxConnectionsPerAddress: 2 }, async (port, out) => {
+Deno.test("uploadFiles() with more connections than the server takes frames from one address delivers every file", async () => {
+  await withServer({ maxFramesPerAddress: 2 }, async (port, out) => {
     await using temporary = new TempDirs();
     const input = await temporary.make();
     await makeImages(input, Array(400).fill(20_000));
@@ -196,9 +172,11 @@ Deno.test("uploadFiles() with more connections than the server allows it deliver
   });
 });
 
-Deno.test("uploadFiles() turned away by a full server says so for every file", async () => {
-  await withServer({ maxConnections: 1 }, async (port) => {
+Deno.test("uploadFiles() turned away by a full server past its queue deadline says so for every file", async () => {
+  await withServer({ maxFrames: 1, queueTimeout: 200 }, async (port) => {
     const holder = await connectFrom("127.0.0.1", port);
+    // A frame begun and never finished holds the only turn.
+    holder.write(encodeFrame("held", fakeJpeg(100_000)).subarray(0, 50_000));
     await using temporary = new TempDirs();
     const input = await temporary.make();
     try {
@@ -208,136 +186,12 @@ Deno.test("uploadFiles() turned away by a full server says so for every file", a
       assert.equal(report.failed.length, 200);
       const reasons = new Set(report.failed.map((failure) => failure.message));
       assert.deepEqual([...reasons], [
-        "Refused by the server: Server busy: 1 connection already open",
+        "Refused by the server: Server busy: no turn within 200 ms: 1 frame in progress",
       ]);
     } finally {
       holder.destroy();
     }
   });
-});
-
-Deno.test("server lets at most 64 refused connections linger for their answer, and closes the rest at once", async () => {
-  await withServer({ maxConnections: 1 }, async (port) => {
-    const holder = await connectFrom("127.0.0.1", port);
-    const refused: Deno.TcpConn[] = [];
-    try {
-      for (let i = 0; i < 100; i++) {
-        refused.push(await Deno.connect({ hostname: "127.0.0.1", port }));
-      }
-      // Each is answered, then the server stops writing to it.
-      for (const conn of refused) {
-        const lines = new LineReader(conn, MAX_ACK_SIZE);
-        assert.match(new TextDecoder().decode((await lines.readLine(5000))!), /^ERR Server busy/);
-        assert.equal(await lines.readLine(5000), null);
-      }
-      // A lingering one reads on for 2 s; a closed one resets at the first
-      // bytes, and the next write fails.
-      const frame = new TextEncoder().encode("0000000000000042");
-      for (const conn of refused) await conn.write(frame);
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      let reset = 0;
-      for (const conn of refused) await conn.write(frame).catch(() => reset++);
-      assert.equal(reset, 36);
-    } finally {
-      holder.destroy();
-      for (const conn of refused) conn.close();
-    }
-  });
-});
-
-Deno.test("1,000 idle connections and a one-byte-at-a-time client do not stop a normal upload", async () => {
-  await withServer({}, async (port, out) => {
-    const idle: net.Socket[] = [];
-    const trickle = await connectFrom("127.0.0.3", port);
-    const dripping = setInterval(() => trickle.write("0"), 50);
-    await using temporary = new TempDirs();
-    const input = await temporary.make();
-    try {
-      for (let i = 0; i < 1000; i++) {
-        const socket = await connectFrom("127.0.0.2", port);
-        socket.on("error", () => {}); // Refused ones are reset.
-        idle.push(socket);
-      }
-      const images = await makeImages(input, Array(20).fill(10_000));
-      const { files } = await collectFiles([input]);
-      const report = await uploadFiles(files, { port, timeout: 10_000, retries: 0 });
-      assert.deepEqual(report.failed, []);
-      assert.equal(report.confirmed, 20);
-      for (const [name, bytes] of images) {
-        assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
-      }
-    } finally {
-      clearInterval(dripping);
-      trickle.destroy();
-      for (const socket of idle) socket.destroy();
-    }
-  });
-});
-
-Deno.test("200 clients uploading at once all succeed", async () => {
-  await withServer({ maxConnectionsPerAddress: 256 }, async (port, out) => {
-    await using temporary = new TempDirs();
-    const input = await temporary.make();
-    const images = await makeImages(input, Array(200).fill(20_000));
-    const { files } = await collectFiles([input]);
-    const reports = await Promise.all(
-      files.map((file) => uploadFiles([file], { port, retries: 0, timeout: 20_000 })),
-    );
-    assert.deepEqual(reports.flatMap((report) => report.failed), []);
-    assert.equal((await listFolder(out)).length, 200);
-    for (const [name, bytes] of images) {
-      assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
-    }
-  });
-});
-
-/** Tells whether the server answers a query on `socket` within half a second. */
-async function answersQuery(socket: net.Socket): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await new Promise<boolean>((resolve) => {
-      socket.once("data", () => resolve(true));
-      timer = setTimeout(() => resolve(false), 500);
-      socket.write(encodeQuery("probe", 1));
-    });
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-Deno.test("a server out of file descriptors keeps accepting, answers busy, and the client's retry lands the files", async () => {
-  await using temporary = new TempDirs();
-  const out = await temporary.make();
-  const input = await temporary.make();
-  await makeImages(input, [1000, 2000]);
-  const { files } = await collectFiles([input]);
-  const { server, port } = await spawnServer(out, [], ["prlimit", "--nofile=64:64"]);
-  await using _server = server;
-  // Connections until one is left waiting: the server has no descriptor left.
-  const accepted: net.Socket[] = [];
-  let waiting: net.Socket | undefined;
-  try {
-    for (let i = 0; i < 100 && waiting === undefined; i++) {
-      const socket = await connectFrom(`127.0.0.${2 + (i % 8)}`, port);
-      socket.on("error", () => {});
-      if (await answersQuery(socket)) accepted.push(socket);
-      else waiting = socket;
-    }
-    assert.ok(waiting, "the server answered 100 connections under a limit of 64 descriptors");
-    await server.waitFor(/accept failed: Too many open files/, "stderr");
-    // One descriptor freed: the waiting connection takes it and ends, then the
-    // client's connection takes it, which leaves none for a file.
-    waiting.destroy();
-    accepted.pop()!.destroy();
-    const upload = uploadFiles(files, { port, retries: 3 });
-    await server.waitFor(/: Server busy: Too many open files/, "stderr");
-    for (const socket of accepted.splice(0)) socket.destroy();
-    const report = await upload;
-    assert.deepEqual(report.failed, []);
-    assert.equal((await listFolder(out)).length, 2);
-  } finally {
-    for (const socket of [...accepted, waiting]) socket?.destroy();
-  }
 });
 
 Deno.test("udp_server.ts --allow prints only datagrams from its blocks and never replies", async () => {
@@ -416,8 +270,13 @@ Deno.test("a server fed thousands of corrupted frames still serves, and keeps on
     assert.deepEqual(answer, { ok: true, file: "after.jpg", bytes: 500, crc32: crc32(after) });
     acknowledged.set("after.jpg", 500);
 
-    const saved = await listFolder(out);
+    const saved = (await listFolder(out)).filter((name) => name !== ".quarantine");
     assert.deepEqual(saved, [...acknowledged.keys()].sort(), "exactly the acknowledged files");
+    // What was refused whole is kept whole: a header, then as many bytes as it says.
+    for (const frame of await quarantined(out)) {
+      const length = Number(new TextDecoder().decode(frame.subarray(0, 16)));
+      assert.equal(frame.length, 16 + length);
+    }
     for (const name of saved) {
       assert.equal((await Deno.stat(`${out}/${name}`)).size, acknowledged.get(name), name);
     }
@@ -570,10 +429,11 @@ Deno.test("on exFAT, which makes no hard links, files are renamed into place who
       });
       assert.equal((await send(port, encodeFrame("a", image))).ok, true, "the same file again");
       // exFAT ignores case: "A" is the name "a" too.
-      assert.deepEqual(await send(port, encodeFrame("A", fakeJpeg(100_000))), {
-        ok: false,
-        message: "Cannot save A.jpg: a different file of that name exists",
-      });
+      const refused = await send(port, encodeFrame("A", fakeJpeg(100_000)));
+      assert.match(
+        refused.ok ? "" : refused.message,
+        /^Cannot save A\.jpg: a different file of that name exists: kept as \.quarantine\//,
+      );
       // Eight different files of one name at once: one is kept, the others told why.
       const rivals = Array.from({ length: 8 }, () => fakeJpeg(100_000));
       const answers = await Promise.all(rivals.map((bytes) => send(port, encodeFrame("c", bytes))));
@@ -585,8 +445,16 @@ Deno.test("on exFAT, which makes no hard links, files are renamed into place who
     } finally {
       await server.shutdown(1000);
     }
-    assert.deepEqual(await listFolder(out), ["a.jpg", "c.jpg"], "no partial or temporary file");
+    assert.deepEqual(
+      await listFolder(out),
+      [".quarantine", "a.jpg", "c.jpg"],
+      "no partial or temporary file",
+    );
     assert.deepEqual(await Deno.readFile(`${out}/a.jpg`), image);
+    // The refused "A" and seven rivals, each kept whole, renamed into the quarantine.
+    const frames = await quarantined(out);
+    assert.equal(frames.length, 8);
+    for (const frame of frames) assert.equal(frame.length, encodeFrame("c", image).length);
 
     const raw = await startServer({ host: "127.0.0.1", port: 0, out: `${dir}/raw`, raw: true });
     try {
@@ -925,7 +793,8 @@ Deno.test("two uploads of one name at once keep exactly one file, and the other 
     await Deno.remove(`${out}/same.jpg`);
     const identical = await Promise.all([upload(data), upload(data)]);
     assert.ok(identical.every(({ answer }) => answer.ok), "an identical copy is acknowledged");
-    assert.deepEqual(await listFolder(out), ["same.jpg"]);
+    assert.deepEqual(await listFolder(out), [".quarantine", "same.jpg"]);
+    assert.deepEqual(await quarantined(out), [encodeFrame("same", refused[0].data)]);
   });
 });
 

@@ -11,7 +11,7 @@ import {
   parseAck,
 } from "../protocol.ts";
 import { type ServerEvent, type ServerOptions, startServer } from "../server.ts";
-import { concat, fakeJpeg, listFolder, TempDirs, utf8 } from "./helpers.ts";
+import { concat, fakeJpeg, listFolder, quarantined, TempDirs, utf8 } from "./helpers.ts";
 
 /** Starts a server on a free loopback port in a new temporary folder. */
 async function withServer(
@@ -174,7 +174,7 @@ const recoverable: [string, Uint8Array, RegExp][] = [
   ["base64 with bad padding", concat(encodeHeader(36), encodeName("b"), utf8("QR==")), /padding/],
 ];
 for (const [what, frame, message] of recoverable) {
-  Deno.test(`server refuses ${what}, writes nothing, and the connection goes on`, async () => {
+  Deno.test(`server refuses ${what}, saves nothing under a name, keeps the frame whole, and the connection goes on`, async () => {
     await withServer({}, async (port, out) => {
       using client = await connect(port);
       const next = fakeJpeg(20);
@@ -182,13 +182,15 @@ for (const [what, frame, message] of recoverable) {
       const first = await client.ack();
       assert.equal(first?.ok, false);
       assert.match(first!.ok ? "" : first!.message, message);
+      assert.match(first!.ok ? "" : first!.message, /: kept as \.quarantine\/[^/]+\.frame$/);
       assert.deepEqual(await client.ack(), {
         ok: true,
         file: "next.jpg",
         bytes: 20,
         crc32: crc32(next),
       });
-      assert.deepEqual(await listFolder(out), ["next.jpg"]);
+      assert.deepEqual(await listFolder(out), [".quarantine", "next.jpg"]);
+      assert.deepEqual(await quarantined(out), [frame]);
     });
   });
 }
@@ -276,11 +278,13 @@ Deno.test("server acknowledges an identical re-upload without a copy and refuses
       bytes: 1000,
       crc32: crc32(original),
     });
-    await client.send(encodeFrame("same", fakeJpeg(1000)));
+    const different = encodeFrame("same", fakeJpeg(1000));
+    await client.send(different);
     const answer = await client.ack();
     assert.match(answer && !answer.ok ? answer.message : "", /different file of that name exists/);
     assert.deepEqual(await Deno.readFile(`${out}/same.jpg`), original);
-    assert.deepEqual(await listFolder(out), ["same.jpg"]);
+    assert.deepEqual(await listFolder(out), [".quarantine", "same.jpg"]);
+    assert.deepEqual(await quarantined(out), [different]);
   });
 });
 
@@ -413,25 +417,6 @@ Deno.test("server serves many clients at once, each with many frames", async () 
   });
 });
 
-Deno.test("server refuses connections above its limit with an answer", async () => {
-  const refused: string[] = [];
-  await withServer({
-    maxConnections: 2,
-    onEvent: (e) => e.type === "refused" && refused.push(e.message),
-  }, async (port) => {
-    using first = await connect(port);
-    using second = await connect(port);
-    await first.send(encodeFrame("one", utf8("1")));
-    await second.send(encodeFrame("two", utf8("2")));
-    assert.equal((await first.ack())?.ok, true);
-    assert.equal((await second.ack())?.ok, true);
-    using third = await connect(port);
-    const answer = await third.ack();
-    assert.match(answer && !answer.ok ? answer.message : "", /Server busy/);
-    assert.equal(refused.length, 1);
-  });
-});
-
 Deno.test("server cuts off a header that trickles in past its deadline", async () => {
   await withServer({ headerTimeout: 200 }, async (port) => {
     using client = await connect(port);
@@ -470,6 +455,8 @@ Deno.test("shutdown() lets a frame in progress finish and closes idle connection
     bytes: 100_000,
     errors: 0,
     received: frame.length,
+    kept: 0,
+    shed: 0,
   });
   await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }));
 });
@@ -499,5 +486,150 @@ Deno.test("server answers a frame before waiting for the body of the next", asyn
       bytes: 100,
       crc32: crc32(first),
     });
+  });
+});
+
+/**
+ * A frame as the tutorial's client sends it: header, the name unpadded, then
+ * base64, with the name counted in L as Python 3's len() counts it.
+ */
+function tutorialFrame(name: string, data: Uint8Array): Uint8Array {
+  const base64 = data.toBase64();
+  const header = String([...name].length + base64.length).padStart(16, "0");
+  return utf8(header + name + base64);
+}
+
+const unpadded: [string, string, Uint8Array, string][] = [
+  ["a photo's name", "IMG_0001", fakeJpeg(3000), "IMG_0001.jpg"],
+  ["a one-letter name", "x", fakeJpeg(10), "x.jpg"],
+  ["a 28-byte name before a PNG", "p".repeat(28), png, `${"p".repeat(28)}.png`],
+  [
+    "a name longer than 32 bytes",
+    "IMG_20240501_123456_HDR_portrait_0001",
+    fakeJpeg(500),
+    "IMG_20240501_123456_HDR_portrait_0001.jpg",
+  ],
+  ["a Chinese name", "猫的照片", fakeJpeg(700), "猫的照片.jpg"],
+  ["a one-character Chinese name", "猫", fakeJpeg(701), "猫.jpg"],
+  ["a name with an emoji", "🐱cat", fakeJpeg(702), "🐱cat.jpg"],
+  ["a 250-byte name", "n".repeat(250), fakeJpeg(100), `${"n".repeat(250)}.jpg`],
+  ["a name that ends in what reads as BMP's signature", "cat_Qk12", fakeJpeg(900), "cat_Qk12.jpg"],
+];
+
+for (const [what, name, data, file] of unpadded) {
+  Deno.test(`server reads the tutorial client's unpadded frame with ${what}`, async () => {
+    await withServer({}, async (port, out) => {
+      using client = await connect(port);
+      await client.send(tutorialFrame(name, data));
+      assert.deepEqual(await client.ack(), {
+        ok: true,
+        file,
+        bytes: data.length,
+        crc32: crc32(data),
+      });
+      assert.deepEqual(await Deno.readFile(`${out}/${file}`), data);
+    });
+  });
+}
+
+Deno.test("server keeps whole a frame whose name cannot be told from its data, and says where", async () => {
+  const kept: string[] = [];
+  await withServer(
+    { onEvent: (event) => event.type === "kept" && kept.push(`${event.file}: ${event.message}`) },
+    async (port, out) => {
+      // A text file named notes.jpg: no image signature after any split, shorter than 32 bytes.
+      const frame = tutorialFrame("notes", utf8("hello world!"));
+      using client = await connect(port);
+      await client.send(frame);
+      const answer = await client.ack();
+      assert.match(
+        answer && !answer.ok ? answer.message : "",
+        /^Invalid name: none found: .*: kept as \.quarantine\/[^/]+\.frame$/,
+      );
+      assert.deepEqual(await quarantined(out), [frame]);
+      assert.deepEqual(await listFolder(out), [".quarantine"]);
+      assert.equal(kept.length, 1);
+    },
+  );
+});
+
+Deno.test("server keeps a large frame whose base64 goes bad late, byte for byte as it arrived", async () => {
+  await withServer({}, async (port, out) => {
+    const frame = encodeFrame("late", fakeJpeg(600_000));
+    frame[16 + 32 + 500_000] = 0x2a; // "*", past the first reads of the body
+    using client = await connect(port);
+    await client.send(frame);
+    const answer = await client.ack();
+    assert.match(answer && !answer.ok ? answer.message : "", /base64|character/);
+    assert.deepEqual(await quarantined(out), [frame]);
+    assert.deepEqual(await listFolder(out), [".quarantine"]);
+  });
+});
+
+Deno.test("server keeps nothing of a refused frame that never arrives whole", async () => {
+  await withServer({ idleTimeout: 300 }, async (port, out, server) => {
+    const frame = tutorialFrame(".hidden", fakeJpeg(100_000));
+    using client = await connect(port);
+    await client.send(frame.subarray(0, 60_000));
+    await client.conn.closeWrite();
+    assert.equal((await client.ack())?.ok, false);
+    assert.deepEqual(await quarantined(out), []);
+    assert.equal(server.stats.kept, 0);
+    assert.deepEqual((await listFolder(out)).filter((name) => name.endsWith(".part")), []);
+  });
+});
+
+Deno.test("server's quarantine holds to its quota under a flood of bad frames, across a restart, and serving goes on", async () => {
+  await using temporary = new TempDirs();
+  const out = await temporary.make();
+  const quota = 20_000;
+  const flood = async (port: number, good: string) => {
+    using client = await connect(port);
+    const answers: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      await client.send(tutorialFrame(`.bad${i}`, fakeJpeg(1000)));
+      const answer = await client.ack();
+      answers.push(answer && !answer.ok ? answer.message : "OK");
+    }
+    await client.send(encodeFrame(good, fakeJpeg(100)));
+    assert.equal((await client.ack())?.ok, true, "still serving");
+    return answers;
+  };
+  const first = await startServer({ host: "127.0.0.1", port: 0, out, quarantineSize: quota });
+  let answers: string[];
+  try {
+    answers = await flood(first.addr.port, "first");
+  } finally {
+    await first.shutdown(1000);
+  }
+  const kept = answers.filter((answer) => answer.includes(": kept as "));
+  assert.ok(kept.length > 0, "nothing was kept");
+  assert.ok(kept.length < 100, "the quota kept everything");
+  for (const answer of answers) assert.match(answer, /^Invalid name: it starts with a dot/);
+  const size = (frames: Uint8Array[]) => frames.reduce((sum, frame) => sum + frame.length, 0);
+  const held = size(await quarantined(out));
+  assert.ok(held <= quota, `${held} bytes kept, over the quota of ${quota}`);
+  assert.equal((await quarantined(out)).length, kept.length);
+
+  // A restart counts what is there: with the quota full, it keeps no more.
+  const second = await startServer({ host: "127.0.0.1", port: 0, out, quarantineSize: quota });
+  try {
+    const again = await flood(second.addr.port, "second");
+    assert.ok(again.every((answer) => !answer.includes("kept as")), again.join("\n"));
+  } finally {
+    await second.shutdown(1000);
+  }
+  assert.equal(size(await quarantined(out)), held);
+});
+
+Deno.test("server reads our client's full 32-byte name of Chinese characters by its bytes", async () => {
+  await withServer({}, async (port, out) => {
+    const name = "猫".repeat(10) + "ab";
+    const data = fakeJpeg(400);
+    using client = await connect(port);
+    await client.send(concat(encodeFrame(name, data), encodeFrame("next", data)));
+    assert.equal((await client.ack())?.ok, true);
+    assert.equal((await client.ack())?.ok, true);
+    assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), data);
   });
 });
