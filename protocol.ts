@@ -856,6 +856,15 @@ export interface FrameReaderOptions {
    */
   idleTimeout?: number;
   /**
+   * Wait for a frame's first byte without a deadline, and so without a timer,
+   * which costs an idle connection more memory than the rest of its reader:
+   * the caller bounds that wait by closing the source, as a server sweeping
+   * its idle connections does. The header deadline then runs from the first
+   * byte.
+   * @default {false}
+   */
+  untimedIdle?: boolean;
+  /**
    * Largest size of the read buffer in bytes, a multiple of 4 from 512 up.
    * Waiting for a frame, the buffer is 512 bytes, room for any head. For a
    * body it starts at 64 KiB, or this if smaller, and doubles whenever a read
@@ -925,8 +934,10 @@ export class FrameReader {
   readonly #headerTimeout: number;
   readonly #idleTimeout: number;
   readonly #maxBufferSize: number;
+  readonly #untimedIdle: boolean;
   #buffer = new Uint8Array(HEAD_BUFFER_SIZE);
-  #decoded = new Uint8Array(0);
+  /** Where data() decodes to, made for the first body and dropped with a body's buffer. */
+  #decoded: Uint8Array | undefined;
   #start = 0;
   #end = 0;
   #remaining = 0;
@@ -953,6 +964,7 @@ export class FrameReader {
     this.#headerTimeout = options.headerTimeout ?? 30_000;
     this.#idleTimeout = options.idleTimeout ?? 60_000;
     this.#maxBufferSize = maxBufferSize;
+    this.#untimedIdle = options.untimedIdle ?? false;
   }
 
   /** Bytes read from the source so far. */
@@ -1037,10 +1049,19 @@ export class FrameReader {
         `Cannot read head: ${this.#remaining} bytes of the previous body are unread`,
       );
     }
-    if (this.buffered === 0 && this.#buffer.length > HEAD_BUFFER_SIZE) {
-      this.#buffer = new Uint8Array(HEAD_BUFFER_SIZE);
-      this.#decoded = new Uint8Array(0);
+    if (this.buffered === 0) {
+      if (this.#buffer.length > HEAD_BUFFER_SIZE) {
+        this.#buffer = new Uint8Array(HEAD_BUFFER_SIZE);
+        this.#decoded = undefined;
+      }
       this.#start = this.#end = 0;
+      if (this.#untimedIdle) {
+        // Straight to the source: no timer, view or promise more than the read's own.
+        const n = await this.#source.read(this.#buffer);
+        if (n === null) return null;
+        this.#end = n;
+        this.#bytesRead += n;
+      }
     }
     const deadline = performance.now() + this.#headerTimeout;
     if (!await this.#fillHead(HEADER_SIZE, deadline)) return null;
@@ -1155,7 +1176,7 @@ export class FrameReader {
       if (n === 0) continue;
       const last = n === this.#remaining;
       const chunk = this.#buffer.subarray(this.#start, this.#start + n);
-      if (this.#decoded.length < n / 4 * 3) {
+      if (this.#decoded === undefined || this.#decoded.length < n / 4 * 3) {
         this.#decoded = new Uint8Array(this.#buffer.length / 4 * 3);
       }
       const written = decodeBase64Chunk(chunk, this.#decoded, last, decodedSoFar);

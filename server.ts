@@ -699,10 +699,13 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     options.queueTimeout ?? 30_000,
   );
   const idleTimeout = options.idleTimeout ?? 60_000;
+  const headerTimeout = options.headerTimeout ?? 30_000;
   const readerOptions = {
     maxFrameSize: options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE,
-    headerTimeout: options.headerTimeout ?? 30_000,
+    headerTimeout,
     idleTimeout,
+    // The sweep below bounds an idle connection's wait: a timer each would cost more.
+    untimedIdle: true,
   };
   const onEvent = options.onEvent ?? (() => {});
   const emit = (event: ServerEvent) => {
@@ -781,6 +784,19 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     changed = Promise.withResolvers();
   };
   let stopping = false;
+
+  /**
+   * Closes the idle connections past the header deadline, oldest first, so
+   * that waiting for a frame needs no timer of its own.
+   */
+  const sweeping = setInterval(() => {
+    const now = performance.now();
+    for (const [conn, since] of idle) {
+      if (now - since < headerTimeout) break;
+      idle.delete(conn);
+      closeQuietly(conn);
+    }
+  }, Math.min(1000, headerTimeout / 4));
 
   /**
    * Closes the connection that has gone longest without completing a
@@ -1108,6 +1124,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
   let stopped: Promise<ServerStats> | undefined;
   async function stop(drainMs: number): Promise<ServerStats> {
     stopping = true;
+    clearInterval(sweeping);
     listener.close();
     wake();
     await accepting;

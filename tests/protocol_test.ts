@@ -319,6 +319,28 @@ Deno.test("data() times out when the body stops arriving", async () => {
   );
 });
 
+Deno.test("readHead() with untimedIdle waits for a first byte past the deadline, then gives the head the whole deadline", async () => {
+  const frame = encodeFrame("a", new Uint8Array(3));
+  let reads = 0;
+  const late: ByteSource = {
+    async read(buffer) {
+      // The first byte after twice the deadline; the rest 30 ms later.
+      await new Promise((resolve) => setTimeout(resolve, reads++ === 0 ? 100 : 30));
+      if (reads > 2) return null;
+      const part = reads === 1 ? frame.subarray(0, 1) : frame.subarray(1);
+      buffer.set(part);
+      return part.length;
+    },
+  };
+  const reader = new FrameReader(late, { headerTimeout: 50, untimedIdle: true });
+  const head = await reader.readHead();
+  assert.equal(head?.dataLength, 4);
+  await assertProtocolError(
+    new FrameReader(stallingSource(new Uint8Array(0)), { headerTimeout: 50 }).readHead(),
+    "idle",
+  );
+});
+
 Deno.test("readHead() refuses to start while a body is unread", async () => {
   const reader = new FrameReader(bytesSource(encodeFrame("a", new Uint8Array(10))));
   await reader.readHead();
