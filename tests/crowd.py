@@ -1,15 +1,18 @@
 # A crowd of idle TCP connections, for the admission tests and the benchmark:
 # IDLE sockets from ADDRESSES loopback source addresses (127.1.x.y) that send
 # nothing, and TRICKLE more (from 127.2.0.x) that send a header one byte a
-# second and never finish it. Bounded: it stops after SECONDS, or at once when
-# its standard input closes, then prints how many of the idle sockets the
-# server had closed.
+# second and never finish it. Bounded: it stops after SECONDS, on SIGTERM, or
+# when its standard input, if a pipe, closes; then it prints how many of the
+# idle sockets the server had closed.
 # Python rather than Deno: binding a source address needs a Deno net
 # permission for each address, and Deno's --allow-net takes no address blocks.
 # Usage: python3 crowd.py PORT IDLE ADDRESSES TRICKLE SECONDS
+import os
 import resource
 import select
+import signal
 import socket
+import stat
 import sys
 import time
 
@@ -33,12 +36,16 @@ for i in range(idle):
 trickling = [connect('127.2.0.%d' % (1 + t)) for t in range(trickle)]
 print('ready', flush=True)
 
+stopping = []
+signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+piped = stat.S_ISFIFO(os.fstat(0).st_mode)
+
 # Fifteen of a header's sixteen digits, one a second: the header never ends.
 header = b'000000000001000'
 end = time.monotonic() + seconds
 sent = 0
-while time.monotonic() < end:
-    ready, _, _ = select.select([sys.stdin], [], [], 1.0)
+while time.monotonic() < end and not stopping:
+    ready, _, _ = select.select([sys.stdin] if piped else [], [], [], 1.0)
     if ready and not sys.stdin.readline():
         break
     if sent < len(header):
