@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --allow-net --allow-read=uploads --allow-write=uploads
+#!/usr/bin/env -S deno run --v8-flags=--max-semi-space-size=2 --allow-net --allow-read=uploads --allow-write=uploads
 /**
  * TCP image receiver: accepts frames from `client.ts` or the original Python
  * client and saves each file complete under its final name, or not at all.
@@ -86,16 +86,16 @@ export interface ServerOptions {
   fsync?: boolean;
   /**
    * Connections open at once, idle ones included; each idle one holds about
-   * 2 KB. Past it, the connection that has gone longest without completing a
+   * 9 KB. Past it, the connection that has gone longest without completing a
    * header is closed for a newcomer; with none idle, newcomers wait in the
    * kernel's backlog.
-   * @default {DEFAULT_MAX_CONNECTIONS}
+   * @default {10_000}
    */
   maxConnections?: number;
   /**
    * Frames received at once, each holding up to 1.75 MiB of buffers. Others
    * wait their turn, unread, for up to `queueTimeout`.
-   * @default {DEFAULT_MAX_FRAMES}
+   * @default {256}
    */
   maxFrames?: number;
   /**
@@ -427,6 +427,16 @@ interface Waiter {
   timer: ReturnType<typeof setTimeout>;
 }
 
+/** Caps and deadline of {@linkcode FrameSlots}; the server passes its own defaults. */
+interface FrameSlotsOptions {
+  /** Frames received at once. */
+  max: number;
+  /** Frames received at once from one address. */
+  perAddress: number;
+  /** Milliseconds a frame may wait for its turn. */
+  timeout: number;
+}
+
 /**
  * The right to receive a frame's body: at most `max` frames at once, and at
  * most `perAddress` from one address, each holding up to 1.75 MiB of buffers.
@@ -445,17 +455,10 @@ class FrameSlots {
   readonly #waiting = new Map<string, Waiter[]>();
   #arrivals = 0;
 
-  constructor(max: number, perAddress: number, timeout: number) {
-    this.#max = max;
-    this.#perAddress = perAddress;
-    this.#timeout = timeout;
-  }
-
-  /** Frames waiting for a turn. */
-  get waiting(): number {
-    let count = 0;
-    for (const list of this.#waiting.values()) count += list.length;
-    return count;
+  constructor(options: FrameSlotsOptions) {
+    this.#max = options.max;
+    this.#perAddress = options.perAddress;
+    this.#timeout = options.timeout;
   }
 
   /**
@@ -506,7 +509,7 @@ class FrameSlots {
     }
   }
 
-  /** Turns every waiting frame away: the server is stopping, and they never began. */
+  /** Turns every waiting frame away: the server is stopping, and their drain time is over. */
   close(): void {
     for (const [address, list] of this.#waiting) {
       for (const waiter of [...list]) {
@@ -539,6 +542,8 @@ class FrameSlots {
     return `Server busy: no turn within ${formatDuration(this.#timeout)}: ${full} in progress`;
   }
 }
+
+const encoder = new TextEncoder();
 
 /** The hidden folder inside the output folder that keeps frames no name could be given. */
 const QUARANTINE = ".quarantine";
@@ -596,10 +601,7 @@ class Quarantine {
     try {
       {
         using file = createTemporaryFile(tempPath);
-        writeAllSync(
-          file,
-          new TextEncoder().encode(String(head.bodyLength).padStart(HEADER_SIZE, "0")),
-        );
+        writeAllSync(file, encoder.encode(String(head.bodyLength).padStart(HEADER_SIZE, "0")));
         writeAllSync(file, head.nameField);
         reencode(decodedPath, file);
         for await (const chunk of reader.raw()) writeAllSync(file, chunk);
@@ -642,7 +644,7 @@ function reencode(path: string, into: Deno.FsFile): void {
       filled += n;
     }
     if (filled === 0) return;
-    writeAllSync(into, new TextEncoder().encode(chunk.subarray(0, filled).toBase64()));
+    writeAllSync(into, encoder.encode(chunk.subarray(0, filled).toBase64()));
     if (filled < chunk.length) return;
   }
 }
@@ -693,11 +695,11 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
   const raw = options.raw ?? false;
   const fsync = options.fsync ?? false;
   const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
-  const slots = new FrameSlots(
-    options.maxFrames ?? DEFAULT_MAX_FRAMES,
-    options.maxFramesPerAddress ?? 32,
-    options.queueTimeout ?? 30_000,
-  );
+  const slots = new FrameSlots({
+    max: options.maxFrames ?? DEFAULT_MAX_FRAMES,
+    perAddress: options.maxFramesPerAddress ?? 32,
+    timeout: options.queueTimeout ?? 30_000,
+  });
   const idleTimeout = options.idleTimeout ?? 60_000;
   const headerTimeout = options.headerTimeout ?? 30_000;
   const readerOptions = {
@@ -980,9 +982,10 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       const reason = error instanceof Error ? error.message : String(error);
       stats.errors++;
       const keepable = error instanceof ProtocolError || error instanceof Deno.errors.AlreadyExists;
-      const kept = keepable ? await quarantine?.keep(reader, head, tempPath) : undefined;
-      if (kept === undefined) {
-        emit({ type: "rejected", peer, message: reason });
+      const kept = keepable ? await keep(reader, head, tempPath) : undefined;
+      if (typeof kept !== "string") {
+        const message = kept === undefined ? reason : `${reason} (not kept: ${kept.reason})`;
+        emit({ type: "rejected", peer, message });
         await reader.skipBody();
         return encodeAck({ ok: false, message: reason });
       }
@@ -991,6 +994,27 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       return encodeAck({ ok: false, message: `${reason}: kept as ${kept}` });
     } finally {
       removeQuietly(tempPath);
+    }
+  }
+
+  /**
+   * Keeps a refused frame in the quarantine, if there is one with room.
+   *
+   * @returns Where it was kept; `undefined` where it was not tried; why it
+   * failed where it could not be written (a full disk), the frame then being
+   * refused as before. A frame cut short still ends the connection.
+   */
+  async function keep(
+    reader: FrameReader,
+    head: FrameHead,
+    tempPath: string,
+  ): Promise<string | { reason: string } | undefined> {
+    try {
+      return await quarantine?.keep(reader, head, tempPath);
+    } catch (error) {
+      const reason = osReason(error);
+      if (reason === undefined || isDisconnect(error)) throw error;
+      return { reason };
     }
   }
 

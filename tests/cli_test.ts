@@ -79,6 +79,24 @@ for (const [script, flags] of scripts) {
   });
 }
 
+const admissionFlags: [string, string, RegExp][] = [
+  ["--max-frames", "0", /Invalid --max-frames: expected a whole number from 1, got "0"/],
+  ["--queue-timeout", "soon", /Invalid --queue-timeout/],
+  [
+    "--quarantine-size",
+    "lots",
+    /Cannot parse size: expected a number with an optional K, M or G, got "lots"/,
+  ],
+];
+for (const [flag, value, message] of admissionFlags) {
+  Deno.test(`server.ts rejects ${flag} ${value} with one line and exit 2`, async () => {
+    await using child = denoScript("server.ts", ["--allow-net=127.0.0.1"], [flag, value]);
+    assert.equal((await child.wait()).code, 2);
+    assert.match(child.stderr, message);
+    assert.match(child.stdout, /^$/);
+  });
+}
+
 for (const script of ["client.ts", "udp_client.ts"]) {
   Deno.test(`${script} refuses port 0 as a destination with exit 2`, async () => {
     await using child = denoScript(script, ["--allow-net=127.0.0.1,0.0.0.0", "--allow-read"], [

@@ -323,6 +323,15 @@ Deno.test("a full disk gets an error answer, leaves no partial file, and the ser
         "the reason without the server's paths",
       );
       assert.deepEqual(await listFolder(out), ["filler.jpg"], "no partial or temporary file");
+      // A refused frame with no room to be kept is refused as before, and serving goes on.
+      const dotfile = encodeFrame("xbad", fakeJpeg(600_000));
+      dotfile[16] = 0x2e;
+      const unkept = await send(port, dotfile);
+      assert.match(
+        unkept.ok ? "" : unkept.message,
+        /^Invalid name: it starts with a dot: "\.bad"$/,
+      );
+      assert.deepEqual(await listFolder(out), ["filler.jpg"], "nothing of it kept");
       await Deno.remove(`${out}/filler.jpg`);
       const again = fakeJpeg(600_000);
       assert.deepEqual(await send(port, encodeFrame("toolarge", again)), {
