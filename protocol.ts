@@ -425,6 +425,9 @@ export function parseName(field: Uint8Array): string {
   return name;
 }
 
+/** First base64 characters of the signatures {@linkcode sniffExtension} knows: `/9j/`, `iVBO`, … */
+const SIGNATURE_STARTS = new Set([..."/iRUQSTA"].map((c) => c.charCodeAt(0)));
+
 /** Base64 characters of data that {@linkcode splitName} decodes to look for a signature. */
 const SIGNATURE_CHARS = 16;
 
@@ -439,6 +442,9 @@ const NAME_LOOKAHEAD = MAX_NAME_BYTES + SIGNATURE_CHARS;
  * `BM` are often found by chance, the others' four or more are not.
  */
 function signatureWeight(data: Uint8Array): number {
+  // Every signature's base64 starts with one of these ("A" is a HEIF box's
+  // size): most splits are ruled out before a string is made.
+  if (!SIGNATURE_STARTS.has(data[0])) return 0;
   let head: Uint8Array;
   try {
     head = Uint8Array.fromBase64(String.fromCharCode(...data), { lastChunkHandling: "strict" });
@@ -554,7 +560,10 @@ function lookahead(prefix: Uint8Array, bodyLength: number): number {
   if (bodyLength >= NAME_SIZE && prefix.subarray(0, NAME_SIZE).includes(0)) {
     return Math.min(bodyLength, NAME_SIZE + SIGNATURE_CHARS);
   }
-  const extra = prefix.subarray(0, MAX_NAME_BYTES).filter(isContinuation).length;
+  let extra = 0;
+  for (let i = 0; i < Math.min(prefix.length, MAX_NAME_BYTES); i++) {
+    if (isContinuation(prefix[i])) extra++;
+  }
   return Math.min(bodyLength + extra, NAME_LOOKAHEAD);
 }
 
@@ -935,7 +944,11 @@ export class FrameReader {
   readonly #idleTimeout: number;
   readonly #maxBufferSize: number;
   readonly #untimedIdle: boolean;
-  #buffer = new Uint8Array(HEAD_BUFFER_SIZE);
+  /** Where a wait for a frame reads, so that the body's buffers can be given up meanwhile. */
+  readonly #idleBuffer = new Uint8Array(HEAD_BUFFER_SIZE);
+  #buffer = this.#idleBuffer;
+  /** Whether a read into the idle buffer is pending. */
+  #waiting = false;
   /** Where data() decodes to, made for the first body and dropped with a body's buffer. */
   #decoded: Uint8Array | undefined;
   #start = 0;
@@ -1050,18 +1063,8 @@ export class FrameReader {
       );
     }
     if (this.buffered === 0) {
-      if (this.#buffer.length > HEAD_BUFFER_SIZE) {
-        this.#buffer = new Uint8Array(HEAD_BUFFER_SIZE);
-        this.#decoded = undefined;
-      }
       this.#start = this.#end = 0;
-      if (this.#untimedIdle) {
-        // Straight to the source: no timer, view or promise more than the read's own.
-        const n = await this.#source.read(this.#buffer);
-        if (n === null) return null;
-        this.#end = n;
-        this.#bytesRead += n;
-      }
+      if (this.#untimedIdle && !await this.#awaitFrame()) return null;
     }
     const deadline = performance.now() + this.#headerTimeout;
     if (!await this.#fillHead(HEADER_SIZE, deadline)) return null;
@@ -1079,6 +1082,42 @@ export class FrameReader {
     this.#start = nameStart + nameLength;
     this.#remaining = dataLength;
     return { bodyLength, nameField, dataLength };
+  }
+
+  /**
+   * Waits for a frame's first bytes with no deadline, in the idle buffer, so
+   * that {@linkcode FrameReader.release} may give up the body's meanwhile; a
+   * body buffer kept gets them, so a client streaming frames reads on in
+   * large pieces.
+   *
+   * @returns False at the end of input.
+   */
+  async #awaitFrame(): Promise<boolean> {
+    this.#waiting = true;
+    let n: number | null;
+    try {
+      // Straight to the source: no timer, view or promise more than the read's own.
+      n = await this.#source.read(this.#idleBuffer);
+    } finally {
+      this.#waiting = false;
+    }
+    if (n === null) return false;
+    if (this.#buffer !== this.#idleBuffer) this.#buffer.set(this.#idleBuffer.subarray(0, n));
+    this.#end = n;
+    this.#bytesRead += n;
+    return true;
+  }
+
+  /**
+   * Gives up the buffers a body grew while the reader waits for a frame with
+   * `untimedIdle`, leaving 512 bytes: a connection that falls idle after a
+   * frame then costs as little as one that never sent any. Anywhere else it
+   * does nothing.
+   */
+  release(): void {
+    if (!this.#waiting || this.#buffer === this.#idleBuffer) return;
+    this.#buffer = this.#idleBuffer;
+    this.#decoded = undefined;
   }
 
   /**

@@ -771,34 +771,45 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     kept: 0,
     shed: 0,
   };
-  /** Each open connection, and whether a frame is in progress on it. */
-  const connections = new Map<Deno.Conn, { busy: boolean }>();
+  /** Each open connection, and what it is doing. */
+  const connections = new Map<Deno.Conn, ConnectionState>();
   /**
-   * Connections waiting for a frame to start, with the time they began to:
+   * Connections waiting for a frame to start, in the order they began to:
    * those idle longest come first, and are the first closed for a newcomer.
    */
-  const idle = new Map<Deno.Conn, number>();
+  const idle = new Map<Deno.Conn, ConnectionState>();
   const handlers = new Set<Promise<void>>();
-  /** Settles when a connection closes or falls idle, either of which can make room. */
-  let changed = Promise.withResolvers<void>();
+  /**
+   * Settles when a connection closes or falls idle, either of which can make
+   * room; made only while accepting waits for it, as a frame would otherwise
+   * pay for a promise no one awaits.
+   */
+  let changed: PromiseWithResolvers<void> | undefined;
   const wake = () => {
-    changed.resolve();
-    changed = Promise.withResolvers();
+    changed?.resolve();
+    changed = undefined;
   };
+  const nextChange = () => (changed ??= Promise.withResolvers()).promise;
   let stopping = false;
 
   /**
-   * Closes the idle connections past the header deadline, oldest first, so
-   * that waiting for a frame needs no timer of its own.
+   * Closes the idle connections past the header deadline, so that waiting
+   * for a frame needs no timer of its own, and takes the body buffers of
+   * those idle for a second, oldest first.
    */
   const sweeping = setInterval(() => {
     const now = performance.now();
-    for (const [conn, since] of idle) {
-      if (now - since < headerTimeout) break;
+    for (const [conn, state] of idle) {
+      const waited = now - state.idleSince;
+      if (waited < RELEASE_AFTER_MS) break;
+      if (waited < headerTimeout) {
+        state.reader.release();
+        continue;
+      }
       idle.delete(conn);
       closeQuietly(conn);
     }
-  }, Math.min(1000, headerTimeout / 4));
+  }, Math.min(RELEASE_AFTER_MS, headerTimeout / 4));
 
   /**
    * Closes the connection that has gone longest without completing a
@@ -807,11 +818,11 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
    * @returns False when no connection is idle.
    */
   function shed(): boolean {
-    for (const [conn, since] of idle) {
+    for (const [conn, { idleSince }] of idle) {
       idle.delete(conn);
       connections.delete(conn);
       stats.shed++;
-      emit({ type: "shed", peer: peerOf(conn), idleMs: performance.now() - since });
+      emit({ type: "shed", peer: peerOf(conn), idleMs: performance.now() - idleSince });
       closeQuietly(conn);
       return true;
     }
@@ -1018,10 +1029,10 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     }
   }
 
-  async function serve(conn: Deno.Conn, state: { busy: boolean }): Promise<void> {
+  async function serve(conn: Deno.Conn, state: ConnectionState): Promise<void> {
     const peer = peerOf(conn);
     const address = (conn.remoteAddr as Deno.NetAddr).hostname;
-    const reader = new FrameReader(conn, readerOptions);
+    const reader = state.reader;
     const answers = new Answers(conn, idleTimeout);
     // Counted before each answer, so the figure is current once a client has it.
     let counted = 0;
@@ -1037,7 +1048,8 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
         if (reader.buffered < HEADER_SIZE + NAME_SIZE) await answers.flush();
         // Only a connection with nothing on its way is idle, and so may be shed.
         if (reader.buffered === 0) {
-          idle.set(conn, performance.now());
+          state.idleSince = performance.now();
+          idle.set(conn, state);
           wake();
         }
         let head: FrameHead | null;
@@ -1103,7 +1115,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
   }
 
   function track(conn: Deno.Conn): void {
-    const state = { busy: false };
+    const state = { busy: false, idleSince: 0, reader: new FrameReader(conn, readerOptions) };
     connections.set(conn, state);
     // Answers leave at once; a TLS connection has no such switch.
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
@@ -1123,7 +1135,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
       closeQuietly(conn);
       return;
     }
-    while (connections.size >= maxConnections && !stopping && !shed()) await changed.promise;
+    while (connections.size >= maxConnections && !stopping && !shed()) await nextChange();
     if (stopping) closeQuietly(conn);
     else track(conn);
   }
@@ -1138,7 +1150,7 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
         // Out of descriptors: an idle connection gives its up, or one closing will.
         if (shed()) continue;
         emit({ type: "accept-error", message: (error as Error).message });
-        await within(changed.promise, 100);
+        await within(nextChange(), 100);
         continue;
       }
       await admit(conn);
@@ -1179,6 +1191,18 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
     },
   };
 }
+
+/** What the server knows of one open connection. */
+interface ConnectionState {
+  /** Whether a frame has begun on it: a stop lets that finish. */
+  busy: boolean;
+  /** When it began to wait for its next frame, if it waits. */
+  idleSince: number;
+  reader: FrameReader;
+}
+
+/** How long a connection waits for a frame before its reader gives up a body's buffers. */
+const RELEASE_AFTER_MS = 1_000;
 
 /** Longest a connection is read and ignored after the answer that ends it. */
 const LINGER_MS = 2_000;

@@ -190,14 +190,39 @@ Deno.test("with every connection inside a frame, a newcomer waits until one fini
   });
 });
 
-Deno.test("an idle connection holds a 512-byte read buffer, a body a larger one, and idle again a small one", async () => {
-  const reader = new FrameReader(bytesSource(encodeFrame("a", fakeJpeg(200_000))));
-  assert.equal(reader.bufferSize, 512);
+Deno.test("a reader keeps its body buffer on release() while a body is still reading", async () => {
+  const bytes = encodeFrame("a", fakeJpeg(200_000));
+  const frame = bytesSource(bytes);
+  let stall = false;
+  const reader = new FrameReader({
+    read: (buffer) => stall ? new Promise(() => {}) : frame.read(buffer),
+  }, { untimedIdle: true });
+  assert.equal(reader.bufferSize, 512, "waiting for a frame");
   await reader.readHead();
-  assert.equal(reader.bufferSize, 512);
+  const chunks = reader.data();
+  await chunks.next(); // what came with the head
+  await chunks.next(); // a read into the body's own buffer
+  const grown = reader.bufferSize;
+  assert.ok(grown >= 65_536, `body buffer ${grown}`);
+  stall = true;
+  void chunks.next();
+  reader.release();
+  assert.equal(reader.bufferSize, grown);
+});
+
+Deno.test("a reader that falls idle after a frame gives its body buffer up on release()", async () => {
+  const bytes = encodeFrame("a", fakeJpeg(200_000));
+  const frame = bytesSource(bytes);
+  let left = bytes.length;
+  const reader = new FrameReader({
+    read: (buffer) =>
+      left === 0 ? new Promise(() => {}) : frame.read(buffer).then((n) => (left -= n!, n)),
+  }, { untimedIdle: true });
+  await reader.readHead();
   await reader.skipBody();
-  assert.ok(reader.bufferSize >= 65_536, `body buffer ${reader.bufferSize}`);
-  assert.equal(await reader.readHead(), null);
+  assert.ok(reader.bufferSize >= 65_536);
+  void reader.readHead(); // waits for a frame that never comes
+  reader.release();
   assert.equal(reader.bufferSize, 512);
 });
 
