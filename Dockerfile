@@ -18,4 +18,4 @@ COPY samples/ ./samples/
 # The official image's "deno" user; numeric so images without /etc/passwd work too.
 USER 1993:1993
 ENTRYPOINT ["deno", "run"]
-CMD ["--allow-net", "--allow-read=/data", "--allow-write=/data", "server.ts", "--out", "/data"]
+CMD ["--v8-flags=--max-semi-space-size=2", "--allow-net", "--allow-read=/data", "--allow-write=/data", "server.ts", "--out", "/data"]
