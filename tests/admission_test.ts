@@ -20,6 +20,7 @@ import {
   listFolder,
   makeImages,
   ROOT,
+  spawnClient,
   Spawned,
   spawnServer,
   TempDirs,
@@ -321,16 +322,7 @@ Deno.test("server.ts under a descriptor limit of 200 says so, holds fewer connec
   const held = Number(match[2]);
   assert.ok(held > 50 && held < 200, `holding ${held}`);
   await using people = await crowd(port, 300, 30, 0);
-  const client = new Spawned(Deno.execPath(), [
-    "run",
-    "--allow-net=127.0.0.1",
-    `--allow-read=${input}`,
-    `${ROOT}client.ts`,
-    `--port=${port}`,
-    "--retries=0",
-    input,
-  ]);
-  await using _client = client;
+  await using client = spawnClient(input, [`--port=${port}`, "--retries=0"]);
   assert.equal((await client.wait()).code, 0, client.stderr);
   for (const [name, bytes] of images) {
     assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);

@@ -14,7 +14,6 @@ import {
   makeImages,
   quarantined,
   random,
-  ROOT,
   spawnClient,
   Spawned,
   spawnServer,
@@ -80,17 +79,7 @@ Deno.test("server.ts --fsync syncs each file it saves and its folder", async () 
       trace,
     ]);
     await using _server = server;
-    const client = new Spawned(Deno.execPath(), [
-      "run",
-      "--allow-net=127.0.0.1",
-      `--allow-read=${input}`,
-      `${ROOT}client.ts`,
-      `--port=${port}`,
-      "-c",
-      "1",
-      input,
-    ]);
-    await using _client = client;
+    await using client = spawnClient(input, [`--port=${port}`, "-c", "1"]);
     assert.equal((await client.wait()).code, 0, client.stderr);
     // Stopping strace would leave the server running: stop the server, and strace ends with it.
     const stopped = await new Deno.Command("pkill", {
