@@ -69,11 +69,14 @@ Deno.test("server.ts --raw saves the original client's frame bodies as the origi
   }
 });
 
-/** Waits until `folder` holds `count` entries, failing after 30 s with how many it had. */
+/**
+ * Waits until `folder` holds `count` files under their final names, failing
+ * after 30 s with how many it had: a temporary `.upload-*.part` is not one.
+ */
 async function waitForFiles(folder: string, count: number): Promise<string[]> {
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const names = await listFolder(folder);
+    const names = (await listFolder(folder)).filter((name) => !name.startsWith("."));
     if (names.length >= count) return names;
     if (Date.now() > deadline) throw new Error(`${names.length} of ${count} files arrived`);
     await new Promise((resolve) => setTimeout(resolve, 50));
