@@ -474,6 +474,26 @@ Deno.test("shutdown() lets a frame in progress finish and closes idle connection
   await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }));
 });
 
+Deno.test("shutdown() lets a frame waiting for its turn finish too, as its client sent it", async () => {
+  await using temporary = new TempDirs();
+  const out = await temporary.make();
+  const server = await startServer({ host: "127.0.0.1", port: 0, out, maxFrames: 1 });
+  const held = encodeFrame("held", fakeJpeg(100_000));
+  using holder = await connect(server.addr.port);
+  await holder.send(held.subarray(0, 50_000));
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  // The original client's way: the whole frame, then nothing more.
+  using queued = await connect(server.addr.port);
+  await queued.send(encodeFrame("queued", fakeJpeg(1000)));
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const stopping = server.shutdown(5000);
+  await holder.send(held.subarray(50_000));
+  assert.equal((await holder.ack())?.ok, true);
+  assert.equal((await queued.ack())?.ok, true);
+  assert.equal((await stopping).files, 2);
+  assert.deepEqual(await listFolder(out), ["held.jpg", "queued.jpg"]);
+});
+
 Deno.test("shutdown() drops a frame that outlasts the drain deadline and leaves no partial file", async () => {
   await using temporary = new TempDirs();
   const out = await temporary.make();
