@@ -658,16 +658,6 @@ function removeQuietly(path: string): void {
   }
 }
 
-/** Waits for a promise, or for `ms` milliseconds, whichever comes first. */
-async function within(promise: Promise<unknown>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    await Promise.race([promise, new Promise((resolve) => timer = setTimeout(resolve, ms))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** Listens where the options say, naming the address when that fails. */
 function listen(options: ServerOptions): Deno.Listener {
   const address = { hostname: options.host ?? "0.0.0.0", port: options.port ?? 9999 };
@@ -1150,7 +1140,8 @@ export async function startServer(options: ServerOptions = {}): Promise<UploadSe
         // Out of descriptors: an idle connection gives its up, or one closing will.
         if (shed()) continue;
         emit({ type: "accept-error", message: (error as Error).message });
-        await within(nextChange(), 100);
+        // A connection closing frees one; otherwise try again in 100 ms.
+        await withDeadline(nextChange(), 100).catch(() => {});
         continue;
       }
       await admit(conn);
