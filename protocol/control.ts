@@ -1,0 +1,348 @@
+/**
+ * The frames and answers beyond the tutorial's: acknowledgements, queries and tokens.
+ *
+ * @module
+ */
+import { NAME_SIZE } from "./sizes.ts";
+import { ProtocolError } from "./errors.ts";
+import { checkName } from "./name.ts";
+import { frameWith } from "./frame.ts";
+import { quoteBytes } from "../lib/format.ts";
+
+const encoder = new TextEncoder();
+const utf8 = new TextDecoder();
+
+/**
+ * Longest acknowledgement line accepted, newline included.
+ *
+ * @example Acknowledgement limit
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeAck, MAX_ACK_SIZE } from "../protocol.ts";
+ *
+ * assert.ok(encodeAck({ ok: false, message: "x".repeat(5000) }).length <= MAX_ACK_SIZE);
+ * ```
+ */
+export const MAX_ACK_SIZE = 1024;
+
+/**
+ * A server's answer to one frame.
+ *
+ * @example Read an answer
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Ack, parseAck } from "../protocol.ts";
+ *
+ * const ack: Ack = parseAck(new TextEncoder().encode("OK 3 0000abcd a.bin"));
+ * assert.equal(ack.ok && ack.file, "a.bin");
+ * ```
+ */
+export type Ack =
+  | {
+    /** The file is complete under its final name. */
+    ok: true;
+    /** The file name it was saved under, inside the output folder. */
+    file: string;
+    /** Bytes saved: the file's data, or with `--raw` the frame body. */
+    bytes: number;
+    /** CRC-32 (as zlib computes it) of those bytes. */
+    crc32: number;
+  }
+  | {
+    /** The frame was refused and nothing was saved. */
+    ok: false;
+    /** Why, in one line. */
+    message: string;
+  };
+
+/**
+ * Encodes an acknowledgement line: `OK <bytes> <crc32> <file>\n`, the
+ * CRC-32 as 8 hex digits, or `ERR <message>\n`; at most
+ * {@linkcode MAX_ACK_SIZE} bytes.
+ *
+ * @param ack The answer to send.
+ * @returns The line's bytes.
+ *
+ * @example Encode both kinds
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeAck } from "../protocol.ts";
+ *
+ * const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+ * const saved = encodeAck({ ok: true, file: "cat.jpg", bytes: 42, crc32: 0xbeef });
+ * assert.equal(text(saved), "OK 42 0000beef cat.jpg\n");
+ * assert.equal(text(encodeAck({ ok: false, message: "File exists\nreally" })), "ERR File exists really\n");
+ * ```
+ */
+export function encodeAck(ack: Ack): Uint8Array {
+  const line = ack.ok
+    ? `OK ${ack.bytes} ${(ack.crc32 >>> 0).toString(16).padStart(8, "0")} ${ack.file}`
+    : `ERR ${ack.message}`;
+  const bytes = encoder.encode(line.replace(/[\r\n]+/g, " "));
+  // Cutting may split a UTF-8 character; parseAck decodes leniently.
+  const cut = bytes.subarray(0, MAX_ACK_SIZE - 1);
+  const out = new Uint8Array(cut.length + 1);
+  out.set(cut);
+  out[cut.length] = 0x0a;
+  return out;
+}
+
+/**
+ * Parses one acknowledgement line, without its newline.
+ *
+ * @param line The line's bytes.
+ * @returns The answer.
+ * @throws {SyntaxError} If the line is neither form.
+ *
+ * @example Parse both kinds
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseAck } from "../protocol.ts";
+ *
+ * const bytes = (text: string) => new TextEncoder().encode(text);
+ * assert.deepEqual(parseAck(bytes("OK 42 0000beef cat.jpg")), {
+ *   ok: true,
+ *   bytes: 42,
+ *   crc32: 0xbeef,
+ *   file: "cat.jpg",
+ * });
+ * assert.deepEqual(parseAck(bytes("ERR Disk full")), { ok: false, message: "Disk full" });
+ * assert.throws(() => parseAck(bytes("HELLO")), SyntaxError);
+ * ```
+ */
+export function parseAck(line: Uint8Array): Ack {
+  const text = utf8.decode(line);
+  const ok = /^OK (0|[1-9][0-9]{0,15}) ([0-9a-f]{8}) (.+)$/.exec(text);
+  if (ok) return { ok: true, bytes: Number(ok[1]), crc32: parseInt(ok[2], 16), file: ok[3] };
+  if (text.startsWith("ERR ")) return { ok: false, message: text.slice(4) };
+  throw new SyntaxError(
+    `Cannot parse acknowledgement: expected OK or ERR, got ${quoteBytes(line)}`,
+  );
+}
+
+/** A name field holding one marker character and NUL padding. */
+function markerField(marker: string): Uint8Array {
+  const field = new Uint8Array(NAME_SIZE);
+  field[0] = marker.charCodeAt(0);
+  return field;
+}
+
+const QUERY_FIELD = markerField("?");
+const TOKEN_FIELD = markerField("!");
+
+function isMarked(nameField: Uint8Array, field: Uint8Array): boolean {
+  return nameField.length === NAME_SIZE && nameField.every((byte, i) => byte === field[i]);
+}
+
+/**
+ * Encodes a query frame asking our server whether it already holds a file:
+ * a frame whose name field is `?` and whose data is `<bytes> <name>`. The
+ * server answers it in order with the other frames (see
+ * {@linkcode encodeHave}); the original server would store it as a file.
+ *
+ * @param name The name the file would be sent under.
+ * @param bytes The file's size.
+ * @returns The frame.
+ *
+ * @example Encode a query
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeQuery, isQuery } from "../protocol.ts";
+ *
+ * const frame = encodeQuery("cat", 42);
+ * assert.ok(isQuery(frame.subarray(16, 48)));
+ * ```
+ */
+export function encodeQuery(name: string, bytes: number): Uint8Array {
+  checkName(name);
+  return frameWith(QUERY_FIELD, encoder.encode(`${bytes} ${name}`));
+}
+
+/**
+ * Tells whether a name field marks a query frame.
+ *
+ * @param nameField The 32 bytes after the header.
+ * @returns True for `?` followed by NUL padding.
+ *
+ * @example Tell a query from a file
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeName, isQuery } from "../protocol.ts";
+ *
+ * assert.equal(isQuery(encodeName("cat")), false);
+ * ```
+ */
+export function isQuery(nameField: Uint8Array): boolean {
+  return isMarked(nameField, QUERY_FIELD);
+}
+
+/**
+ * Reads a shared token from a file: its first line without surrounding
+ * whitespace, read alike by server and client so that the two agree.
+ *
+ * @param path The token file.
+ * @returns The token.
+ *
+ * @example Read a token file
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readTokenFile } from "../protocol.ts";
+ *
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeTextFile(path, "correct horse battery\r\nsecond line\n");
+ * assert.equal(await readTokenFile(path), "correct horse battery");
+ * await Deno.remove(path);
+ * ```
+ */
+export async function readTokenFile(path: string): Promise<string> {
+  return (await Deno.readTextFile(path)).split("\n")[0].trim();
+}
+
+/**
+ * Encodes the frame that proves a client knows the server's shared token: a
+ * frame whose name field is `!` and whose data is the token. A server with
+ * `--token-file` wants it first on every connection and answers it like a
+ * file (`OK 0 00000000 !`, or `ERR` and a closed connection).
+ *
+ * @param token The shared token.
+ * @returns The frame.
+ *
+ * @example Encode a token frame
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeToken, isToken } from "../protocol.ts";
+ *
+ * assert.ok(isToken(encodeToken("correct horse battery").subarray(16, 48)));
+ * ```
+ */
+export function encodeToken(token: string): Uint8Array {
+  return frameWith(TOKEN_FIELD, encoder.encode(token));
+}
+
+/**
+ * Tells whether a name field marks a token frame.
+ *
+ * @param nameField The 32 bytes after the header.
+ * @returns True for `!` followed by NUL padding.
+ *
+ * @example Tell a token from a file
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeName, isToken } from "../protocol.ts";
+ *
+ * assert.equal(isToken(encodeName("cat")), false);
+ * ```
+ */
+export function isToken(nameField: Uint8Array): boolean {
+  return isMarked(nameField, TOKEN_FIELD);
+}
+
+/**
+ * Parses the decoded data of a query frame.
+ *
+ * @param data The query's data: `<bytes> <name>`.
+ * @returns The name and size asked about.
+ * @throws {ProtocolError} `name`, for anything else.
+ *
+ * @example Parse a query
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseQuery } from "../protocol.ts";
+ *
+ * assert.deepEqual(parseQuery(new TextEncoder().encode("42 cat")), { bytes: 42, name: "cat" });
+ * ```
+ */
+export function parseQuery(data: Uint8Array): { name: string; bytes: number } {
+  const match = /^(0|[1-9][0-9]{0,15}) (.+)$/.exec(utf8.decode(data));
+  if (!match) {
+    throw new ProtocolError(
+      "name",
+      `Invalid query: expected <bytes> <name>, got ${quoteBytes(data)}`,
+    );
+  }
+  checkName(match[2]);
+  return { bytes: Number(match[1]), name: match[2] };
+}
+
+/**
+ * What the server holds under a queried name, as {@linkcode encodeHave} reports it.
+ *
+ * @example Carry a held file through an answer
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeHave, type Held, parseHave } from "../protocol.ts";
+ *
+ * const held: Held = { file: "cat.jpg", bytes: 52_101, crc32: 0x1c291ca3 };
+ * const line = encodeHave(held);
+ * // The answer ends with a newline, which parseHave() is given without.
+ * assert.deepEqual(parseHave(line.subarray(0, -1)), held);
+ * ```
+ */
+export interface Held {
+  /** The file's name in the output folder. */
+  file: string;
+  /** Its size. */
+  bytes: number;
+  /** Its CRC-32. */
+  crc32: number;
+}
+
+/**
+ * Encodes the answer to a query: `HAVE <bytes> <crc32> <file>\n` or `NONE\n`.
+ *
+ * @param held The file held under that name and size, or undefined.
+ * @returns The answer line.
+ *
+ * @example Encode both answers
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeHave } from "../protocol.ts";
+ *
+ * const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+ * assert.equal(text(encodeHave({ file: "cat.jpg", bytes: 42, crc32: 255 })), "HAVE 42 000000ff cat.jpg\n");
+ * assert.equal(text(encodeHave(undefined)), "NONE\n");
+ * ```
+ */
+export function encodeHave(held: Held | undefined): Uint8Array {
+  return encoder.encode(
+    held
+      ? `HAVE ${held.bytes} ${(held.crc32 >>> 0).toString(16).padStart(8, "0")} ${held.file}\n`
+      : "NONE\n",
+  );
+}
+
+/**
+ * Parses the answer to a query, without its newline.
+ *
+ * @param line The line's bytes.
+ * @returns What the server holds, or undefined for `NONE`.
+ * @throws {ProtocolError} With code `refused` and the server's reason, if the
+ * server answers no queries (`ERR <reason>`, as a `--raw` server does).
+ * @throws {SyntaxError} If the line is none of these answers.
+ *
+ * @example Parse an answer
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseHave, ProtocolError } from "../protocol.ts";
+ *
+ * const bytes = (text: string) => new TextEncoder().encode(text);
+ * assert.deepEqual(parseHave(bytes("HAVE 42 000000ff cat.jpg")), { bytes: 42, crc32: 255, file: "cat.jpg" });
+ * assert.equal(parseHave(bytes("NONE")), undefined);
+ * assert.throws(
+ *   () => parseHave(bytes("ERR Cannot answer a query: no names kept")),
+ *   (error) => error instanceof ProtocolError && error.code === "refused",
+ * );
+ * ```
+ */
+export function parseHave(line: Uint8Array): Held | undefined {
+  const text = utf8.decode(line);
+  if (text === "NONE") return undefined;
+  if (text.startsWith("ERR ")) throw new ProtocolError("refused", text.slice(4));
+  const have = /^HAVE (0|[1-9][0-9]{0,15}) ([0-9a-f]{8}) (.+)$/.exec(text);
+  if (!have) {
+    throw new SyntaxError(
+      `Cannot parse the answer to a query: expected HAVE, NONE or ERR, got ${quoteBytes(line)}`,
+    );
+  }
+  return { bytes: Number(have[1]), crc32: parseInt(have[2], 16), file: have[3] };
+}
