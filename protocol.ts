@@ -10,7 +10,7 @@
  * original client never reads it. `PROTOCOL.md` has the full rules.
  *
  * What lives where, as in Go's `net/textproto`:
- * - `protocol/sizes.ts`, `frame.ts`, `name.ts`: the frame's parts, header
+ * - `protocol/limits.ts`, `frame.ts`, `name.ts`: the frame's parts, header
  *   and name codecs, frame encoding;
  * - `protocol/frame_reader.ts`, `line_reader.ts`: reading frames and answer
  *   lines, each read with a byte limit and a deadline;
@@ -40,11 +40,15 @@
 
 // The frame: sizes, header, name, encoding.
 export {
+  DEFAULT_CLIENT_TIMEOUT,
+  DEFAULT_HEADER_TIMEOUT,
+  DEFAULT_IDLE_TIMEOUT,
   DEFAULT_MAX_FRAME_SIZE,
+  DEFAULT_PORT,
   HEADER_SIZE,
   MAX_NAME_BYTES,
   NAME_SIZE,
-} from "./protocol/sizes.ts";
+} from "./protocol/limits.ts";
 export { base64Length, encodeFrame, encodeHeader, parseHeader } from "./protocol/frame.ts";
 export { encodeName, type NameSplit, parseName, splitName } from "./protocol/name.ts";
 
@@ -67,10 +71,27 @@ export {
   parseHave,
   parseQuery,
   readTokenFile,
+  type Refusal,
+  refusalOf,
+  REFUSALS,
 } from "./protocol/control.ts";
 
+// Answering: acknowledgements owed on a connection, in batches.
+export { Answers } from "./protocol/answers.ts";
+
 // Errors.
-export { describeError, ProtocolError, type ProtocolErrorCode } from "./protocol/errors.ts";
+export {
+  classifyError,
+  describeError,
+  type ErrorKind,
+  exitCodeFor,
+  isDisconnect,
+  isTransient,
+  osReason,
+  ProtocolError,
+  type ProtocolErrorCode,
+  rephrase,
+} from "./protocol/errors.ts";
 
 // Byte I/O.
 export {
@@ -94,8 +115,20 @@ export {
   parsePort,
   parseSeconds,
 } from "./lib/cli.ts";
-export { LogOutput, type LogOutputOptions } from "./lib/log.ts";
+export { LogOutput, type LogOutputOptions, ScriptOutput } from "./lib/log.ts";
 export { counted, formatAddress, formatBytes, formatDuration, quoteBytes } from "./lib/format.ts";
 export { type Cidr, inAnyCidr, MAX_DATAGRAM_SIZE, parseCidr } from "./lib/net.ts";
 export { EXTENSIONS, sniffExtension } from "./lib/images.ts";
-export { crc32OfFile } from "./lib/files.ts";
+export { crc32OfFile, descriptorRoom } from "./lib/files.ts";
+
+// The receiver's folder, admission and connections.
+export { Folder, type FolderOptions, QUARANTINE, Quarantine } from "./lib/folder.ts";
+export { FrameSlots, type FrameSlotsOptions } from "./lib/admission.ts";
+
+export {
+  eventLine,
+  type ServerEvent,
+  type ServerStats,
+  Session,
+  type SessionHost,
+} from "./lib/session.ts";

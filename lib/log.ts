@@ -1,8 +1,9 @@
 /**
- * Log output that never throws.
+ * Log output that never throws, and a role script's outputs and exits.
  *
  * @module
  */
+import { describeError, exitCodeFor } from "../protocol/errors.ts";
 
 const encoder = new TextEncoder();
 
@@ -89,5 +90,81 @@ export class LogOutput {
    */
   line(text: string): void {
     this.text(`${text}\n`);
+  }
+}
+
+/**
+ * A role script's two outputs and its ways out, written once for the four:
+ * stderr that nothing can fail, stdout whose first failure is said on
+ * stderr (the work goes on, and the exit status says the log failed), and
+ * the exits for `--help`, a usage error and an error that ends the run.
+ *
+ * @example Say a usage error the way every script does
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LogOutput, ScriptOutput } from "../protocol.ts";
+ *
+ * const lines: string[] = [];
+ * const stderr = new LogOutput(() => {}, {
+ *   write: (bytes) => (lines.push(new TextDecoder().decode(bytes)), bytes.length),
+ * });
+ * const script = new ScriptOutput("server.ts", { stderr });
+ * assert.equal(script.usageText(new RangeError("Invalid --port: 99999")), "server.ts: Invalid --port: 99999\nTry 'server.ts --help'.");
+ * ```
+ */
+export class ScriptOutput {
+  /** The script's name as its messages start, such as `server.ts`. */
+  readonly name: string;
+  /** Where reports go; a failure is said once on stderr. */
+  readonly stdout: LogOutput;
+  /** Where errors go. */
+  readonly stderr: LogOutput;
+
+  /**
+   * Creates the outputs.
+   *
+   * @param name The script's name as its messages start.
+   * @param options Other outputs in place of the process's, for tests.
+   */
+  constructor(name: string, options: { stdout?: LogOutput; stderr?: LogOutput } = {}) {
+    this.name = name;
+    // Nothing is left to report a failed stderr to; the work goes on without it.
+    this.stderr = options.stderr ??
+      new LogOutput(() => {}, { write: (bytes) => Deno.stderr.writeSync(bytes) });
+    this.stdout = options.stdout ??
+      new LogOutput((error) => this.error(`Cannot write to stdout: ${error.message}`));
+  }
+
+  /** Writes one error line to stderr, after the script's name. */
+  error(message: string): void {
+    this.stderr.line(`${this.name}: ${message}`);
+  }
+
+  /** The two lines a usage error prints. */
+  usageText(error: unknown): string {
+    return `${this.name}: ${describeError(error)}\nTry '${this.name} --help'.`;
+  }
+
+  /** Prints the usage text and exits: 0, or 1 when stdout could not take it. */
+  help(usage: string): never {
+    this.stdout.line(usage);
+    Deno.exit(this.stdout.failed ? 1 : 0);
+  }
+
+  /** Says what is wrong with the command line, and where help is, then exits 2. */
+  usage(error: unknown): never {
+    this.stderr.line(this.usageText(error));
+    Deno.exit(2);
+  }
+
+  /** Says why the run cannot go on, and exits as {@linkcode exitCodeFor} says. */
+  fail(error: unknown): never {
+    this.error(describeError(error));
+    Deno.exit(exitCodeFor(error));
+  }
+
+  /** Exits 0 when the run succeeded and stdout took all its lines, else 1. */
+  exit(succeeded: boolean): never {
+    Deno.exit(succeeded && !this.stdout.failed ? 0 : 1);
   }
 }

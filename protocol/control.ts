@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { NAME_SIZE } from "./sizes.ts";
+import { NAME_SIZE } from "./limits.ts";
 import { ProtocolError } from "./errors.ts";
 import { checkName } from "./name.ts";
 import { frameWith } from "./frame.ts";
@@ -118,6 +118,52 @@ export function parseAck(line: Uint8Array): Ack {
   throw new SyntaxError(
     `Cannot parse acknowledgement: expected OK or ERR, got ${quoteBytes(line)}`,
   );
+}
+
+/**
+ * The opening words of the refusals a client acts on, as a server writes
+ * them at the start of an `ERR` line: the wire's codes, kept in one place
+ * for both sides.
+ *
+ * @example Write a refusal
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeAck, REFUSALS } from "../protocol.ts";
+ *
+ * const line = encodeAck({ ok: false, message: `${REFUSALS.busy}: 256 frames in progress` });
+ * assert.equal(new TextDecoder().decode(line), "ERR Server busy: 256 frames in progress\n");
+ * ```
+ */
+export const REFUSALS = {
+  /** No turn came within the queue deadline, or the server ran out of files: try again. */
+  busy: "Server busy",
+  /** The server wants a token first, and closes the connection after saying so. */
+  auth: "Authentication required",
+} as const;
+
+/** Which of the {@linkcode REFUSALS} an `ERR` line is, or `other`. */
+export type Refusal = keyof typeof REFUSALS | "other";
+
+/**
+ * Tells which refusal an `ERR` answer's message is.
+ *
+ * @param message The message of a refused {@linkcode Ack}.
+ * @returns Its kind.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { refusalOf } from "../protocol.ts";
+ *
+ * assert.equal(refusalOf("Server busy: no turn within 30 s: 256 frames in progress"), "busy");
+ * assert.equal(refusalOf("Invalid name: it is empty"), "other");
+ * ```
+ */
+export function refusalOf(message: string): Refusal {
+  for (const [kind, words] of Object.entries(REFUSALS)) {
+    if (message.startsWith(`${words}:`)) return kind as Refusal;
+  }
+  return "other";
 }
 
 /** A name field holding one marker character and NUL padding. */

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { DEFAULT_MAX_FRAME_SIZE, HEADER_SIZE, NAME_SIZE } from "./sizes.ts";
+import { DEFAULT_MAX_FRAME_SIZE, HEADER_SIZE, NAME_SIZE } from "./limits.ts";
 import { ProtocolError } from "./errors.ts";
 import { encodeName } from "./name.ts";
 import { quoteBytes } from "../lib/format.ts";

@@ -4,7 +4,12 @@
  * @module
  */
 import { type ByteSource, withDeadline } from "./io.ts";
-import { DEFAULT_MAX_FRAME_SIZE, HEADER_SIZE } from "./sizes.ts";
+import {
+  DEFAULT_HEADER_TIMEOUT,
+  DEFAULT_IDLE_TIMEOUT,
+  DEFAULT_MAX_FRAME_SIZE,
+  HEADER_SIZE,
+} from "./limits.ts";
 import { lookahead, NAME_LOOKAHEAD, splitName } from "./name.ts";
 import { ProtocolError } from "./errors.ts";
 import { firstNonDigit, parseHeader } from "./frame.ts";
@@ -35,12 +40,12 @@ export interface FrameReaderOptions {
   /**
    * Milliseconds allowed for the header and name field of a frame to arrive,
    * counted from when {@linkcode FrameReader.readHead} is called.
-   * @default {30_000}
+   * @default {DEFAULT_HEADER_TIMEOUT}
    */
   headerTimeout?: number;
   /**
    * Milliseconds allowed without a single byte while reading a body.
-   * @default {60_000}
+   * @default {DEFAULT_IDLE_TIMEOUT}
    */
   idleTimeout?: number;
   /**
@@ -153,8 +158,8 @@ export class FrameReader {
     }
     this.#source = source;
     this.#maxFrameSize = options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE;
-    this.#headerTimeout = options.headerTimeout ?? 30_000;
-    this.#idleTimeout = options.idleTimeout ?? 60_000;
+    this.#headerTimeout = options.headerTimeout ?? DEFAULT_HEADER_TIMEOUT;
+    this.#idleTimeout = options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT;
     this.#maxBufferSize = maxBufferSize;
     this.#untimedIdle = options.untimedIdle ?? false;
   }

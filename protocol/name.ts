@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { MAX_NAME_BYTES, NAME_SIZE } from "./sizes.ts";
+import { MAX_NAME_BYTES, NAME_SIZE } from "./limits.ts";
 import { ProtocolError } from "./errors.ts";
 import { quoteBytes } from "../lib/format.ts";
 import { sniffExtension } from "../lib/images.ts";
@@ -153,7 +153,7 @@ const SIGNATURE_CHARS = 16;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { MAX_NAME_BYTES } from "./sizes.ts";
+ * import { MAX_NAME_BYTES } from "./limits.ts";
  * import { NAME_LOOKAHEAD } from "./name.ts";
  *
  * assert.ok(NAME_LOOKAHEAD > MAX_NAME_BYTES);

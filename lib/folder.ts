@@ -1,0 +1,462 @@
+/**
+ * The receiver's output folder: temporary files, commits under final names
+ * that never replace a file, the names held, and the quarantine of frames
+ * no name could be given.
+ *
+ * @module
+ */
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { crc32OfFile, joinPath, removeQuietly, writeAllSync } from "./files.ts";
+import { EXTENSIONS } from "./images.ts";
+import { osReason } from "../protocol/errors.ts";
+import type { Held } from "../protocol/control.ts";
+import type { FrameHead, FrameReader } from "../protocol/frame_reader.ts";
+import { HEADER_SIZE } from "../protocol/limits.ts";
+
+const TEMP_PREFIX = ".upload-";
+const TEMP_SUFFIX = ".part";
+
+/** Names a server keeps in memory at most; past that it looks each query up on disk. */
+const MAX_INDEXED_NAMES = 100_000;
+
+/**
+ * The errors of a hard link on a file system that makes none: FAT or exFAT
+ * (EPERM), some network shares (EOPNOTSUPP), some FUSE mounts (ENOSYS).
+ */
+const NO_HARD_LINKS = ["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS"];
+
+/** Options for {@linkcode Folder.open}. */
+export interface FolderOptions {
+  /**
+   * Commit bodies under numbers `00000`, `00001`, … as the original server
+   * does, rather than under names.
+   * @default {false}
+   */
+  raw?: boolean;
+  /**
+   * Sync the folder after each commit, so that a new name survives a power cut.
+   * @default {false}
+   */
+  fsync?: boolean;
+}
+
+/** What {@linkcode Folder.open} finds in the folder. */
+interface Scan {
+  removed: number;
+  names?: Set<string>;
+  nextRawIndex: number;
+}
+
+/**
+ * A server's output folder, held with a lock so that no second server takes
+ * its temporary files for stale ones. A file is written to a temporary name
+ * and linked to its final name only when complete, so a final name never
+ * shows a partial file and never replaces another file.
+ *
+ * @example Commit a file, then the same bytes again
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Folder } from "../protocol.ts";
+ *
+ * const out = await Deno.makeTempDir();
+ * const folder = await Folder.open(out);
+ * for (const expected of [false, true]) {
+ *   const temp = folder.temporaryPath();
+ *   folder.createWith(temp, new Uint8Array([1, 2, 3]));
+ *   const { file, duplicate } = await folder.commit(temp, "cat.jpg");
+ *   Deno.removeSync(temp);
+ *   assert.deepEqual([file, duplicate], ["cat.jpg", expected]);
+ * }
+ * folder.close();
+ * await Deno.remove(out, { recursive: true });
+ * ```
+ */
+export class Folder {
+  /** The folder's absolute path. */
+  readonly path: string;
+  /** Temporary files an earlier run left when it was killed, removed at open. */
+  readonly removed: number;
+  /** Whether its file system makes hard links; FAT and exFAT make none. */
+  readonly hardLinks: boolean;
+  readonly #raw: boolean;
+  readonly #fsync: boolean;
+  readonly #lock: Deno.FsFile;
+  /**
+   * The names in the folder at start and those saved since, so that a query
+   * for a missing file costs no look-up on disk; `undefined` once there are
+   * too many to keep, and in raw mode. A file another program puts there
+   * meanwhile is missed, and so sent again: the upload then finds it, and
+   * answers that it already had it.
+   */
+  #names: Set<string> | undefined;
+  #rawIndex: number;
+
+  private constructor(path: string, lock: Deno.FsFile, scan: Scan, options: FolderOptions) {
+    this.path = path;
+    this.#lock = lock;
+    this.removed = scan.removed;
+    this.#names = scan.names;
+    this.#rawIndex = scan.nextRawIndex;
+    this.#raw = options.raw ?? false;
+    this.#fsync = options.fsync ?? false;
+    this.hardLinks = makesHardLinks(path);
+  }
+
+  /**
+   * Opens a folder, creating it when missing: takes its lock, removes what
+   * an earlier run left, and notes the names it holds.
+   *
+   * @throws {Deno.errors.Busy} When another server holds the folder.
+   * @throws {Deno.errors.NotADirectory} When a file is in the way.
+   */
+  static async open(out: string, options: FolderOptions = {}): Promise<Folder> {
+    // An absolute path spares Deno's permission check a getcwd on every file call.
+    const path = resolve(out);
+    await Deno.mkdir(path, { recursive: true }).catch((error) => {
+      // mkdir says "File exists" when a file is in the way, which reads as if all were well.
+      if (error instanceof Deno.errors.AlreadyExists) {
+        throw new Deno.errors.NotADirectory(`Not a folder: ${path}`, { cause: error });
+      }
+      throw error;
+    });
+    const lock = Deno.openSync(path);
+    if (!lock.tryLockSync(true)) {
+      lock.close();
+      throw new Deno.errors.Busy(`Folder in use: another server is saving to ${path}`);
+    }
+    try {
+      return new Folder(path, lock, await scan(path, options.raw ?? false), options);
+    } catch (error) {
+      lock.close();
+      throw error;
+    }
+  }
+
+  /** A fresh temporary file name in the folder, of the kind a restart removes. */
+  temporaryPath(): string {
+    return joinPath(this.path, `${TEMP_PREFIX}${crypto.randomUUID()}${TEMP_SUFFIX}`);
+  }
+
+  /**
+   * Creates a temporary file open for writing. Running out of descriptors
+   * passes as connections close, so it says busy, which a client takes as
+   * worth another try.
+   */
+  create(path: string): Deno.FsFile {
+    return tooManyFilesIsBusy(() => Deno.openSync(path, { write: true, createNew: true }));
+  }
+
+  /** Creates a temporary file holding `data`, in one call. */
+  createWith(path: string, data: Uint8Array): void {
+    tooManyFilesIsBusy(() => Deno.writeFileSync(path, data, { createNew: true }));
+  }
+
+  /**
+   * Links a finished temporary file to its final name without replacing
+   * anything (renames it, where there are no hard links); in raw mode, given
+   * no name, to the next free number.
+   *
+   * @returns The name committed, and whether the same bytes were already there.
+   * @throws {Deno.errors.AlreadyExists} When a different file holds the name.
+   */
+  async commit(
+    tempPath: string,
+    finalName: string | undefined,
+  ): Promise<{ file: string; duplicate: boolean }> {
+    for (;;) {
+      const file = finalName ?? String(this.#rawIndex++).padStart(5, "0");
+      const path = joinPath(this.path, file);
+      try {
+        if (this.hardLinks) Deno.linkSync(tempPath, path);
+        else renameToFreeName(tempPath, path);
+        if (this.#fsync) await syncFolder(this.path);
+        return { file, duplicate: false };
+      } catch (error) {
+        if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+        if (finalName === undefined) continue;
+        // Compare only with a regular file: never read through a planted link.
+        if (Deno.lstatSync(path).isFile && sameContent(tempPath, path)) {
+          return { file, duplicate: true };
+        }
+        throw new Deno.errors.AlreadyExists(
+          `Cannot save ${file}: a different file of that name exists`,
+        );
+      }
+    }
+  }
+
+  /** Notes a name saved, or gives up the list once it passes {@linkcode MAX_INDEXED_NAMES}. */
+  remember(name: string): void {
+    this.#names?.add(name);
+    // A list missing names would answer NONE for them.
+    if (this.#names !== undefined && this.#names.size > MAX_INDEXED_NAMES) this.#names = undefined;
+  }
+
+  /** The file saved under a queried name with the queried size, if any. */
+  heldAs(query: { name: string; bytes: number }): Held | undefined {
+    // A name never saved here is missing under every extension: ~5 µs of probes each.
+    if (this.#names !== undefined && !this.#names.has(query.name)) return undefined;
+    for (const extension of EXTENSIONS) {
+      const file = `${query.name}.${extension}`;
+      const path = joinPath(this.path, file);
+      // Most names are missing under most extensions: existsSync() costs a
+      // third of an lstat that throws.
+      if (!existsSync(path)) continue;
+      let info: Deno.FileInfo;
+      try {
+        info = Deno.lstatSync(path);
+      } catch {
+        continue;
+      }
+      if (info.isFile && info.size === query.bytes) {
+        return { file, bytes: info.size, crc32: crc32OfFile(path) };
+      }
+    }
+    return undefined;
+  }
+
+  /** Gives up the folder's lock. */
+  close(): void {
+    this.#lock.close();
+  }
+}
+
+/**
+ * Lists the folder once: removes the temporary files an earlier run left when
+ * it was killed in the middle of a frame (one server per folder: another's
+ * would be removed too), and notes what a raw or a decoding server needs.
+ */
+async function scan(out: string, raw: boolean): Promise<Scan> {
+  const found: Scan = { removed: 0, names: raw ? undefined : new Set(), nextRawIndex: 0 };
+  for await (const { isFile, name } of Deno.readDir(out)) {
+    if (isFile && name.startsWith(TEMP_PREFIX) && name.endsWith(TEMP_SUFFIX)) {
+      await Deno.remove(joinPath(out, name));
+      found.removed++;
+    } else if (raw) {
+      if (/^[0-9]{5,15}$/.test(name)) {
+        found.nextRawIndex = Math.max(found.nextRawIndex, Number(name) + 1);
+      }
+    } else if (found.names !== undefined) {
+      const dot = name.lastIndexOf(".");
+      if (dot < 1 || !EXTENSIONS.includes(name.slice(dot + 1))) continue;
+      found.names.add(name.slice(0, dot));
+      if (found.names.size > MAX_INDEXED_NAMES) found.names = undefined;
+    }
+  }
+  return found;
+}
+
+/** Runs a file call, turning running out of descriptors into `Deno.errors.Busy`. */
+function tooManyFilesIsBusy<T>(call: () => T): T {
+  try {
+    return call();
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code !== "EMFILE" && code !== "ENFILE") throw error;
+    throw new Deno.errors.Busy(`Server busy: ${osReason(error) ?? "too many open files"}`, {
+      cause: error,
+    });
+  }
+}
+
+/**
+ * Tells whether the folder's file system makes hard links, by making one
+ * between two temporary files (which a restart would remove if left).
+ */
+function makesHardLinks(out: string): boolean {
+  const temporary = () => joinPath(out, `${TEMP_PREFIX}${crypto.randomUUID()}${TEMP_SUFFIX}`);
+  const [probe, link] = [temporary(), temporary()];
+  try {
+    Deno.writeFileSync(probe, new Uint8Array(), { createNew: true });
+  } catch (error) {
+    // A folder that takes no file (read-only, full) says so for each frame instead.
+    if (error instanceof Deno.errors.NotCapable) throw error;
+    return true;
+  }
+  try {
+    Deno.linkSync(probe, link);
+    Deno.removeSync(link);
+    return true;
+  } catch (error) {
+    if (NO_HARD_LINKS.includes((error as { code?: string }).code ?? "")) return false;
+    throw error;
+  } finally {
+    Deno.removeSync(probe);
+  }
+}
+
+/**
+ * Renames a file to a name that must be free, where no hard link can keep
+ * the rename from replacing a file. Only another program could take the name
+ * between the look and the rename: one server per folder, and this server's
+ * own commits never interleave, as neither call waits.
+ */
+function renameToFreeName(from: string, to: string): void {
+  try {
+    Deno.lstatSync(to);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    Deno.renameSync(from, to);
+    return;
+  }
+  throw new Deno.errors.AlreadyExists(`File exists: ${to}`);
+}
+
+/** Makes a folder's entries durable, as a new link is only once its folder is synced. */
+async function syncFolder(folder: string): Promise<void> {
+  using handle = await Deno.open(folder);
+  await handle.sync();
+}
+
+/** Chunks of the two files {@linkcode sameContent} compares, read synchronously and so never shared. */
+const chunkA = new Uint8Array(262_144);
+const chunkB = new Uint8Array(262_144);
+const wordsA = new Uint32Array(chunkA.buffer);
+const wordsB = new Uint32Array(chunkB.buffer);
+
+/**
+ * Compares two files byte for byte, reading both in bounded chunks. Reads are
+ * synchronous, into buffers kept for the purpose: re-sending a set the server
+ * holds compares every file, and a fresh buffer and an asynchronous read each
+ * cost more than the comparison.
+ */
+function sameContent(pathA: string, pathB: string): boolean {
+  using fileA = Deno.openSync(pathA);
+  using fileB = Deno.openSync(pathB);
+  if (fileA.statSync().size !== fileB.statSync().size) return false;
+  for (;;) {
+    const n = fileA.readSync(chunkA);
+    if (n === null) return true;
+    for (let filled = 0; filled < n;) {
+      const m = fileB.readSync(chunkB.subarray(filled, n));
+      if (m === null) return false;
+      filled += m;
+    }
+    const words = n >>> 2;
+    for (let i = 0; i < words; i++) if (wordsA[i] !== wordsB[i]) return false;
+    for (let i = words << 2; i < n; i++) if (chunkA[i] !== chunkB[i]) return false;
+  }
+}
+
+const encoder = new TextEncoder();
+
+/** The hidden folder inside the output folder that keeps frames no name could be given. */
+export const QUARANTINE = ".quarantine";
+
+/**
+ * Frames that arrived whole but cannot be saved under a name (no name found,
+ * a bad name, data that is not base64, a different file of that name), kept
+ * byte for byte as they arrived: the original client cannot hear a refusal,
+ * so a refusal alone would lose its file. Bounded by a byte quota.
+ *
+ * @example Keep a frame whose name cannot be saved
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bytesSource, Folder, FrameReader, Quarantine } from "../protocol.ts";
+ *
+ * const out = await Deno.makeTempDir();
+ * const folder = await Folder.open(out);
+ * const quarantine = await Quarantine.open(folder, 1_000_000);
+ * const frame = new TextEncoder().encode("0000000000000036..\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0/w==");
+ * const reader = new FrameReader(bytesSource(frame));
+ * const kept = await quarantine.keep(reader, (await reader.readHead())!, "/no/such/file");
+ * assert.deepEqual(await Deno.readFile(`${out}/${kept}`), frame);
+ * folder.close();
+ * await Deno.remove(out, { recursive: true });
+ * ```
+ */
+export class Quarantine {
+  readonly #folder: Folder;
+  readonly #quota: number;
+  #used: number;
+
+  private constructor(folder: Folder, quota: number, used: number) {
+    this.#folder = folder;
+    this.#quota = quota;
+    this.#used = used;
+  }
+
+  /** Opens the quarantine of a folder, counting what it already holds against the quota. */
+  static async open(folder: Folder, quota: number): Promise<Quarantine> {
+    let used = 0;
+    try {
+      for await (const entry of Deno.readDir(joinPath(folder.path, QUARANTINE))) {
+        if (entry.isFile) {
+          used += (await Deno.lstat(joinPath(folder.path, `${QUARANTINE}/${entry.name}`))).size;
+        }
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    return new Quarantine(folder, quota, used);
+  }
+
+  /**
+   * Keeps a frame as it arrived: its header, its name, the base64 of what
+   * was decoded before the frame was refused (in `decodedPath`, if any), and
+   * the rest of the body, read from `reader` as it comes.
+   *
+   * @returns The kept file's path inside the output folder, or `undefined`
+   * when the quota has no room for the frame.
+   */
+  async keep(
+    reader: FrameReader,
+    head: FrameHead,
+    decodedPath: string,
+  ): Promise<string | undefined> {
+    // What came on the wire, which a name counted in characters makes longer than L.
+    const size = HEADER_SIZE + head.nameField.length + head.dataLength;
+    if (this.#used + size > this.#quota) return undefined;
+    this.#used += size;
+    const tempPath = this.#folder.temporaryPath();
+    try {
+      {
+        using file = this.#folder.create(tempPath);
+        writeAllSync(file, encoder.encode(String(head.bodyLength).padStart(HEADER_SIZE, "0")));
+        writeAllSync(file, head.nameField);
+        reencode(decodedPath, file);
+        for await (const chunk of reader.raw()) writeAllSync(file, chunk);
+      }
+      const stamp = new Date().toISOString().replaceAll(":", "-");
+      const kept = `${QUARANTINE}/${stamp}-${crypto.randomUUID().slice(0, 8)}.frame`;
+      await Deno.mkdir(joinPath(this.#folder.path, QUARANTINE), { recursive: true });
+      Deno.renameSync(tempPath, joinPath(this.#folder.path, kept));
+      return kept;
+    } catch (error) {
+      this.#used -= size;
+      throw error;
+    } finally {
+      removeQuietly(tempPath);
+    }
+  }
+}
+
+/** Bytes re-encoded at a time: a multiple of 3, so that no chunk but the last is padded. */
+const REENCODE_CHUNK = 3 * 65_536;
+
+/**
+ * Writes the base64 of a file into another: the data of a frame as it
+ * arrived, since the server decodes only canonical base64, whose encoding
+ * gives back the same characters. A missing file writes nothing.
+ */
+function reencode(path: string, into: Deno.FsFile): void {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return;
+    throw error;
+  }
+  using _ = file;
+  const chunk = new Uint8Array(REENCODE_CHUNK);
+  for (;;) {
+    let filled = 0;
+    for (let n; filled < chunk.length && (n = file.readSync(chunk.subarray(filled))) !== null;) {
+      filled += n;
+    }
+    if (filled === 0) return;
+    writeAllSync(into, encoder.encode(chunk.subarray(0, filled).toBase64()));
+    if (filled < chunk.length) return;
+  }
+}
