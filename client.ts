@@ -7,271 +7,84 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { crc32 } from "node:zlib";
 import {
-  base64Length,
+  askHeld,
   checkNetPermission,
-  closeQuietly,
-  concatBytes,
+  classifyError,
+  collectFiles,
+  type CollectOptions,
+  connectWithin,
   counted,
-  crc32OfFile,
-  describeError,
-  encodeHeader,
-  encodeName,
-  encodeQuery,
-  encodeToken,
+  DEFAULT_CLIENT_TIMEOUT,
+  DEFAULT_PORT,
+  type FileResult,
   formatAddress,
   formatBytes,
   formatDuration,
-  HEADER_SIZE,
-  type Held,
+  FrameWriter,
   isOlderThanMinDeno,
-  LineReader,
-  LogOutput,
-  MAX_ACK_SIZE,
+  isTransient,
   MIN_DENO,
-  NAME_SIZE,
-  parseAck,
+  nameFor,
   parseCount,
-  parseHave,
   parseHost,
   parsePort,
   parseSeconds,
-  ProtocolError,
   readTokenFile,
-  withDeadline,
-  writeAll,
+  ScriptOutput,
+  type Selection,
+  SELECTION_DEFAULTS,
+  type Target,
+  Uploader,
+  type UploadFile,
 } from "./protocol.ts";
 
-/** A file chosen for upload. */
-export interface UploadFile {
-  /** Where it is read from. */
-  path: string;
-  /** The name sent in the frame: the file name without its extension. */
-  name: string;
-}
-
-/** What happened to one file. */
-export interface FileResult {
-  /** Where it was read from. */
-  path: string;
-  /** Confirmed by the server (or, with `legacy`, sent completely). */
-  ok: boolean;
-  /** Bytes of file data. */
-  bytes: number;
-  /** The name the server saved it under, when it said. */
-  savedAs?: string;
-  /** Why it failed. */
-  message?: string;
-  /** Confirmed by a query: the server already held this very file, so it was not sent. */
-  alreadyThere?: boolean;
-  /**
-   * The failure came from the connection (refused, reset, timed out, server
-   * busy), not from the file or the server's verdict: another try may work.
-   */
-  transient?: boolean;
-}
-
-/** Options for {@linkcode collectFiles}. */
-export interface CollectOptions {
-  /**
-   * Extensions to pick from folders, compared without case.
-   * @default {["jpg"]}
-   */
-  extensions?: string[];
-  /**
-   * Descend into sub-folders. A link to a folder is reported among the
-   * skipped, not followed.
-   * @default {false}
-   */
-  recursive?: boolean;
-  /**
-   * Index of the first file to send, as the original's `start_idx`.
-   * @default {0}
-   */
-  start?: number;
-  /**
-   * Files per batch, as the original's `batch_size`.
-   * @default {20}
-   */
-  batchSize?: number;
-  /**
-   * Batches to send at most, as the original's `max_batch`.
-   * @default {10_000}
-   */
-  maxBatch?: number;
-}
-
-/** Files picked by {@linkcode collectFiles}, and those that cannot be sent. */
-export interface Selection {
-  /** Files to send, in order. */
-  files: UploadFile[];
-  /** Selected files that cannot be sent, and links to folders not followed, with the reason. */
-  skipped: FileResult[];
-  /** Files found, before `start` and the batching chose among them. */
-  found: number;
-  /**
-   * Hidden entries of the folders (names starting with a dot) left out, as a
-   * shell's `*` leaves them: files with a matching extension, and with
-   * `recursive` folders.
-   */
-  hidden: number;
-}
+export { collectFiles, nameFor };
+export type { CollectOptions, FileResult, Selection, UploadFile };
 
 /**
- * Returns the name a file is sent under: its base name without the last
- * extension. (The original's `rstrip('.jpg')` also ate trailing `.`, `j`, `p`
- * and `g` characters of the name itself.)
+ * The client's defaults, each written once: the options, the flags and the
+ * usage text all read them.
  *
- * @param path The file's path.
- * @returns The name for the frame.
- */
-export function nameFor(path: string): string {
-  const base = path.slice(path.lastIndexOf("/") + 1);
-  const dot = base.lastIndexOf(".");
-  return dot > 0 ? base.slice(0, dot) : base;
-}
-
-/** A path found, and whether it is a regular file (or a link to one). */
-interface Candidate {
-  path: string;
-  regular: boolean;
-}
-
-/**
- * What a folder holds: the files in it, and with `recursive` the links to
- * folders it does not follow; apart, the hidden entries it leaves out.
- */
-interface Listing {
-  files: Candidate[];
-  linkedFolders: string[];
-  hiddenFiles: string[];
-  hiddenFolders: string[];
-}
-
-async function listFolder(folder: string, recursive: boolean, into: Listing): Promise<void> {
-  for await (const entry of Deno.readDir(folder)) {
-    const path = folder.endsWith("/") ? folder + entry.name : `${folder}/${entry.name}`;
-    // A camera card's ._ files, a phone's .thumbnails, a drive's .Trashes:
-    // not photos to send, and a name starting with a dot cannot be sent anyway.
-    if (entry.name.startsWith(".")) {
-      if (!entry.isDirectory) into.hiddenFiles.push(path);
-      else if (recursive) into.hiddenFolders.push(path);
-      continue;
-    }
-    if (entry.isDirectory) {
-      if (recursive) await listFolder(path, recursive, into);
-    } else if (entry.isSymlink) {
-      // Only links need a stat; the listing already tells files from the rest.
-      const target = await Deno.stat(path).catch(() => undefined);
-      if (recursive && target?.isDirectory) into.linkedFolders.push(path);
-      else into.files.push({ path, regular: target?.isFile ?? false });
-    } else {
-      into.files.push({ path, regular: entry.isFile });
-    }
-  }
-}
-
-/**
- * Folds "." and doubled slashes, so that two spellings of one path compare
- * equal; not "..", since "link/.." may lead elsewhere.
- */
-function samePathKey(path: string): string {
-  return path.replace(/\/+/g, "/").replace(/(^|\/)(?:\.\/)+/g, "$1");
-}
-
-/**
- * Picks the files to send: each file named, and the files with a matching
- * extension in each folder named, sorted by path, each path once; then the
- * original's batching selects `batchSize * maxBatch` of them from `start`.
- * Hidden files and folders inside the folders are left out, and counted.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CLIENT_DEFAULTS } from "./client.ts";
  *
- * @param paths Folders and files.
- * @param options Which files to take.
- * @returns The files to send and the selected files that cannot be sent.
- * @throws {Deno.errors.NotFound} If a path does not exist.
+ * assert.equal(CLIENT_DEFAULTS.concurrency, 4);
+ * ```
  */
-export async function collectFiles(
-  paths: string[],
-  options: CollectOptions = {},
-): Promise<Selection> {
-  const extensions = new Set((options.extensions ?? ["jpg"]).map((e) => e.toLowerCase()));
-  const matches = (path: string) =>
-    extensions.has(path.slice(path.lastIndexOf(".") + 1).toLowerCase());
-  const candidates: Candidate[] = [];
-  const [linkedFolders, hiddenFiles, hiddenFolders]: string[][] = [[], [], []];
-  for (const path of paths) {
-    const info = await Deno.stat(path);
-    if (!info.isDirectory) {
-      candidates.push({ path, regular: info.isFile });
-      continue;
-    }
-    const found: Listing = { files: [], linkedFolders, hiddenFiles, hiddenFolders };
-    await listFolder(path, options.recursive ?? false, found);
-    candidates.push(
-      ...found.files.filter(({ path }) => matches(path))
-        .sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0),
-    );
-  }
-  // A file named twice, or named and found in its folder, is sent once.
-  const seen = new Set<string>();
-  const unique = candidates.filter(({ path }) => {
-    const key = samePathKey(path);
-    if (seen.has(key)) return false;
-    seen.add(key);
-    return true;
-  });
-  const start = options.start ?? 0;
-  const count = (options.batchSize ?? 20) * (options.maxBatch ?? 10_000);
-  // A folder named twice hides the same entries twice.
-  const hidden = new Set([...hiddenFiles.filter(matches), ...hiddenFolders].map(samePathKey));
-  const selection: Selection = {
-    files: [],
-    skipped: [],
-    found: unique.length,
-    hidden: hidden.size,
-  };
-  for (const { path, regular } of unique.slice(start, start + count)) {
-    const name = nameFor(path);
-    try {
-      // Opening a FIFO would wait for a writer: such paths are never opened.
-      if (!regular) throw new TypeError("Cannot send: not a regular file");
-      encodeName(name);
-      selection.files.push({ path, name });
-    } catch (error) {
-      selection.skipped.push({ path, ok: false, bytes: 0, message: (error as Error).message });
-    }
-  }
-  // Not followed, since a link may lead back up the tree; said, since what it holds is not sent.
-  const linksOnce = new Map(linkedFolders.map((path) => [samePathKey(path), path]));
-  for (const path of [...linksOnce.values()].sort()) {
-    const message = "Not followed: a link to a folder; name it to send the files in it";
-    selection.skipped.push({ path, ok: false, bytes: 0, message });
-  }
-  return selection;
-}
+export const CLIENT_DEFAULTS = {
+  host: "127.0.0.1",
+  port: DEFAULT_PORT,
+  ...SELECTION_DEFAULTS,
+  concurrency: 4,
+  timeout: DEFAULT_CLIENT_TIMEOUT,
+  retries: 3,
+  window: 32,
+} as const;
 
 /** Options for {@linkcode uploadFiles}. */
 export interface UploadOptions {
   /**
    * Server address.
-   * @default {"127.0.0.1"}
+   * @default {CLIENT_DEFAULTS.host}
    */
   host?: string;
   /**
    * Server port.
-   * @default {9999}
+   * @default {CLIENT_DEFAULTS.port}
    */
   port?: number;
   /**
    * Connections used in parallel.
-   * @default {4}
+   * @default {CLIENT_DEFAULTS.concurrency}
    */
   concurrency?: number;
   /**
    * Milliseconds allowed to connect, for each write, and for each answer
    * after a frame is sent; the original used 50 s.
-   * @default {50_000}
+   * @default {CLIENT_DEFAULTS.timeout}
    */
   timeout?: number;
   /**
@@ -301,12 +114,12 @@ export interface UploadOptions {
   /**
    * Further tries for files that failed for a transient reason, each pass
    * after a pause that doubles from half a second up to 4 seconds.
-   * @default {3}
+   * @default {CLIENT_DEFAULTS.retries}
    */
   retries?: number;
   /**
    * Frames sent ahead of their acknowledgement on one connection.
-   * @default {32}
+   * @default {CLIENT_DEFAULTS.window}
    */
   window?: number;
   /**
@@ -315,354 +128,6 @@ export interface UploadOptions {
    * @default {() => {}}
    */
   onResult?: (result: FileResult) => void;
-}
-
-/** Bytes of file read per chunk: a multiple of 3, so chunks encode alone. */
-const CHUNK_SIZE = 3 * 65_536;
-
-/** What a client waits for after each frame, as a timeout names it. */
-const ANSWER = { waitingFor: "the server's answer" };
-
-/** Queries sent in one write. */
-const QUERY_BATCH = 64;
-/**
- * Batches of queries written before the first one's answers are read: enough
- * that the server always has the next batch, few enough (some 20 KB of
- * answers) that neither side's socket buffers fill up.
- */
-const QUERY_BATCHES_IN_FLIGHT = 4;
-
-/** Reads until `buffer` is full or the file ends. */
-function readFull(file: Deno.FsFile, buffer: Uint8Array): number {
-  let filled = 0;
-  while (filled < buffer.length) {
-    const n = file.readSync(buffer.subarray(filled));
-    if (n === null) break;
-    filled += n;
-  }
-  return filled;
-}
-
-/** Where to connect, and how. */
-interface Target {
-  hostname: string;
-  port: number;
-  /** Connect with TLS, trusting these PEM certificates as well as the system's. */
-  tls?: { caCerts?: string[] };
-}
-
-/** Writes all of `bytes`, failing with a `timeout` error after `ms` milliseconds. */
-function writeWithin(conn: Deno.Conn, bytes: Uint8Array, ms: number): Promise<void> {
-  return withDeadline(writeAll(conn, bytes), ms, { waitingFor: "the server to read" });
-}
-
-async function connectWithin(target: Target, ms: number): Promise<Deno.Conn> {
-  const { hostname, port, tls } = target;
-  const connecting: Promise<Deno.Conn> = tls
-    ? Deno.connectTls({ hostname, port, caCerts: tls.caCerts })
-    : Deno.connect({ hostname, port }).then((conn) => {
-      conn.setNoDelay(true);
-      return conn;
-    });
-  try {
-    const conn = await withDeadline(connecting, ms, {
-      waitingFor: `a connection to ${formatAddress(hostname, port)}`,
-    });
-    // TLS verifies the server before the first frame goes, not during it.
-    if (tls) await withDeadline((conn as Deno.TlsConn).handshake(), ms, { waitingFor: "TLS" });
-    return conn;
-  } catch (error) {
-    connecting.then((late) => late.close(), () => {});
-    throw error;
-  }
-}
-
-/**
- * Streams files as frames, reusing one chunk of memory whatever the file
- * size: a frame's header, name and first data leave in one write.
- */
-class FrameWriter {
-  readonly #raw = new Uint8Array(CHUNK_SIZE);
-  readonly #out = new Uint8Array(HEADER_SIZE + NAME_SIZE + base64Length(CHUNK_SIZE));
-  readonly #encoder = new TextEncoder();
-  readonly #probe = new Uint8Array(1);
-  readonly #timeout: number;
-  /** Whether part of the last frame reached the wire. */
-  started = false;
-
-  /** @param timeout Milliseconds each write may take. */
-  constructor(timeout: number) {
-    this.#timeout = timeout;
-  }
-
-  /**
-   * Sends one file.
-   *
-   * @returns Bytes of file data sent, and the CRC-32 of that data and of the
-   * frame body (what a `--raw` server saves).
-   * @throws {Error} When the file cannot be read, or changes while being
-   * sent; {@linkcode FrameWriter.started} tells whether part of the frame
-   * was already written.
-   */
-  async send(conn: Deno.Conn, entry: UploadFile): Promise<Sent> {
-    this.started = false;
-    using file = Deno.openSync(entry.path);
-    // A short first chunk leaves 256 KiB after the header in every write,
-    // so the original server's recv(4096) loop, which counts 4096 bytes for
-    // every recv, finds whole 4096-byte blocks rather than a short tail.
-    let want = CHUNK_SIZE - 24;
-    let n: number;
-    try {
-      n = readFull(file, this.#raw.subarray(0, want));
-    } catch (error) {
-      if (error instanceof Deno.errors.IsADirectory) {
-        throw new TypeError("Cannot send: not a regular file");
-      }
-      throw error;
-    }
-    // A file that ends within the first chunk gave its size by ending: no stat.
-    let size = n;
-    if (n === want) {
-      const info = file.statSync();
-      if (!info.isFile) throw new TypeError("Cannot send: not a regular file");
-      size = info.size;
-    }
-    this.#out.set(encodeHeader(NAME_SIZE + base64Length(size)));
-    this.#out.set(encodeName(entry.name), HEADER_SIZE);
-    let offset = HEADER_SIZE + NAME_SIZE;
-    let sent = 0;
-    let dataCrc = 0;
-    let bodyCrc = 0;
-    for (;;) {
-      const end = sent + n;
-      // The header promised `size` bytes: a file that shrinks or grows cannot be sent.
-      if (
-        end > size || (n < want && end < size) ||
-        (end === size && n === want && file.readSync(this.#probe) !== null)
-      ) {
-        throw new Deno.errors.InvalidData("Cannot send: the file changed while being sent");
-      }
-      const { written } = this.#encoder.encodeInto(
-        this.#raw.subarray(0, n).toBase64(),
-        this.#out.subarray(offset),
-      );
-      const chunk = this.#out.subarray(0, offset + written);
-      dataCrc = crc32(this.#raw.subarray(0, n), dataCrc);
-      bodyCrc = crc32(sent === 0 ? chunk.subarray(HEADER_SIZE) : chunk, bodyCrc);
-      this.started = true;
-      await writeWithin(conn, chunk, this.#timeout);
-      sent = end;
-      if (sent === size) return { bytes: size, dataCrc, bodyCrc };
-      offset = 0;
-      want = Math.min(CHUNK_SIZE, size - sent);
-      n = readFull(file, this.#raw.subarray(0, want));
-    }
-  }
-}
-
-/** What went out for one file. */
-interface Sent {
-  /** Bytes of file data. */
-  bytes: number;
-  /** CRC-32 of the file data, which a decoding server saves. */
-  dataCrc: number;
-  /** CRC-32 of the frame body, which a `--raw` server saves. */
-  bodyCrc: number;
-}
-
-/** A frame sent and waiting for its acknowledgement. */
-interface Pending extends Sent {
-  entry: UploadFile;
-  /** The token frame, whose answer is the connection's, not a file's. */
-  token?: true;
-}
-
-/**
- * One connection to our server, sending frames ahead of their
- * acknowledgements and matching the answers to them in order.
- */
-class Uploader {
-  readonly #conn: Deno.Conn;
-  readonly #timeout: number;
-  readonly #window: number;
-  readonly #report: (result: FileResult) => void;
-  readonly #writer: FrameWriter;
-  readonly #pending: Pending[] = [];
-  readonly #acks: Promise<void>;
-  #wake = Promise.withResolvers<void>();
-  #room = Promise.withResolvers<void>();
-  #sending = true;
-  /** The token still to present before the first frame. */
-  #token: string | undefined;
-  /** Why no more frames can be sent on this connection, once that is so. */
-  broken: string | undefined;
-  /** Whether no other connection could do better: the server refused this client itself. */
-  refused = false;
-  /** Whether the server has said OK to anything here; one that turned the connection away never has. */
-  accepted = false;
-
-  constructor(
-    conn: Deno.Conn,
-    options: Required<Pick<UploadOptions, "timeout" | "window" | "onResult">> & {
-      token?: string;
-    },
-  ) {
-    this.#conn = conn;
-    this.#timeout = options.timeout;
-    this.#window = options.window;
-    this.#report = options.onResult;
-    this.#writer = new FrameWriter(options.timeout);
-    this.#token = options.token;
-    this.#acks = this.#readAcks();
-  }
-
-  async #readAcks(): Promise<void> {
-    const lines = new LineReader(this.#conn, MAX_ACK_SIZE);
-    try {
-      for (;;) {
-        while (this.#pending.length === 0) {
-          if (!this.#sending) return;
-          await this.#wake.promise;
-          this.#wake = Promise.withResolvers();
-        }
-        const line = await lines.readLine(this.#timeout, ANSWER);
-        if (line === null) throw new Error("the server closed the connection");
-        const ack = parseAck(line);
-        if (ack.ok) this.accepted = true;
-        // Before any OK, busy is said of the connection, which the server then closes.
-        else if (!this.accepted && ack.message.startsWith("Server busy")) {
-          throw new Deno.errors.Busy(`Refused by the server: ${ack.message}`);
-        }
-        // The server closes after this answer, and answers every connection so.
-        if (!ack.ok && ack.message.startsWith("Authentication required")) {
-          throw new Deno.errors.PermissionDenied(
-            `The server requires a token: add --token-file FILE (it said: ${ack.message})`,
-          );
-        }
-        const { entry, bytes, dataCrc, bodyCrc, token } = this.#pending.shift()!;
-        this.#room.resolve();
-        if (token) {
-          if (!ack.ok) throw new Deno.errors.PermissionDenied(`Token refused: ${ack.message}`);
-          continue;
-        }
-        // A decoding server saves the file's bytes; a --raw one the frame body.
-        const complete = ack.ok &&
-          ((ack.bytes === bytes && ack.crc32 === dataCrc) ||
-            (ack.bytes === NAME_SIZE + base64Length(bytes) && ack.crc32 === bodyCrc));
-        this.#report(
-          complete ? { path: entry.path, bytes, ok: true, savedAs: ack.file } : {
-            path: entry.path,
-            bytes,
-            ok: false,
-            message: ack.ok
-              ? `Server saved other bytes than were sent as ${ack.file}: ${ack.bytes} bytes with CRC-32 ${
-                ack.crc32.toString(16).padStart(8, "0")
-              }, sent ${bytes} with ${dataCrc.toString(16).padStart(8, "0")}`
-              : `Refused by the server: ${ack.message}`,
-            transient: !ack.ok && ack.message.startsWith("Server busy"),
-          },
-        );
-      }
-    } catch (error) {
-      const tls = error instanceof ProtocolError && error.code === "tls";
-      // A refused token is final, and so is a server that speaks TLS; anything
-      // else may pass on another try.
-      const refused = error instanceof Deno.errors.PermissionDenied || tls;
-      this.refused = refused;
-      // Only a failure of the connection itself is called a lost connection.
-      const message = tls
-        ? "The server speaks TLS: add --tls, or --ca FILE"
-        : refused || error instanceof ProtocolError || error instanceof SyntaxError ||
-            error instanceof Deno.errors.Busy
-        ? (error as Error).message
-        : `Connection lost: ${(error as Error).message}`;
-      this.broken ??= message;
-      for (const { entry, bytes, token } of this.#pending.splice(0)) {
-        if (!token) {
-          this.#report({ path: entry.path, bytes, ok: false, message, transient: !refused });
-        }
-      }
-      this.#room.resolve();
-      closeQuietly(this.#conn);
-    }
-  }
-
-  /**
-   * Sends one file, waiting first for room in the window.
-   *
-   * @returns False when the connection broke before the file could go.
-   */
-  async send(entry: UploadFile): Promise<boolean> {
-    while (this.#pending.length >= this.#window && !this.broken) {
-      await this.#room.promise;
-      this.#room = Promise.withResolvers();
-    }
-    if (this.broken) return false;
-    if (this.#token !== undefined) {
-      const frame = encodeToken(this.#token);
-      this.#token = undefined;
-      try {
-        await writeWithin(this.#conn, frame, this.#timeout);
-      } catch (error) {
-        this.broken = `Connection lost: ${(error as Error).message}`;
-        closeQuietly(this.#conn);
-        return false;
-      }
-      const none = { bytes: 0, dataCrc: 0, bodyCrc: 0 };
-      this.#pending.push({ entry: { path: "", name: "" }, ...none, token: true });
-      this.#wake.resolve();
-    }
-    let sent: Sent;
-    try {
-      sent = await this.#writer.send(this.#conn, entry);
-    } catch (error) {
-      // The answers failed and closed the connection under this write: it failed as they did.
-      if (this.broken) return false;
-      const message = (error as Error).message;
-      this.#report({
-        path: entry.path,
-        ok: false,
-        bytes: 0,
-        message,
-        transient: isNetworkError(error),
-      });
-      if (this.#writer.started) {
-        // The stream is out of step: let the answers to earlier frames arrive, send no more.
-        this.broken = `Connection ended after a failed frame: ${message}`;
-        this.#sending = false;
-        this.#wake.resolve();
-        this.#conn.closeWrite().catch(() => {});
-      }
-      return true;
-    }
-    // The answers stopped while this frame was being written: it will never get one.
-    if (this.broken) return false;
-    this.#pending.push({ entry, ...sent });
-    this.#wake.resolve();
-    return true;
-  }
-
-  /** Waits for the answers to everything sent, then closes. */
-  async close(): Promise<void> {
-    this.#sending = false;
-    this.#wake.resolve();
-    await this.#acks;
-    // A TLS close_notify sent by close() alone is lost when the process exits
-    // at once, and the server then sees the connection cut.
-    await this.#conn.closeWrite().catch(() => {});
-    closeQuietly(this.#conn);
-  }
-}
-
-/** Whether an error came from the connection rather than from a file. */
-function isNetworkError(error: unknown): boolean {
-  return error instanceof Deno.errors.ConnectionRefused ||
-    error instanceof Deno.errors.ConnectionReset ||
-    error instanceof Deno.errors.ConnectionAborted ||
-    error instanceof Deno.errors.BrokenPipe ||
-    error instanceof Deno.errors.NotConnected ||
-    error instanceof Deno.errors.TimedOut ||
-    (error instanceof ProtocolError && error.code === "timeout");
 }
 
 /** Totals of an upload. */
@@ -676,6 +141,197 @@ export interface UploadReport {
 }
 
 /**
+ * One run of {@linkcode uploadFiles}: its passes, the workers of each pass,
+ * and what the server has shown of itself so far.
+ */
+class Upload {
+  readonly report: UploadReport = { confirmed: 0, bytes: 0, failed: [] };
+  readonly #options: UploadOptions;
+  readonly #target: Target;
+  readonly #timeout: number;
+  #queue: Iterator<UploadFile> = [].values();
+  #onResult: (result: FileResult) => void = () => {};
+  /** Why the server will take nothing from this client, once it is known: the rest fail at once. */
+  #refusal: string | undefined;
+  /** Connections open now, over all workers. */
+  #open = 0;
+  /** Workers of this pass that stopped because the server turned their connection away. */
+  #retired = 0;
+  /** Connections for the next pass. */
+  #width: number;
+
+  constructor(options: UploadOptions) {
+    this.#options = options;
+    const host = options.host ?? CLIENT_DEFAULTS.host;
+    const port = options.port ?? CLIENT_DEFAULTS.port;
+    this.#target = { hostname: host, port, tls: options.tls };
+    this.#timeout = options.timeout ?? CLIENT_DEFAULTS.timeout;
+    this.#width = options.concurrency ?? CLIENT_DEFAULTS.concurrency;
+  }
+
+  /** Sends every file, in rounds and passes, and returns the totals. */
+  async run(files: UploadFile[]): Promise<UploadReport> {
+    const options = this.#options;
+    const unsent = options.resume && !options.legacy ? await this.#skipHeld(files) : files;
+    // A name's later files wait for the first one's answer: which file the
+    // server keeps must not depend on which connection was faster. They then
+    // meet it there, all at once: each is confirmed if the same, else refused.
+    for (const round of firstOfEachNameThenTheRest(unsent)) await this.#round(round);
+    return this.report;
+  }
+
+  /** Counts a file's final fate and passes it on. */
+  #record(result: FileResult): void {
+    if (result.ok) {
+      this.report.confirmed++;
+      this.report.bytes += result.bytes;
+    } else {
+      this.report.failed.push(result);
+    }
+    try {
+      this.#options.onResult?.(result);
+    } catch {
+      // The caller's log failed; the file did not.
+    }
+  }
+
+  /** Sends a round of files; each pass sends what the last failed to for a transient reason. */
+  async #round(files: UploadFile[]): Promise<void> {
+    const retries = this.#options.retries ?? CLIENT_DEFAULTS.retries;
+    let pass = files;
+    for (let attempt = 0;; attempt++) {
+      const again: UploadFile[] = [];
+      const byPath = new Map(pass.map((entry) => [entry.path, entry]));
+      this.#queue = pass.values();
+      this.#onResult = (result) => {
+        if (!result.ok && result.transient && attempt < retries) {
+          again.push(byPath.get(result.path)!);
+        } else this.#record(result);
+      };
+      const workers = Math.max(1, Math.min(this.#width, pass.length));
+      this.#retired = 0;
+      const work = () => this.#options.legacy ? this.#legacyWorker() : this.#worker();
+      await Promise.all(Array.from({ length: workers }, work));
+      if (again.length === 0) return;
+      // As many connections as the server took this time.
+      this.#width = workers - this.#retired;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** attempt, 4000)));
+      pass = again;
+    }
+  }
+
+  #fail(entry: UploadFile, message: string, transient: boolean): void {
+    this.#onResult({ path: entry.path, ok: false, bytes: 0, message, transient });
+  }
+
+  async #legacyWorker(): Promise<void> {
+    const writer = new FrameWriter(this.#timeout);
+    for (let next = this.#queue.next(); !next.done; next = this.#queue.next()) {
+      const entry = next.value;
+      try {
+        const bytes = await writer.sendToOriginal(this.#target, entry);
+        this.#onResult({ path: entry.path, ok: true, bytes });
+      } catch (error) {
+        this.#fail(entry, (error as Error).message, isTransient(error));
+      }
+    }
+  }
+
+  async #worker(): Promise<void> {
+    let uploader: Uploader | undefined;
+    for (;;) {
+      if (uploader?.broken) {
+        if (uploader.refused) this.#refusal ??= uploader.broken;
+        const turnedAway = !uploader.accepted;
+        await this.#close(uploader);
+        uploader = undefined;
+        // Turned away before taking anything while other connections work:
+        // the server is at its limit, so this one leaves the rest to them.
+        if (turnedAway && this.#open > 0 && this.#refusal === undefined) {
+          this.#retired++;
+          return;
+        }
+      }
+      const next = this.#queue.next();
+      if (next.done) break;
+      const entry = next.value;
+      if (this.#refusal !== undefined) {
+        this.#fail(entry, this.#refusal, false);
+        continue;
+      }
+      uploader ??= await this.#connect(entry);
+      if (uploader && !await uploader.send(entry)) {
+        if (uploader.refused) this.#refusal ??= uploader.broken;
+        this.#fail(entry, uploader.broken!, !uploader.refused);
+      }
+    }
+    if (uploader !== undefined) await this.#close(uploader);
+  }
+
+  /** Opens a connection for `entry`; when that fails, fails the file and returns nothing. */
+  async #connect(entry: UploadFile): Promise<Uploader | undefined> {
+    try {
+      const uploader = new Uploader(await connectWithin(this.#target, this.#timeout), {
+        timeout: this.#timeout,
+        window: this.#options.window ?? CLIENT_DEFAULTS.window,
+        onResult: this.#onResult,
+        token: this.#options.token,
+      });
+      this.#open++;
+      return uploader;
+    } catch (error) {
+      const { hostname, port } = this.#target;
+      const message = `Cannot connect to ${formatAddress(hostname, port)}: ${connectReason(error)}`;
+      // A certificate TLS refused, a missing permission, or a name that does
+      // not exist stays so however often it is tried.
+      const kind = classifyError(error);
+      const transient = kind !== "certificate" && kind !== "ca-certificate" &&
+        kind !== "not-tls" && kind !== "permission" && kind !== "unknown-host";
+      if (!transient) this.#refusal ??= message;
+      this.#fail(entry, message, transient);
+      return undefined;
+    }
+  }
+
+  async #close(uploader: Uploader): Promise<void> {
+    await uploader.close();
+    this.#open--;
+  }
+
+  /**
+   * Asks the server which files it already holds and records those; returns
+   * the others. Any failure leaves the rest to be sent: a query only ever
+   * saves work.
+   */
+  async #skipHeld(candidates: UploadFile[]): Promise<UploadFile[]> {
+    const { rest, refused } = await askHeld(candidates, {
+      target: this.#target,
+      timeout: this.#timeout,
+      token: this.#options.token,
+      onHeld: (result) => this.#record(result),
+    });
+    if (refused === undefined) return rest;
+    // A server that cannot say what it holds would store each file again.
+    const message = `Not sent, so as not to store it twice: ${refused}`;
+    for (const { path } of rest) this.#record({ path, ok: false, bytes: 0, message });
+    return [];
+  }
+}
+
+/** What a failed connection attempt tells the user. */
+function connectReason(error: unknown): string {
+  const reason = (error as Error).message;
+  switch (classifyError(error)) {
+    case "ca-certificate":
+      return "the server's certificate is a CA's, which TLS does not accept as a server's own: make it with -addext basicConstraints=critical,CA:FALSE (see the README)";
+    case "not-tls":
+      return `the server does not speak TLS (${reason})`;
+    default:
+      return reason;
+  }
+}
+
+/**
  * Uploads files over `concurrency` connections, reusing each connection for
  * many files, and reports each file's fate through `onResult`. Files that
  * share a name follow once the first of them is answered, so the server
@@ -685,251 +341,11 @@ export interface UploadReport {
  * @param options Server, parallelism, deadlines and mode.
  * @returns The totals, with every failure.
  */
-export async function uploadFiles(
+export function uploadFiles(
   files: UploadFile[],
   options: UploadOptions = {},
 ): Promise<UploadReport> {
-  const host = options.host ?? "127.0.0.1";
-  const port = options.port ?? 9999;
-  const timeout = options.timeout ?? 50_000;
-  const retries = options.retries ?? 3;
-  const target: Target = { hostname: host, port, tls: options.tls };
-  const report: UploadReport = { confirmed: 0, bytes: 0, failed: [] };
-  let queue: Iterator<UploadFile>;
-  let onResult: (result: FileResult) => void;
-  /** Why the server will take nothing from this client, once it is known: the rest fail at once. */
-  let refusal: string | undefined;
-  /** Connections open now, over all workers. */
-  let open = 0;
-  /** Workers of this pass that stopped because the server turned their connection away. */
-  let retired = 0;
-  /** Connections for the next pass. */
-  let width = options.concurrency ?? 4;
-  /** Counts a file's final fate and passes it on. */
-  const record = (result: FileResult) => {
-    if (result.ok) {
-      report.confirmed++;
-      report.bytes += result.bytes;
-    } else {
-      report.failed.push(result);
-    }
-    try {
-      options.onResult?.(result);
-    } catch {
-      // The caller's log failed; the file did not.
-    }
-  };
-
-  /** Sends one file to the original server: one connection, no answer. */
-  async function sendLegacy(entry: UploadFile, writer: FrameWriter): Promise<number> {
-    using conn = await connectWithin(target, timeout);
-    // The original server reads until it has counted the body or the input
-    // ends, then closes: a clean close means it read every byte.
-    let bytes: number;
-    try {
-      ({ bytes } = await writer.send(conn, entry));
-      await conn.closeWrite();
-      const sink = new Uint8Array(4096);
-      const closing = { waitingFor: "the server to close" };
-      while (await withDeadline(conn.read(sink), timeout, closing) !== null) {
-        // The original server sends nothing; anything it does send is ignored.
-      }
-    } catch (error) {
-      if (
-        !(error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe)
-      ) {
-        throw error;
-      }
-      // Not transient: sending again would leave a second numbered copy there.
-      throw new Deno.errors.InvalidData(
-        "Cannot confirm: the server closed before reading all of it, so it may keep a truncated copy (the original server does when a recv returns less than 4096 bytes)",
-      );
-    }
-    return bytes;
-  }
-
-  async function legacyWorker(): Promise<void> {
-    const writer = new FrameWriter(timeout);
-    for (let next = queue.next(); !next.done; next = queue.next()) {
-      const entry = next.value;
-      try {
-        const bytes = await sendLegacy(entry, writer);
-        onResult({ path: entry.path, ok: true, bytes });
-      } catch (error) {
-        const message = (error as Error).message;
-        onResult({
-          path: entry.path,
-          ok: false,
-          bytes: 0,
-          message,
-          transient: isNetworkError(error),
-        });
-      }
-    }
-  }
-
-  async function worker(): Promise<void> {
-    let uploader: Uploader | undefined;
-    for (;;) {
-      if (uploader?.broken) {
-        if (uploader.refused) refusal ??= uploader.broken;
-        const turnedAway = !uploader.accepted;
-        await uploader.close();
-        uploader = undefined;
-        open--;
-        // Turned away before taking anything while other connections work:
-        // the server is at its limit, so this one leaves the rest to them.
-        if (turnedAway && open > 0 && refusal === undefined) {
-          retired++;
-          return;
-        }
-      }
-      const next = queue.next();
-      if (next.done) break;
-      const entry = next.value;
-      if (refusal !== undefined) {
-        onResult({ path: entry.path, ok: false, bytes: 0, message: refusal, transient: false });
-        continue;
-      }
-      try {
-        if (uploader === undefined) {
-          uploader = new Uploader(await connectWithin(target, timeout), {
-            timeout,
-            window: options.window ?? 32,
-            onResult,
-            token: options.token,
-          });
-          open++;
-        }
-      } catch (error) {
-        const reason = (error as Error).message;
-        const message = `Cannot connect to ${formatAddress(host, port)}: ${
-          reason.includes("CaUsedAsEndEntity")
-            ? "the server's certificate is a CA's, which TLS does not accept as a server's own: make it with -addext basicConstraints=critical,CA:FALSE (see the README)"
-            : reason.includes("InvalidContentType")
-            ? `the server does not speak TLS (${reason})`
-            : reason
-        }`;
-        // A certificate TLS refused (InvalidData), a missing permission, or a
-        // name that does not exist stays so however often it is tried.
-        const transient = !(error instanceof Deno.errors.InvalidData) &&
-          !(error instanceof Deno.errors.NotCapable) &&
-          !/Name or service not known|No address associated with hostname|nor servname provided/
-            .test(reason);
-        if (!transient) refusal ??= message;
-        onResult({ path: entry.path, ok: false, bytes: 0, message, transient });
-        continue;
-      }
-      if (!await uploader.send(entry)) {
-        if (uploader.refused) refusal ??= uploader.broken;
-        onResult({
-          path: entry.path,
-          ok: false,
-          bytes: 0,
-          message: uploader.broken!,
-          transient: !uploader.refused,
-        });
-      }
-    }
-    if (uploader !== undefined) {
-      await uploader.close();
-      open--;
-    }
-  }
-
-  /**
-   * Asks the server about each file, 64 queries a write and up to four writes
-   * ahead of the answers, and reports those it already holds; returns the
-   * others. Any failure leaves the rest to be sent: a query only ever saves
-   * work.
-   */
-  async function skipHeld(candidates: UploadFile[]): Promise<UploadFile[]> {
-    const rest: UploadFile[] = [];
-    /** Candidates settled so far: recorded as held, or put in `rest`. */
-    let settled = 0;
-    try {
-      using conn = await connectWithin(target, timeout);
-      const lines = new LineReader(conn, MAX_ACK_SIZE);
-      if (options.token !== undefined) {
-        await writeWithin(conn, encodeToken(options.token), timeout);
-        const line = await lines.readLine(timeout, ANSWER);
-        if (line === null || !parseAck(line).ok) return candidates;
-      }
-      // Writing ahead keeps the server busy: waiting for each batch's answers
-      // left it a round trip idle per batch (bench/RESULTS.md).
-      const inFlight: { entry: UploadFile; size: number }[][] = [];
-      let queued = 0;
-      while (queued < candidates.length || inFlight.length > 0) {
-        while (queued < candidates.length && inFlight.length < QUERY_BATCHES_IN_FLIGHT) {
-          const batch = candidates.slice(queued, queued + QUERY_BATCH).map((entry) => {
-            const info = Deno.statSync(entry.path);
-            return { entry, size: info.isFile ? info.size : -1 };
-          });
-          queued += batch.length;
-          const queries = batch.filter(({ size }) => size >= 0);
-          const frames = queries.map(({ entry, size }) => encodeQuery(entry.name, size));
-          await writeWithin(conn, concatBytes(frames), timeout);
-          inFlight.push(batch);
-        }
-        for (const { entry, size } of inFlight.shift()!) {
-          let held: Held | undefined;
-          if (size >= 0) {
-            const line = await lines.readLine(timeout, ANSWER);
-            if (line === null) throw new Error("the server closed the connection");
-            held = parseHave(line);
-          }
-          if (held?.bytes === size && held.crc32 === crc32OfFile(entry.path)) {
-            record({
-              path: entry.path,
-              ok: true,
-              bytes: size,
-              savedAs: held.file,
-              alreadyThere: true,
-            });
-          } else {
-            rest.push(entry);
-          }
-          settled++;
-        }
-      }
-      return rest;
-    } catch (error) {
-      const unsettled = [...rest, ...candidates.slice(settled)];
-      if (!(error instanceof ProtocolError && error.code === "refused")) return unsettled;
-      // A server that cannot say what it holds would store each file again.
-      const message = `Not sent, so as not to store it twice: ${error.message}`;
-      for (const { path } of unsettled) record({ path, ok: false, bytes: 0, message });
-      return [];
-    }
-  }
-
-  const unsent = options.resume && !options.legacy ? await skipHeld(files) : files;
-  // A name's later files wait for the first one's answer: which file the
-  // server keeps must not depend on which connection was faster. They then
-  // meet it there, all at once: each is confirmed if the same, else refused.
-  for (const round of firstOfEachNameThenTheRest(unsent)) {
-    // Each pass sends what the last one failed to for a transient reason.
-    let pass = round;
-    for (let attempt = 0;; attempt++) {
-      const again: UploadFile[] = [];
-      const byPath = new Map(pass.map((entry) => [entry.path, entry]));
-      queue = pass.values();
-      onResult = (result) => {
-        if (!result.ok && result.transient && attempt < retries) {
-          again.push(byPath.get(result.path)!);
-        } else record(result);
-      };
-      const workers = Math.max(1, Math.min(width, pass.length));
-      retired = 0;
-      await Promise.all(Array.from({ length: workers }, options.legacy ? legacyWorker : worker));
-      if (again.length === 0) break;
-      // As many connections as the server took this time.
-      width = workers - retired;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** attempt, 4000)));
-      pass = again;
-    }
-  }
-  return report;
+  return new Upload(options).run(files);
 }
 
 /** Splits files into the first of each name and, when there are any, the others; order kept. */
@@ -981,20 +397,22 @@ Uploads the images in each DIR (and each FILE named) to server.ts and reports
 every file the server did not confirm.
 
 Options:
-  --host HOST          server address (default 127.0.0.1)
-  --port PORT          server port (default 9999)
+  --host HOST          server address (default ${CLIENT_DEFAULTS.host})
+  --port PORT          server port (default ${CLIENT_DEFAULTS.port})
   --ext LIST           extensions to pick from folders, comma-separated
-                       (default jpg)
+                       (default ${CLIENT_DEFAULTS.extensions.join(",")})
   -r, --recursive      descend into sub-folders (a link to a folder is reported,
                        not followed)
-  --start N            skip the first N files (default 0)
-  --batch-size N       files per batch, as the original (default 20)
-  --max-batch N        send at most N batches (default 10000)
-  -c, --concurrency N  parallel connections (default 4)
-  --timeout SEC        deadline to connect, per write and per answer (default 50)
+  --start N            skip the first N files (default ${CLIENT_DEFAULTS.start})
+  --batch-size N       files per batch, as the original (default ${CLIENT_DEFAULTS.batchSize})
+  --max-batch N        send at most N batches (default ${CLIENT_DEFAULTS.maxBatch})
+  -c, --concurrency N  parallel connections (default ${CLIENT_DEFAULTS.concurrency})
+  --timeout SEC        deadline to connect, per write and per answer (default ${
+  CLIENT_DEFAULTS.timeout / 1000
+})
   --retries N          tries again, after 0.5 s, 1 s, 2 s, ..., files that failed
                        for a transient reason: refused, reset, timed out, server
-                       busy (default 3)
+                       busy (default ${CLIENT_DEFAULTS.retries})
   --legacy             talk to the original Python server: one file per
                        connection, no acknowledgement
   --token-file FILE    present the token on this file's first line, for a server
@@ -1018,215 +436,275 @@ Exit status: 0 when every selected file was confirmed (with --legacy: sent),
 1 when any failed, it was stopped, or stdout could not be written, 2 on a
 usage error.`;
 
-async function main(): Promise<void> {
-  // Nothing is left to report a failed stderr to; the work goes on without it.
-  const stderr = new LogOutput(() => {}, { write: (bytes) => Deno.stderr.writeSync(bytes) });
-  // The upload goes on without its log; the exit status says the log failed.
-  const stdout = new LogOutput((error) =>
-    stderr.line(`client.ts: Cannot write to stdout: ${error.message}`)
-  );
-  let parsed;
-  try {
-    const { values, positionals } = parseArgs({
-      args: Deno.args,
-      allowPositionals: true,
-      options: {
-        host: { type: "string", default: "127.0.0.1" },
-        port: { type: "string", default: "9999" },
-        ext: { type: "string", default: "jpg" },
-        recursive: { type: "boolean", short: "r", default: false },
-        start: { type: "string", default: "0" },
-        "batch-size": { type: "string", default: "20" },
-        "max-batch": { type: "string", default: "10000" },
-        concurrency: { type: "string", short: "c", default: "4" },
-        timeout: { type: "string", default: "50" },
-        retries: { type: "string", default: "3" },
-        legacy: { type: "boolean", default: false },
-        tls: { type: "boolean", default: false },
-        resume: { type: "boolean", default: false },
-        "token-file": { type: "string" },
-        ca: { type: "string" },
-        verbose: { type: "boolean", short: "v", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-    if (values.help) {
-      stdout.line(USAGE);
-      Deno.exit(stdout.failed ? 1 : 0);
+/** What the command line asks of the client. */
+interface ClientCommand {
+  paths: string[];
+  collect: Required<CollectOptions>;
+  upload: UploadOptions & { tokenFile?: string; caFile?: string };
+  verbose: boolean;
+}
+
+/** The extensions `--ext` names, without dots or `*.`. */
+function parseExtensions(text: string): string[] {
+  const extensions = text.split(",").map((e) => e.trim().replace(/^\*?\./, "")).filter(Boolean);
+  if (extensions.length === 0) {
+    const given = JSON.stringify(text.slice(0, 80));
+    throw new TypeError(`Invalid --ext: name at least one extension, got ${given}`);
+  }
+  return extensions;
+}
+
+/**
+ * Turns the command line into what to send and how.
+ *
+ * @returns The command, or `"help"` when the usage text was asked for.
+ * @throws {TypeError | RangeError} Naming the flag at fault.
+ */
+function parseClientArgs(args: string[]): ClientCommand | "help" {
+  const d = CLIENT_DEFAULTS;
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      host: { type: "string", default: d.host },
+      port: { type: "string", default: String(d.port) },
+      ext: { type: "string", default: d.extensions.join(",") },
+      recursive: { type: "boolean", short: "r", default: false },
+      start: { type: "string", default: String(d.start) },
+      "batch-size": { type: "string", default: String(d.batchSize) },
+      "max-batch": { type: "string", default: String(d.maxBatch) },
+      concurrency: { type: "string", short: "c", default: String(d.concurrency) },
+      timeout: { type: "string", default: String(d.timeout / 1000) },
+      retries: { type: "string", default: String(d.retries) },
+      legacy: { type: "boolean", default: false },
+      tls: { type: "boolean", default: false },
+      resume: { type: "boolean", default: false },
+      "token-file": { type: "string" },
+      ca: { type: "string" },
+      verbose: { type: "boolean", short: "v", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) return "help";
+  if (positionals.length === 0) {
+    throw new TypeError("Missing DIR: name at least one folder or file");
+  }
+  if (values.legacy && values["token-file"] !== undefined) {
+    throw new TypeError("Invalid --token-file: the original server (--legacy) takes no token");
+  }
+  if (values.legacy && values.resume) {
+    throw new TypeError("Invalid --resume: the original server (--legacy) answers no queries");
+  }
+  return {
+    paths: positionals,
+    collect: {
+      extensions: parseExtensions(values.ext),
+      recursive: values.recursive,
+      start: parseCount(values.start, "--start", 0),
+      batchSize: parseCount(values["batch-size"], "--batch-size"),
+      maxBatch: parseCount(values["max-batch"], "--max-batch"),
+    },
+    upload: {
+      host: parseHost(values.host),
+      port: parsePort(values.port, 1),
+      concurrency: parseCount(values.concurrency, "--concurrency"),
+      timeout: parseSeconds(values.timeout, "--timeout"),
+      retries: parseCount(values.retries, "--retries", 0),
+      legacy: values.legacy,
+      resume: values.resume,
+      tokenFile: values["token-file"],
+      caFile: values.ca,
+      tls: values.tls || values.ca !== undefined ? {} : undefined,
+    },
+    verbose: values.verbose,
+  };
+}
+
+/**
+ * Reads what the command names before anything is sent: the permission to
+ * connect, the token, the CA certificate and the files.
+ */
+async function prepare(command: ClientCommand): Promise<Selection> {
+  const { upload } = command;
+  await checkNetPermission(formatAddress(upload.host!, upload.port!));
+  if (upload.tokenFile !== undefined) upload.token = await readTokenFile(upload.tokenFile);
+  if (upload.caFile !== undefined) {
+    const ca = await Deno.readTextFile(upload.caFile);
+    // Deno ignores a file with no certificate in it, and the server then seems untrusted.
+    if (!ca.includes("-----BEGIN CERTIFICATE-----")) {
+      throw new SyntaxError(`Invalid --ca: ${upload.caFile} holds no PEM certificate`);
     }
-    if (positionals.length === 0) {
-      throw new TypeError("Missing DIR: name at least one folder or file");
-    }
-    if (values.legacy && values["token-file"] !== undefined) {
-      throw new TypeError("Invalid --token-file: the original server (--legacy) takes no token");
-    }
-    if (values.legacy && values.resume) {
-      throw new TypeError("Invalid --resume: the original server (--legacy) answers no queries");
-    }
-    const extensions = values.ext.split(",").map((e) => e.trim().replace(/^\*?\./, ""))
-      .filter(Boolean);
-    if (extensions.length === 0) {
-      throw new TypeError(
-        `Invalid --ext: name at least one extension, got ${
-          JSON.stringify(values.ext.slice(0, 80))
-        }`,
-      );
-    }
-    parsed = {
-      paths: positionals,
-      collect: {
-        extensions,
-        recursive: values.recursive,
-        start: parseCount(values.start, "--start", 0),
-        batchSize: parseCount(values["batch-size"], "--batch-size"),
-        maxBatch: parseCount(values["max-batch"], "--max-batch"),
-      },
-      upload: {
-        host: parseHost(values.host),
-        port: parsePort(values.port, 1),
-        concurrency: parseCount(values.concurrency, "--concurrency"),
-        timeout: parseSeconds(values.timeout, "--timeout"),
-        retries: parseCount(values.retries, "--retries", 0),
-        legacy: values.legacy,
-        resume: values.resume,
-        tokenFile: values["token-file"],
-        tls: values.tls || values.ca !== undefined ? { caFile: values.ca } : undefined,
-      },
-      verbose: values.verbose,
-    };
-  } catch (error) {
-    stderr.line(`client.ts: ${describeError(error)}\nTry 'client.ts --help'.`);
-    Deno.exit(2);
+    upload.tls = { caCerts: [ca] };
+  }
+  return await collectFiles(command.paths, command.collect);
+}
+
+/**
+ * The tally of a run and its report: a progress line redrawn on a terminal,
+ * a line per failed file, the reasons counted, and the summary.
+ */
+class Progress {
+  readonly #script: ScriptOutput;
+  readonly #total: number;
+  readonly #legacy: boolean;
+  readonly #verbose: boolean;
+  readonly #started = performance.now();
+  readonly #ticker: ReturnType<typeof setInterval> | undefined;
+  #confirmed = 0;
+  #bytes = 0;
+  #already = 0;
+  /** The files failed so far; the selected files that cannot be sent count among them. */
+  readonly #failures: FileResult[];
+
+  constructor(script: ScriptOutput, selection: Selection, command: ClientCommand) {
+    this.#script = script;
+    this.#failures = [...selection.skipped];
+    this.#total = selection.files.length + selection.skipped.length;
+    this.#legacy = command.upload.legacy ?? false;
+    this.#verbose = command.verbose;
+    const tty = Deno.stdout.isTerminal();
+    this.#ticker = tty ? setInterval(() => this.#draw(), 250) : undefined;
   }
 
+  /** Whether every selected file was confirmed. */
+  get complete(): boolean {
+    return this.#confirmed === this.#total;
+  }
+
+  /** Counts one file's fate, and says it when it failed or with `--verbose`. */
+  onResult(result: FileResult): void {
+    if (!result.ok) {
+      this.#failures.push(result);
+      this.#clear();
+      this.#script.stderr.line(`failed ${result.path}: ${result.message}`);
+      return;
+    }
+    this.#confirmed++;
+    this.#bytes += result.bytes;
+    if (result.alreadyThere) this.#already++;
+    if (this.#verbose) {
+      this.#clear();
+      const saved = result.savedAs ? ` as ${result.savedAs}` : "";
+      const verb = result.alreadyThere ? "already there:" : "sent";
+      this.#script.stdout.line(`${verb} ${result.path}${saved}`);
+    }
+  }
+
+  /** Stops the progress line and prints the reasons and the summary, with `suffix` after it. */
+  finish(suffix = ""): void {
+    clearInterval(this.#ticker);
+    this.#clear();
+    const lines = failuresByReason(this.#failures);
+    if (lines.length > 0) this.#script.stderr.line(["failed, by reason:", ...lines].join("\n"));
+    this.#script.stdout.line(this.#summary() + suffix);
+  }
+
+  /** Files neither confirmed nor failed yet. */
+  get unsettled(): number {
+    return this.#total - this.#confirmed - this.#failures.length;
+  }
+
+  #draw(): void {
+    const done = this.#confirmed + this.#failures.length;
+    const seconds = (performance.now() - this.#started) / 1000;
+    const rate = this.#bytes / seconds;
+    const eta = done > 0 ? (seconds / done) * (this.#total - done) * 1000 : NaN;
+    const line = `${done}/${this.#total} files  ${formatBytes(this.#bytes)}  ${
+      formatBytes(rate)
+    }/s  ETA ${Number.isFinite(eta) ? formatDuration(eta) : "?"}`;
+    this.#script.stdout.text(`\r\x1b[K${line}`);
+  }
+
+  #clear(): void {
+    if (this.#ticker !== undefined) this.#script.stdout.text("\r\x1b[K");
+  }
+
+  #summary(): string {
+    const elapsed = performance.now() - this.#started;
+    const bytes = formatBytes(this.#bytes);
+    const already = this.#already > 0 ? ` (${this.#already} already there, not sent)` : "";
+    const failed = this.#failures.length > 0
+      ? `; ${this.#failures.length} failed (listed above)`
+      : "";
+    return `${this.#legacy ? "sent" : "confirmed"} ${this.#confirmed} of ${
+      counted(this.#total, "file")
+    } (${bytes}) in ${formatDuration(elapsed)}, ${
+      formatBytes(this.#bytes / (elapsed / 1000))
+    }/s${already}${failed}`;
+  }
+}
+
+/** Says why there is nothing to send, and exits 0. */
+function nothingToSend(script: ScriptOutput, selection: Selection, command: ClientCommand): never {
+  const { start, extensions } = command.collect;
+  const why = selection.found > 0
+    ? `--start ${start} skips all ${selection.found} files found`
+    : `none matching *.${extensions.join(", *.")}`;
+  script.error(`No files to send: ${why}${leftOut(selection)}`);
+  Deno.exit(0);
+}
+
+/** The hidden names left out, as the start line says them. */
+function leftOut(selection: Selection): string {
+  return selection.hidden === 0
+    ? ""
+    : `; left out ${counted(selection.hidden, "name")} starting with a dot`;
+}
+
+/** The line that says what is about to be sent, and where. */
+function startLine(selection: Selection, command: ClientCommand): string {
+  const { host, port, concurrency, legacy, resume } = command.upload;
+  const connections = Math.max(1, Math.min(concurrency!, selection.files.length));
+  const over = `over ${counted(connections, "connection")}`;
+  const address = formatAddress(host!, port!);
+  const files = counted(selection.files.length, "file");
+  return (resume
+    ? `asking ${address} which of ${files} it holds, then sending the others ${over}`
+    : `sending ${files} to ${address} ${over}${legacy ? " (legacy)" : ""}`) + leftOut(selection);
+}
+
+async function main(): Promise<void> {
+  const script: ScriptOutput = new ScriptOutput("client.ts");
+  let command: ClientCommand | "help";
+  try {
+    command = parseClientArgs(Deno.args);
+  } catch (error) {
+    script.usage(error);
+  }
+  if (command === "help") script.help(USAGE);
   if (isOlderThanMinDeno(Deno.version.deno)) {
-    stderr.line(`client.ts: Needs Deno ${MIN_DENO} or later: this is Deno ${Deno.version.deno}`);
+    script.error(`Needs Deno ${MIN_DENO} or later: this is Deno ${Deno.version.deno}`);
     Deno.exit(1);
   }
   let selection: Selection;
-  let tls: UploadOptions["tls"];
-  let token: string | undefined;
   try {
-    await checkNetPermission(formatAddress(parsed.upload.host, parsed.upload.port));
-    const tokenFile = parsed.upload.tokenFile;
-    token = tokenFile === undefined ? undefined : await readTokenFile(tokenFile);
-    const caFile = parsed.upload.tls?.caFile;
-    const ca = caFile === undefined ? undefined : await Deno.readTextFile(caFile);
-    // Deno ignores a file with no certificate in it, and the server then seems untrusted.
-    if (ca !== undefined && !ca.includes("-----BEGIN CERTIFICATE-----")) {
-      throw new SyntaxError(`Invalid --ca: ${caFile} holds no PEM certificate`);
-    }
-    tls = parsed.upload.tls && { caCerts: ca === undefined ? undefined : [ca] };
-    selection = await collectFiles(parsed.paths, parsed.collect);
+    selection = await prepare(command);
   } catch (error) {
-    stderr.line(`client.ts: ${describeError(error)}`);
-    Deno.exit(error instanceof Deno.errors.NotCapable || error instanceof SyntaxError ? 2 : 1);
+    script.fail(error);
   }
   for (const skipped of selection.skipped) {
-    stderr.line(`skipped ${skipped.path}: ${skipped.message}`);
+    script.stderr.line(`skipped ${skipped.path}: ${skipped.message}`);
   }
-  const { host, port, concurrency, legacy } = parsed.upload;
-  const total = selection.files.length + selection.skipped.length;
-  const leftOut = selection.hidden === 0
-    ? ""
-    : `; left out ${counted(selection.hidden, "name")} starting with a dot`;
-  if (total === 0) {
-    const start = parsed.collect.start;
-    stderr.line(
-      `client.ts: No files to send: ${
-        selection.found > 0
-          ? `--start ${start} skips all ${selection.found} files found`
-          : `none matching *.${parsed.collect.extensions.join(", *.")}`
-      }${leftOut}`,
-    );
-    Deno.exit(0);
+  if (selection.files.length + selection.skipped.length === 0) {
+    nothingToSend(script, selection, command);
   }
-
-  const tty = Deno.stdout.isTerminal();
-  const started = performance.now();
-  const tally = { confirmed: 0, bytes: 0, already: 0 };
-  /** The files failed so far; the selected files that cannot be sent count among them. */
-  const failures: FileResult[] = [...selection.skipped];
-  const progress = () => {
-    const done = tally.confirmed + failures.length;
-    const seconds = (performance.now() - started) / 1000;
-    const rate = tally.bytes / seconds;
-    const eta = done > 0 ? (seconds / done) * (total - done) * 1000 : NaN;
-    const line = `${done}/${total} files  ${formatBytes(tally.bytes)}  ${
-      formatBytes(rate)
-    }/s  ETA ${Number.isFinite(eta) ? formatDuration(eta) : "?"}`;
-    stdout.text(`\r\x1b[K${line}`);
-  };
-  const ticker = tty ? setInterval(progress, 250) : undefined;
-  const clearProgress = () => tty && stdout.text("\r\x1b[K");
-  const printReasons = () => {
-    const lines = failuresByReason(failures);
-    if (lines.length > 0) stderr.line(["failed, by reason:", ...lines].join("\n"));
-  };
-  const summary = () => {
-    const elapsed = performance.now() - started;
-    return `${legacy ? "sent" : "confirmed"} ${tally.confirmed} of ${counted(total, "file")} (${
-      formatBytes(tally.bytes)
-    }) in ${formatDuration(elapsed)}, ${formatBytes(tally.bytes / (elapsed / 1000))}/s${
-      tally.already > 0 ? ` (${tally.already} already there, not sent)` : ""
-    }${failures.length > 0 ? `; ${failures.length} failed (listed above)` : ""}`;
-  };
-
+  const progress = new Progress(script, selection, command);
   // Frames in flight are not waited for: the server keeps each one that
   // arrived whole, and --resume finds it there next time.
-  const shutdown = (signal: Deno.Signal) => {
-    clearInterval(ticker);
-    clearProgress();
-    const unconfirmed = total - tally.confirmed - failures.length;
-    printReasons();
-    stdout.line(
-      `${summary()}; ${signal}: stopped with ${unconfirmed} not ${legacy ? "sent" : "confirmed"}`,
-    );
-    Deno.exit(1);
-  };
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, () => shutdown(signal));
-  }
-
-  const connections = Math.max(1, Math.min(concurrency, selection.files.length));
-  const over = `over ${counted(connections, "connection")}`;
-  const address = formatAddress(host, port);
-  const count = selection.files.length;
-  const files = counted(count, "file");
-  stdout.line(
-    (parsed.upload.resume
-      ? `asking ${address} which of ${files} it holds, then sending the others ${over}`
-      : `sending ${files} to ${address} ${over}${legacy ? " (legacy)" : ""}`) + leftOut,
-  );
-  try {
-    await uploadFiles(selection.files, {
-      ...parsed.upload,
-      tls,
-      token,
-      onResult(result) {
-        if (!result.ok) {
-          failures.push(result);
-          clearProgress();
-          stderr.line(`failed ${result.path}: ${result.message}`);
-          return;
-        }
-        tally.confirmed++;
-        tally.bytes += result.bytes;
-        if (result.alreadyThere) tally.already++;
-        if (parsed.verbose) {
-          clearProgress();
-          const saved = result.savedAs ? ` as ${result.savedAs}` : "";
-          stdout.line(`${result.alreadyThere ? "already there:" : "sent"} ${result.path}${saved}`);
-        }
-      },
+    Deno.addSignalListener(signal, () => {
+      const verb = command.upload.legacy ? "sent" : "confirmed";
+      progress.finish(`; ${signal}: stopped with ${progress.unsettled} not ${verb}`);
+      Deno.exit(1);
     });
-  } finally {
-    clearInterval(ticker);
-    clearProgress();
   }
-  printReasons();
-  stdout.line(summary());
-  Deno.exit(tally.confirmed === total && !stdout.failed ? 0 : 1);
+  script.stdout.line(startLine(selection, command));
+  await uploadFiles(selection.files, {
+    ...command.upload,
+    onResult: (result) => progress.onResult(result),
+  });
+  progress.finish();
+  script.exit(progress.complete);
 }
 
 if (import.meta.main) await main();

@@ -125,6 +125,28 @@ export { crc32OfFile, descriptorRoom } from "./lib/files.ts";
 export { Folder, type FolderOptions, QUARANTINE, Quarantine } from "./lib/folder.ts";
 export { FrameSlots, type FrameSlotsOptions } from "./lib/admission.ts";
 
+// The sender's file selection and connections.
+export {
+  collectFiles,
+  type CollectOptions,
+  nameFor,
+  type Selection,
+  SELECTION_DEFAULTS,
+} from "./lib/selection.ts";
+export {
+  askHeld,
+  type AskOptions,
+  connectWithin,
+  type FileResult,
+  FrameWriter,
+  type Sent,
+  type Target,
+  Uploader,
+  type UploaderOptions,
+  type UploadFile,
+  writeWithin,
+} from "./lib/uploader.ts";
+
 export {
   eventLine,
   type ServerEvent,

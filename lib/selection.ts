@@ -1,0 +1,208 @@
+/**
+ * Which files a client sends: the files named, the matching files in the
+ * folders named, in order, each once, as the original's batching picks them.
+ *
+ * @module
+ */
+import type { FileResult, UploadFile } from "./uploader.ts";
+import { encodeName } from "../protocol/name.ts";
+
+/**
+ * The defaults of {@linkcode collectFiles}, as the original script has them.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SELECTION_DEFAULTS } from "../protocol.ts";
+ *
+ * assert.equal(SELECTION_DEFAULTS.batchSize * SELECTION_DEFAULTS.maxBatch, 200_000);
+ * ```
+ */
+export const SELECTION_DEFAULTS = {
+  extensions: ["jpg"],
+  start: 0,
+  batchSize: 20,
+  maxBatch: 10_000,
+} as const;
+
+/** Options for {@linkcode collectFiles}. */
+export interface CollectOptions {
+  /**
+   * Extensions to pick from folders, compared without case.
+   * @default {SELECTION_DEFAULTS.extensions}
+   */
+  extensions?: string[];
+  /**
+   * Descend into sub-folders. A link to a folder is reported among the
+   * skipped, not followed.
+   * @default {false}
+   */
+  recursive?: boolean;
+  /**
+   * Index of the first file to send, as the original's `start_idx`.
+   * @default {SELECTION_DEFAULTS.start}
+   */
+  start?: number;
+  /**
+   * Files per batch, as the original's `batch_size`.
+   * @default {SELECTION_DEFAULTS.batchSize}
+   */
+  batchSize?: number;
+  /**
+   * Batches to send at most, as the original's `max_batch`.
+   * @default {SELECTION_DEFAULTS.maxBatch}
+   */
+  maxBatch?: number;
+}
+
+/** Files picked by {@linkcode collectFiles}, and those that cannot be sent. */
+export interface Selection {
+  /** Files to send, in order. */
+  files: UploadFile[];
+  /** Selected files that cannot be sent, and links to folders not followed, with the reason. */
+  skipped: FileResult[];
+  /** Files found, before `start` and the batching chose among them. */
+  found: number;
+  /**
+   * Hidden entries of the folders (names starting with a dot) left out, as a
+   * shell's `*` leaves them: files with a matching extension, and with
+   * `recursive` folders.
+   */
+  hidden: number;
+}
+
+/**
+ * Returns the name a file is sent under: its base name without the last
+ * extension. (The original's `rstrip('.jpg')` also ate trailing `.`, `j`, `p`
+ * and `g` characters of the name itself.)
+ *
+ * @param path The file's path.
+ * @returns The name for the frame.
+ */
+export function nameFor(path: string): string {
+  const base = path.slice(path.lastIndexOf("/") + 1);
+  const dot = base.lastIndexOf(".");
+  return dot > 0 ? base.slice(0, dot) : base;
+}
+
+/** A path found, and whether it is a regular file (or a link to one). */
+interface Candidate {
+  path: string;
+  regular: boolean;
+}
+
+/**
+ * What a folder holds: the files in it, and with `recursive` the links to
+ * folders it does not follow; apart, the hidden entries it leaves out.
+ */
+interface Listing {
+  files: Candidate[];
+  linkedFolders: string[];
+  hiddenFiles: string[];
+  hiddenFolders: string[];
+}
+
+async function listFolder(folder: string, recursive: boolean, into: Listing): Promise<void> {
+  for await (const entry of Deno.readDir(folder)) {
+    const path = folder.endsWith("/") ? folder + entry.name : `${folder}/${entry.name}`;
+    // A camera card's ._ files, a phone's .thumbnails, a drive's .Trashes:
+    // not photos to send, and a name starting with a dot cannot be sent anyway.
+    if (entry.name.startsWith(".")) {
+      if (!entry.isDirectory) into.hiddenFiles.push(path);
+      else if (recursive) into.hiddenFolders.push(path);
+      continue;
+    }
+    if (entry.isDirectory) {
+      if (recursive) await listFolder(path, recursive, into);
+    } else if (entry.isSymlink) {
+      // Only links need a stat; the listing already tells files from the rest.
+      const target = await Deno.stat(path).catch(() => undefined);
+      if (recursive && target?.isDirectory) into.linkedFolders.push(path);
+      else into.files.push({ path, regular: target?.isFile ?? false });
+    } else {
+      into.files.push({ path, regular: entry.isFile });
+    }
+  }
+}
+
+/**
+ * Folds "." and doubled slashes, so that two spellings of one path compare
+ * equal; not "..", since "link/.." may lead elsewhere.
+ */
+function samePathKey(path: string): string {
+  return path.replace(/\/+/g, "/").replace(/(^|\/)(?:\.\/)+/g, "$1");
+}
+
+/**
+ * Picks the files to send: each file named, and the files with a matching
+ * extension in each folder named, sorted by path, each path once; then the
+ * original's batching selects `batchSize * maxBatch` of them from `start`.
+ * Hidden files and folders inside the folders are left out, and counted.
+ *
+ * @param paths Folders and files.
+ * @param options Which files to take.
+ * @returns The files to send and the selected files that cannot be sent.
+ * @throws {Deno.errors.NotFound} If a path does not exist.
+ */
+export async function collectFiles(
+  paths: string[],
+  options: CollectOptions = {},
+): Promise<Selection> {
+  const extensions = new Set(
+    (options.extensions ?? SELECTION_DEFAULTS.extensions).map((e) => e.toLowerCase()),
+  );
+  const matches = (path: string) =>
+    extensions.has(path.slice(path.lastIndexOf(".") + 1).toLowerCase());
+  const candidates: Candidate[] = [];
+  const [linkedFolders, hiddenFiles, hiddenFolders]: string[][] = [[], [], []];
+  for (const path of paths) {
+    const info = await Deno.stat(path);
+    if (!info.isDirectory) {
+      candidates.push({ path, regular: info.isFile });
+      continue;
+    }
+    const found: Listing = { files: [], linkedFolders, hiddenFiles, hiddenFolders };
+    await listFolder(path, options.recursive ?? false, found);
+    candidates.push(
+      ...found.files.filter(({ path }) => matches(path))
+        .sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0),
+    );
+  }
+  // A file named twice, or named and found in its folder, is sent once.
+  const seen = new Set<string>();
+  const unique = candidates.filter(({ path }) => {
+    const key = samePathKey(path);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+  const start = options.start ?? SELECTION_DEFAULTS.start;
+  const count = (options.batchSize ?? SELECTION_DEFAULTS.batchSize) *
+    (options.maxBatch ?? SELECTION_DEFAULTS.maxBatch);
+  // A folder named twice hides the same entries twice.
+  const hidden = new Set([...hiddenFiles.filter(matches), ...hiddenFolders].map(samePathKey));
+  const selection: Selection = {
+    files: [],
+    skipped: [],
+    found: unique.length,
+    hidden: hidden.size,
+  };
+  for (const { path, regular } of unique.slice(start, start + count)) {
+    const name = nameFor(path);
+    try {
+      // Opening a FIFO would wait for a writer: such paths are never opened.
+      if (!regular) throw new TypeError("Cannot send: not a regular file");
+      encodeName(name);
+      selection.files.push({ path, name });
+    } catch (error) {
+      selection.skipped.push({ path, ok: false, bytes: 0, message: (error as Error).message });
+    }
+  }
+  // Not followed, since a link may lead back up the tree; said, since what it holds is not sent.
+  const linksOnce = new Map(linkedFolders.map((path) => [samePathKey(path), path]));
+  for (const path of [...linksOnce.values()].sort()) {
+    const message = "Not followed: a link to a folder; name it to send the files in it";
+    selection.skipped.push({ path, ok: false, bytes: 0, message });
+  }
+  return selection;
+}

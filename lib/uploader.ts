@@ -1,0 +1,547 @@
+/**
+ * The sending side of one connection: files streamed as frames, sent ahead
+ * of their answers, and each answer matched to its file.
+ *
+ * @module
+ */
+import { crc32 } from "node:zlib";
+import {
+  type Ack,
+  encodeQuery,
+  encodeToken,
+  type Held,
+  MAX_ACK_SIZE,
+  parseAck,
+  parseHave,
+  refusalOf,
+} from "../protocol/control.ts";
+import { crc32OfFile } from "./files.ts";
+import { isTransient, ProtocolError } from "../protocol/errors.ts";
+import { base64Length, encodeHeader } from "../protocol/frame.ts";
+import { closeQuietly, concatBytes, withDeadline, writeAll } from "../protocol/io.ts";
+import { HEADER_SIZE, NAME_SIZE } from "../protocol/limits.ts";
+import { LineReader } from "../protocol/line_reader.ts";
+import { encodeName } from "../protocol/name.ts";
+import { formatAddress } from "./format.ts";
+
+/** A file chosen for upload. */
+export interface UploadFile {
+  /** Where it is read from. */
+  path: string;
+  /** The name sent in the frame: the file name without its extension. */
+  name: string;
+}
+
+/** What happened to one file. */
+export interface FileResult {
+  /** Where it was read from. */
+  path: string;
+  /** Confirmed by the server (or, with `legacy`, sent completely). */
+  ok: boolean;
+  /** Bytes of file data. */
+  bytes: number;
+  /** The name the server saved it under, when it said. */
+  savedAs?: string;
+  /** Why it failed. */
+  message?: string;
+  /** Confirmed by a query: the server already held this very file, so it was not sent. */
+  alreadyThere?: boolean;
+  /**
+   * The failure came from the connection (refused, reset, timed out, server
+   * busy), not from the file or the server's verdict: another try may work.
+   */
+  transient?: boolean;
+}
+
+/** Options for {@linkcode Uploader}. */
+export interface UploaderOptions {
+  /** Milliseconds allowed for each write and each answer. */
+  timeout: number;
+  /** Frames sent ahead of their answers. */
+  window: number;
+  /** Called once for every file, as soon as its fate is known. */
+  onResult: (result: FileResult) => void;
+  /**
+   * The server's token, presented before the first frame.
+   * @default {undefined}
+   */
+  token?: string;
+}
+
+/** Bytes of file read per chunk: a multiple of 3, so chunks encode alone. */
+const CHUNK_SIZE = 3 * 65_536;
+
+/** What a client waits for after each frame, as a timeout names it. */
+const ANSWER = { waitingFor: "the server's answer" };
+
+/** Reads until `buffer` is full or the file ends. */
+function readFull(file: Deno.FsFile, buffer: Uint8Array): number {
+  let filled = 0;
+  while (filled < buffer.length) {
+    const n = file.readSync(buffer.subarray(filled));
+    if (n === null) break;
+    filled += n;
+  }
+  return filled;
+}
+
+/** Where to connect, and how. */
+export interface Target {
+  hostname: string;
+  port: number;
+  /** Connect with TLS, trusting these PEM certificates as well as the system's. */
+  tls?: { caCerts?: string[] };
+}
+
+/** Writes all of `bytes`, failing with a `timeout` error after `ms` milliseconds. */
+export function writeWithin(conn: Deno.Conn, bytes: Uint8Array, ms: number): Promise<void> {
+  return withDeadline(writeAll(conn, bytes), ms, { waitingFor: "the server to read" });
+}
+
+export async function connectWithin(target: Target, ms: number): Promise<Deno.Conn> {
+  const { hostname, port, tls } = target;
+  const connecting: Promise<Deno.Conn> = tls
+    ? Deno.connectTls({ hostname, port, caCerts: tls.caCerts })
+    : Deno.connect({ hostname, port }).then((conn) => {
+      conn.setNoDelay(true);
+      return conn;
+    });
+  try {
+    const conn = await withDeadline(connecting, ms, {
+      waitingFor: `a connection to ${formatAddress(hostname, port)}`,
+    });
+    // TLS verifies the server before the first frame goes, not during it.
+    if (tls) await withDeadline((conn as Deno.TlsConn).handshake(), ms, { waitingFor: "TLS" });
+    return conn;
+  } catch (error) {
+    connecting.then((late) => late.close(), () => {});
+    throw error;
+  }
+}
+
+/**
+ * Streams files as frames, reusing one chunk of memory whatever the file
+ * size: a frame's header, name and first data leave in one write.
+ */
+export class FrameWriter {
+  readonly #raw = new Uint8Array(CHUNK_SIZE);
+  readonly #out = new Uint8Array(HEADER_SIZE + NAME_SIZE + base64Length(CHUNK_SIZE));
+  readonly #encoder = new TextEncoder();
+  readonly #probe = new Uint8Array(1);
+  readonly #timeout: number;
+  /** Whether part of the last frame reached the wire. */
+  started = false;
+
+  /** @param timeout Milliseconds each write may take. */
+  constructor(timeout: number) {
+    this.#timeout = timeout;
+  }
+
+  /**
+   * Sends one file.
+   *
+   * @returns Bytes of file data sent, and the CRC-32 of that data and of the
+   * frame body (what a `--raw` server saves).
+   * @throws {Error} When the file cannot be read, or changes while being
+   * sent; {@linkcode FrameWriter.started} tells whether part of the frame
+   * was already written.
+   */
+  async send(conn: Deno.Conn, entry: UploadFile): Promise<Sent> {
+    this.started = false;
+    using file = Deno.openSync(entry.path);
+    // A short first chunk leaves 256 KiB after the header in every write,
+    // so the original server's recv(4096) loop, which counts 4096 bytes for
+    // every recv, finds whole 4096-byte blocks rather than a short tail.
+    let want = CHUNK_SIZE - 24;
+    let n: number;
+    try {
+      n = readFull(file, this.#raw.subarray(0, want));
+    } catch (error) {
+      if (error instanceof Deno.errors.IsADirectory) {
+        throw new TypeError("Cannot send: not a regular file");
+      }
+      throw error;
+    }
+    // A file that ends within the first chunk gave its size by ending: no stat.
+    let size = n;
+    if (n === want) {
+      const info = file.statSync();
+      if (!info.isFile) throw new TypeError("Cannot send: not a regular file");
+      size = info.size;
+    }
+    this.#out.set(encodeHeader(NAME_SIZE + base64Length(size)));
+    this.#out.set(encodeName(entry.name), HEADER_SIZE);
+    let offset = HEADER_SIZE + NAME_SIZE;
+    let sent = 0;
+    let dataCrc = 0;
+    let bodyCrc = 0;
+    for (;;) {
+      const end = sent + n;
+      // The header promised `size` bytes: a file that shrinks or grows cannot be sent.
+      if (
+        end > size || (n < want && end < size) ||
+        (end === size && n === want && file.readSync(this.#probe) !== null)
+      ) {
+        throw new Deno.errors.InvalidData("Cannot send: the file changed while being sent");
+      }
+      const { written } = this.#encoder.encodeInto(
+        this.#raw.subarray(0, n).toBase64(),
+        this.#out.subarray(offset),
+      );
+      const chunk = this.#out.subarray(0, offset + written);
+      dataCrc = crc32(this.#raw.subarray(0, n), dataCrc);
+      bodyCrc = crc32(sent === 0 ? chunk.subarray(HEADER_SIZE) : chunk, bodyCrc);
+      this.started = true;
+      await writeWithin(conn, chunk, this.#timeout);
+      sent = end;
+      if (sent === size) return { bytes: size, dataCrc, bodyCrc };
+      offset = 0;
+      want = Math.min(CHUNK_SIZE, size - sent);
+      n = readFull(file, this.#raw.subarray(0, want));
+    }
+  }
+
+  /**
+   * Sends one file to the original server: one connection, no answer.
+   *
+   * @returns Bytes of file data sent, once the server has closed.
+   * @throws {Deno.errors.InvalidData} When the server closed before reading
+   * all of it: not transient, as sending again would leave a second copy.
+   */
+  async sendToOriginal(target: Target, entry: UploadFile): Promise<number> {
+    using conn = await connectWithin(target, this.#timeout);
+    // The original server reads until it has counted the body or the input
+    // ends, then closes: a clean close means it read every byte.
+    try {
+      const { bytes } = await this.send(conn, entry);
+      await conn.closeWrite();
+      const sink = new Uint8Array(4096);
+      const closing = { waitingFor: "the server to close" };
+      while (await withDeadline(conn.read(sink), this.#timeout, closing) !== null) {
+        // The original server sends nothing; anything it does send is ignored.
+      }
+      return bytes;
+    } catch (error) {
+      if (
+        !(error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe)
+      ) {
+        throw error;
+      }
+      throw new Deno.errors.InvalidData(
+        "Cannot confirm: the server closed before reading all of it, so it may keep a truncated copy (the original server does when a recv returns less than 4096 bytes)",
+      );
+    }
+  }
+}
+
+/** What went out for one file. */
+export interface Sent {
+  /** Bytes of file data. */
+  bytes: number;
+  /** CRC-32 of the file data, which a decoding server saves. */
+  dataCrc: number;
+  /** CRC-32 of the frame body, which a `--raw` server saves. */
+  bodyCrc: number;
+}
+
+/** A frame sent and waiting for its acknowledgement. */
+interface Pending extends Sent {
+  entry: UploadFile;
+  /** The token frame, whose answer is the connection's, not a file's. */
+  token?: true;
+}
+
+/**
+ * One connection to our server, sending frames ahead of their
+ * acknowledgements and matching the answers to them in order.
+ */
+export class Uploader {
+  readonly #conn: Deno.Conn;
+  readonly #timeout: number;
+  readonly #window: number;
+  readonly #report: (result: FileResult) => void;
+  readonly #writer: FrameWriter;
+  readonly #pending: Pending[] = [];
+  readonly #acks: Promise<void>;
+  #wake = Promise.withResolvers<void>();
+  #room = Promise.withResolvers<void>();
+  #sending = true;
+  /** The token still to present before the first frame. */
+  #token: string | undefined;
+  /** Why no more frames can be sent on this connection, once that is so. */
+  broken: string | undefined;
+  /** Whether no other connection could do better: the server refused this client itself. */
+  refused = false;
+  /** Whether the server has said OK to anything here; one that turned the connection away never has. */
+  accepted = false;
+
+  /**
+   * Starts reading the connection's answers.
+   *
+   * @param conn A connection to our server.
+   * @param options Deadline, window, token and where each file's fate goes.
+   */
+  constructor(conn: Deno.Conn, options: UploaderOptions) {
+    this.#conn = conn;
+    this.#timeout = options.timeout;
+    this.#window = options.window;
+    this.#report = options.onResult;
+    this.#writer = new FrameWriter(options.timeout);
+    this.#token = options.token;
+    this.#acks = this.#readAcks();
+  }
+
+  async #readAcks(): Promise<void> {
+    const lines = new LineReader(this.#conn, MAX_ACK_SIZE);
+    try {
+      for (;;) {
+        while (this.#pending.length === 0) {
+          if (!this.#sending) return;
+          await this.#wake.promise;
+          this.#wake = Promise.withResolvers();
+        }
+        const line = await lines.readLine(this.#timeout, ANSWER);
+        if (line === null) throw new Error("the server closed the connection");
+        this.#onAnswer(parseAck(line));
+      }
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  /** Matches an answer to the oldest frame waiting for one, and reports that file. */
+  #onAnswer(ack: Ack): void {
+    const refusal = ack.ok ? undefined : refusalOf(ack.message);
+    if (ack.ok) this.accepted = true;
+    // Before any OK, busy is said of the connection, which the server then closes.
+    else if (!this.accepted && refusal === "busy") {
+      throw new Deno.errors.Busy(`Refused by the server: ${ack.message}`);
+    }
+    // The server closes after this answer, and answers every connection so.
+    if (!ack.ok && refusal === "auth") {
+      throw new Deno.errors.PermissionDenied(
+        `The server requires a token: add --token-file FILE (it said: ${ack.message})`,
+      );
+    }
+    const { entry, bytes, dataCrc, bodyCrc, token } = this.#pending.shift()!;
+    this.#room.resolve();
+    if (token) {
+      if (!ack.ok) throw new Deno.errors.PermissionDenied(`Token refused: ${ack.message}`);
+      return;
+    }
+    if (!ack.ok) {
+      const message = `Refused by the server: ${ack.message}`;
+      this.#report({ path: entry.path, bytes, ok: false, message, transient: refusal === "busy" });
+      return;
+    }
+    // A decoding server saves the file's bytes; a --raw one the frame body.
+    const complete = (ack.bytes === bytes && ack.crc32 === dataCrc) ||
+      (ack.bytes === NAME_SIZE + base64Length(bytes) && ack.crc32 === bodyCrc);
+    const hex = (crc: number) => crc.toString(16).padStart(8, "0");
+    this.#report(
+      complete ? { path: entry.path, bytes, ok: true, savedAs: ack.file } : {
+        path: entry.path,
+        bytes,
+        ok: false,
+        message:
+          `Server saved other bytes than were sent as ${ack.file}: ${ack.bytes} bytes with CRC-32 ${
+            hex(ack.crc32)
+          }, sent ${bytes} with ${hex(dataCrc)}`,
+        transient: false,
+      },
+    );
+  }
+
+  /** Fails every frame still waiting for an answer, and closes the connection. */
+  #fail(error: unknown): void {
+    const tls = error instanceof ProtocolError && error.code === "tls";
+    // A refused token is final, and so is a server that speaks TLS; anything
+    // else may pass on another try.
+    const refused = error instanceof Deno.errors.PermissionDenied || tls;
+    this.refused = refused;
+    // Only a failure of the connection itself is called a lost connection.
+    const message = tls
+      ? "The server speaks TLS: add --tls, or --ca FILE"
+      : refused || error instanceof ProtocolError || error instanceof SyntaxError ||
+          error instanceof Deno.errors.Busy
+      ? (error as Error).message
+      : `Connection lost: ${(error as Error).message}`;
+    this.broken ??= message;
+    for (const { entry, bytes, token } of this.#pending.splice(0)) {
+      if (!token) {
+        this.#report({ path: entry.path, bytes, ok: false, message, transient: !refused });
+      }
+    }
+    this.#room.resolve();
+    closeQuietly(this.#conn);
+  }
+
+  /**
+   * Sends one file, waiting first for room in the window.
+   *
+   * @returns False when the connection broke before the file could go.
+   */
+  async send(entry: UploadFile): Promise<boolean> {
+    while (this.#pending.length >= this.#window && !this.broken) {
+      await this.#room.promise;
+      this.#room = Promise.withResolvers();
+    }
+    if (this.broken) return false;
+    if (this.#token !== undefined) {
+      const frame = encodeToken(this.#token);
+      this.#token = undefined;
+      try {
+        await writeWithin(this.#conn, frame, this.#timeout);
+      } catch (error) {
+        this.broken = `Connection lost: ${(error as Error).message}`;
+        closeQuietly(this.#conn);
+        return false;
+      }
+      const none = { bytes: 0, dataCrc: 0, bodyCrc: 0 };
+      this.#pending.push({ entry: { path: "", name: "" }, ...none, token: true });
+      this.#wake.resolve();
+    }
+    let sent: Sent;
+    try {
+      sent = await this.#writer.send(this.#conn, entry);
+    } catch (error) {
+      // The answers failed and closed the connection under this write: it failed as they did.
+      if (this.broken) return false;
+      const message = (error as Error).message;
+      this.#report({
+        path: entry.path,
+        ok: false,
+        bytes: 0,
+        message,
+        transient: isTransient(error),
+      });
+      if (this.#writer.started) {
+        // The stream is out of step: let the answers to earlier frames arrive, send no more.
+        this.broken = `Connection ended after a failed frame: ${message}`;
+        this.#sending = false;
+        this.#wake.resolve();
+        this.#conn.closeWrite().catch(() => {});
+      }
+      return true;
+    }
+    // The answers stopped while this frame was being written: it will never get one.
+    if (this.broken) return false;
+    this.#pending.push({ entry, ...sent });
+    this.#wake.resolve();
+    return true;
+  }
+
+  /** Waits for the answers to everything sent, then closes. */
+  async close(): Promise<void> {
+    this.#sending = false;
+    this.#wake.resolve();
+    await this.#acks;
+    // A TLS close_notify sent by close() alone is lost when the process exits
+    // at once, and the server then sees the connection cut.
+    await this.#conn.closeWrite().catch(() => {});
+    closeQuietly(this.#conn);
+  }
+}
+
+/** Options for {@linkcode askHeld}. */
+export interface AskOptions {
+  /** The server. */
+  target: Target;
+  /** Milliseconds allowed to connect, for each write and each answer. */
+  timeout: number;
+  /**
+   * The server's token, presented first.
+   * @default {undefined}
+   */
+  token?: string;
+  /** Called for each file the server already holds, as confirmed. */
+  onHeld: (result: FileResult) => void;
+}
+
+/** Queries sent in one write. */
+const QUERY_BATCH = 64;
+/**
+ * Batches of queries written before the first one's answers are read: enough
+ * that the server always has the next batch, few enough (some 20 KB of
+ * answers) that neither side's socket buffers fill up.
+ */
+const QUERY_BATCHES_IN_FLIGHT = 4;
+
+/**
+ * Asks the server about each file, 64 queries a write and up to four writes
+ * ahead of the answers, and reports through `onHeld` those it already holds
+ * with the same size and CRC-32.
+ *
+ * @returns The files still to send; with `refused`, why the server answers
+ * no queries (a `--raw` server), when it said so.
+ */
+export async function askHeld(
+  candidates: UploadFile[],
+  options: AskOptions,
+): Promise<{ rest: UploadFile[]; refused?: string }> {
+  const { target, timeout } = options;
+  const rest: UploadFile[] = [];
+  /** Candidates settled so far: reported as held, or put in `rest`. */
+  let settled = 0;
+  try {
+    using conn = await connectWithin(target, timeout);
+    const lines = new LineReader(conn, MAX_ACK_SIZE);
+    if (!await presentToken(conn, lines, options)) return { rest: candidates };
+    // Writing ahead keeps the server busy: waiting for each batch's answers
+    // left it a round trip idle per batch (bench/RESULTS.md).
+    const inFlight: { entry: UploadFile; size: number }[][] = [];
+    let queued = 0;
+    while (queued < candidates.length || inFlight.length > 0) {
+      while (queued < candidates.length && inFlight.length < QUERY_BATCHES_IN_FLIGHT) {
+        const batch = sized(candidates.slice(queued, queued + QUERY_BATCH));
+        queued += batch.length;
+        const frames = batch.filter(({ size }) => size >= 0)
+          .map(({ entry, size }) => encodeQuery(entry.name, size));
+        await writeWithin(conn, concatBytes(frames), timeout);
+        inFlight.push(batch);
+      }
+      for (const { entry, size } of inFlight.shift()!) {
+        const held = size >= 0 ? await readHave(lines, timeout) : undefined;
+        if (held?.bytes === size && held.crc32 === crc32OfFile(entry.path)) {
+          const savedAs = held.file;
+          options.onHeld({ path: entry.path, ok: true, bytes: size, savedAs, alreadyThere: true });
+        } else {
+          rest.push(entry);
+        }
+        settled++;
+      }
+    }
+    return { rest };
+  } catch (error) {
+    const unsettled = [...rest, ...candidates.slice(settled)];
+    const refused = error instanceof ProtocolError && error.code === "refused";
+    return refused ? { rest: unsettled, refused: error.message } : { rest: unsettled };
+  }
+}
+
+/** Presents the token, if there is one; false when the server did not take it. */
+async function presentToken(
+  conn: Deno.Conn,
+  lines: LineReader,
+  options: AskOptions,
+): Promise<boolean> {
+  if (options.token === undefined) return true;
+  await writeWithin(conn, encodeToken(options.token), options.timeout);
+  const line = await lines.readLine(options.timeout, ANSWER);
+  return line !== null && parseAck(line).ok;
+}
+
+/** Each file with its size; -1 for what is no regular file, which is not asked about. */
+function sized(files: UploadFile[]): { entry: UploadFile; size: number }[] {
+  return files.map((entry) => {
+    const info = Deno.statSync(entry.path);
+    return { entry, size: info.isFile ? info.size : -1 };
+  });
+}
+
+/** Reads one answer to a query. */
+async function readHave(lines: LineReader, timeout: number): Promise<Held | undefined> {
+  const line = await lines.readLine(timeout, ANSWER);
+  if (line === null) throw new Error("the server closed the connection");
+  return parseHave(line);
+}
