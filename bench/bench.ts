@@ -12,11 +12,19 @@
  * nothing less, and it spawns every tool it compares anyway.
  */
 import { parseArgs } from "node:util";
-import { counted, describeError, parseCount } from "../protocol.ts";
+import { describeError, parseCount } from "../protocol.ts";
+import {
+  formatSeconds,
+  goals,
+  header,
+  type Results,
+  type Sample,
+  tables,
+  type UdpResult,
+  writePages,
+} from "./report.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
-const RESULTS = `${ROOT}bench/RESULTS.md`;
-const README = `${ROOT}README.md`;
 const MiB = 1024 * 1024;
 /** Units of the CPU times in /proc/PID/stat: USER_HZ, 100 on every Linux this runs on. */
 const CLOCK_TICKS = 100;
@@ -29,20 +37,6 @@ interface Dataset {
   bytes: number;
   /** Sizes by name (without extension), to check what arrived. */
   sizes: Map<string, number>;
-}
-
-interface Sample {
-  seconds: number;
-  files: number;
-  bytes: number;
-  /** Files that arrived whole. */
-  intact: number;
-  clientKiB?: number;
-  serverKiB?: number;
-  /** User and system seconds of the sending side: our client, or `tar c | nc`. */
-  clientCpu?: number;
-  /** User and system seconds of the receiving side, from just before the upload. */
-  serverCpu?: number;
 }
 
 interface System {
@@ -244,6 +238,14 @@ interface OursOptions {
   v8Flags?: string;
 }
 
+/** Holds `idle` connections open on the server from 300 loopback addresses. */
+async function startCrowd(port: string, idle: number, log: string): Promise<Proc> {
+  const args = ["-u", `${ROOT}tests/crowd.py`, port, String(idle), "300", "0", "600"];
+  const crowd = new Proc("python3", args, log);
+  await crowd.started(/^ready$/m);
+  return crowd;
+}
+
 function ours(
   work: string,
   { concurrency, raw = false, allowAll = false, resume = false, idle = 0, v8Flags }: OursOptions,
@@ -277,18 +279,7 @@ function ours(
       let crowd: Proc | undefined;
       try {
         const port = (await server.started(/listening on [^:]+:(\d+)/))[1];
-        if (idle > 0) {
-          crowd = new Proc("python3", [
-            "-u",
-            `${ROOT}tests/crowd.py`,
-            port,
-            String(idle),
-            "300",
-            "0",
-            "600",
-          ], `${out}.crowd.log`);
-          await crowd.started(/^ready$/m);
-        }
+        if (idle > 0) crowd = await startCrowd(port, idle, `${out}.crowd.log`);
         const upload = (flags: string[]) =>
           timed(Deno.execPath(), [
             "run",
@@ -516,21 +507,6 @@ print(count / (time.perf_counter() - started))
   };
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-function formatSeconds(seconds: number): string {
-  return seconds >= 10 ? seconds.toFixed(1) : seconds.toFixed(3);
-}
-
-function formatKiB(kiB: number[]): string {
-  const known = kiB.filter((k) => Number.isFinite(k));
-  return known.length === 0 ? "–" : `${(Math.max(...known) / 1024).toFixed(0)} MB`;
-}
-
 const USAGE = `Usage: deno task bench [--quick] [--skip-huge] [--rounds N] [--dir DIR]
 
 Runs our uploader, the original scripts' Python 3 ports, tar c | nc and the raw
@@ -552,12 +528,19 @@ Exit status: 0 after a run, whether or not the goals were met (it measures, it
 asserts nothing), 1 when a tool it needs is missing, a run failed or it was
 stopped, 2 on a usage error.`;
 
-async function main(): Promise<void> {
-  let values;
-  let rounds: number;
+/** What the command line asks of the benchmark. */
+interface BenchCommand {
+  quick: boolean;
+  skipHuge: boolean;
+  rounds: number;
+  dir?: string;
+}
+
+/** Turns the command line into a command, or exits with the usage text or a usage error. */
+function parseBenchArgs(args: string[]): BenchCommand {
   try {
-    ({ values } = parseArgs({
-      args: Deno.args,
+    const { values } = parseArgs({
+      args,
       options: {
         quick: { type: "boolean", default: false },
         "skip-huge": { type: "boolean", default: false },
@@ -565,60 +548,73 @@ async function main(): Promise<void> {
         dir: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
-    }));
-    rounds = values.rounds === undefined
+    });
+    if (values.help) {
+      console.log(USAGE);
+      Deno.exit(0);
+    }
+    const rounds = values.rounds === undefined
       ? (values.quick ? 1 : 3)
       : parseCount(values.rounds, "--rounds");
+    return { quick: values.quick, skipHuge: values["skip-huge"], rounds, dir: values.dir };
   } catch (error) {
     console.error(`bench: ${describeError(error)}\nTry 'deno task bench --help'.`);
     Deno.exit(2);
   }
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
-  const quick = values.quick;
-  for (const tool of ["nc", "tar", "python3", "/usr/bin/time"]) {
+}
+
+/** The Debian package of each tool the benchmark runs, for the line that says it is missing. */
+const TOOLS: Record<string, string> = {
+  nc: ": apt-get install netcat-openbsd",
+  tar: "",
+  python3: "",
+  "/usr/bin/time": ": apt-get install time",
+};
+
+/** Exits 1 naming the first tool that is missing. */
+async function checkTools(): Promise<void> {
+  for (const [tool, install] of Object.entries(TOOLS)) {
     const found = await new Deno.Command("sh", {
       args: ["-c", `command -v ${tool}`],
       stdout: "null",
-    })
-      .output();
+    }).output();
     if (!found.success) {
-      console.error(
-        `bench: ${tool} is missing${
-          tool === "nc"
-            ? ": apt-get install netcat-openbsd"
-            : tool === "/usr/bin/time"
-            ? ": apt-get install time"
-            : ""
-        }`,
-      );
+      console.error(`bench: ${tool} is missing${install}`);
       Deno.exit(1);
     }
   }
+}
 
-  // A tmpfs of its own when root: file creation on this machine's disk
-  // costs 0.25-0.45 ms and swings with the writeback of the previous run,
-  // which would drown the network tools being compared. (/dev/shm would do,
-  // but Deno grants paths under /dev to --allow-all only.) --dir measures
-  // on a disk.
+/**
+ * Makes the folder the data goes in: a tmpfs of its own when root, since
+ * file creation on this machine's disk costs 0.25-0.45 ms and swings with
+ * the writeback of the previous run, which would drown the network tools
+ * being compared. (/dev/shm would do, but Deno grants paths under /dev to
+ * --allow-all only.) --dir measures on a disk.
+ */
+async function makeWork(dir: string | undefined): Promise<{ work: string; tmpfs: boolean }> {
   let work: string;
   try {
-    work = await Deno.makeTempDir({ dir: values.dir, prefix: "socket-bench-" });
+    work = await Deno.makeTempDir({ dir, prefix: "socket-bench-" });
   } catch (error) {
     const reason = error instanceof Deno.errors.NotFound ? "no such folder" : describeError(error);
-    console.error(
-      `bench: Cannot make a folder in ${values.dir ?? "the temporary folder"}: ${reason}`,
-    );
+    console.error(`bench: Cannot make a folder in ${dir ?? "the temporary folder"}: ${reason}`);
     Deno.exit(1);
   }
-  const tmpfs = values.dir === undefined && Deno.uid() === 0 &&
+  const tmpfs = dir === undefined && Deno.uid() === 0 &&
     (await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=6g", "tmpfs", work] })
       .output()).success;
-  const where = tmpfs ? "a tmpfs" : work;
-  // Ctrl-C in a long run must not leave the data, up to 1.3 GB in a tmpfs, behind:
-  // end the processes, so that the run in progress fails, and let the cleanup run.
+  return { work, tmpfs };
+}
+
+/**
+ * Ends the processes on SIGINT or SIGTERM, so that the run in progress fails
+ * and the cleanup runs: a long run must not leave its data, up to 1.3 GB in
+ * a tmpfs, behind.
+ *
+ * @returns A function that removes the listeners.
+ */
+function stopOnSignals(): () => void {
   const stopOn = (signal: Deno.Signal) => () => {
     if (interrupted) Deno.exit(1);
     interrupted = signal;
@@ -629,211 +625,130 @@ async function main(): Promise<void> {
     [signal, stopOn(signal)] as const
   );
   for (const [signal, listener] of listeners) Deno.addSignalListener(signal, listener);
-  try {
-    console.error(`bench: generating data in ${work}`);
-    const sets: Dataset[] = quick
-      ? [
-        await makeDataset("small", `${work}/small`, 50, 64 * 1024),
-        await makeDataset("large", `${work}/large`, 2, 8 * MiB),
-      ]
-      : [
-        await makeDataset("small", `${work}/small`, 2000, 64 * 1024),
-        await makeDataset("large", `${work}/large`, 20, 8 * MiB),
-        ...(values["skip-huge"] ? [] : [await makeDataset("huge", `${work}/huge`, 1, 1024 * MiB)]),
+  return () => {
+    for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
+  };
+}
+
+/** The generated sets, tiny with `--quick`. */
+async function makeSets(work: string, command: BenchCommand): Promise<Dataset[]> {
+  if (command.quick) {
+    return [
+      await makeDataset("small", `${work}/small`, 50, 64 * 1024),
+      await makeDataset("large", `${work}/large`, 2, 8 * MiB),
+    ];
+  }
+  return [
+    await makeDataset("small", `${work}/small`, 2000, 64 * 1024),
+    await makeDataset("large", `${work}/large`, 20, 8 * MiB),
+    ...(command.skipHuge ? [] : [await makeDataset("huge", `${work}/huge`, 1, 1024 * MiB)]),
+  ];
+}
+
+/** Every system on every set, round after round, the order rotated each round. */
+async function runTcp(
+  sets: Dataset[],
+  systems: System[],
+  rounds: number,
+): Promise<Map<string, Sample[]>> {
+  const samples = new Map<string, Sample[]>();
+  for (let round = 0; round < rounds; round++) {
+    for (const set of sets) {
+      // Rotate the order each round so no system always runs first.
+      for (let i = 0; i < systems.length; i++) {
+        checkInterrupted();
+        const system = systems[(i + round) % systems.length];
+        // Each run starts with the previous run's writes on disk.
+        await new Deno.Command("sync").output();
+        const sample = await system.run(set);
+        if (sample === undefined) continue;
+        const key = `${set.name}\t${system.label}`;
+        samples.set(key, [...(samples.get(key) ?? []), sample]);
+        console.error(
+          `bench: round ${round + 1}, ${set.name}, ${system.label}: ${
+            formatSeconds(sample.seconds)
+          } s, ${sample.intact}/${sample.files} intact`,
+        );
+      }
+    }
+  }
+  return samples;
+}
+
+/** Both printers under the same flood, alternating which meets it first. */
+async function runUdp(
+  work: string,
+  count: number,
+  settles: number[],
+  rounds: number,
+): Promise<UdpResult[]> {
+  const udp: UdpResult[] = [];
+  for (let round = 0; round < rounds; round++) {
+    for (const settle of settles) {
+      const pair = [
+        () => udpFlood("udp_server.ts", count, work, true, settle),
+        () => udpFlood("original udp_server.py", count, work, false, settle),
       ];
-    const subsets = new Map<string, Dataset>();
-    if (!quick) subsets.set("small", await subset(sets[0], `${work}/small-200`, 200));
+      for (const flood of round % 2 ? pair.reverse() : pair) udp.push(await flood());
+    }
+  }
+  return udp;
+}
 
-    const idle = quick ? 1_000 : 10_000;
-    const systems: System[] = [
-      ours(work, { concurrency: 1 }),
-      ours(work, { concurrency: 4 }),
-      ours(work, { concurrency: 4, idle }),
-      ours(work, { concurrency: 4, idle, v8Flags: SMALL_YOUNG_GENERATION }),
-      ours(work, { concurrency: 4, raw: true }),
-      ours(work, { concurrency: 1, allowAll: true }),
-      ours(work, { concurrency: 1, resume: true }),
-      original(work, subsets),
-      tarNc(work),
-      ceiling(work),
-    ];
-    const samples = new Map<string, Sample[]>();
-    for (let round = 0; round < rounds; round++) {
-      for (const set of sets) {
-        // Rotate the order each round so no system always runs first.
-        for (let i = 0; i < systems.length; i++) {
-          checkInterrupted();
-          const system = systems[(i + round) % systems.length];
-          // Each run starts with the previous run's writes on disk.
-          await new Deno.Command("sync").output();
-          const sample = await system.run(set);
-          if (sample === undefined) continue;
-          const key = `${set.name}\t${system.label}`;
-          samples.set(key, [...(samples.get(key) ?? []), sample]);
-          console.error(
-            `bench: round ${round + 1}, ${set.name}, ${system.label}: ${
-              formatSeconds(sample.seconds)
-            } s, ${sample.intact}/${sample.files} intact`,
-          );
-        }
-      }
-    }
+/** Runs every measurement in `work` and prints the report; writes the pages on a full run. */
+async function measure(work: string, where: string, command: BenchCommand): Promise<void> {
+  console.error(`bench: generating data in ${work}`);
+  const { quick, rounds } = command;
+  const sets = await makeSets(work, command);
+  const subsets = new Map<string, Dataset>();
+  if (!quick) subsets.set("small", await subset(sets[0], `${work}/small-200`, 200));
+  const idle = quick ? 1_000 : 10_000;
+  const crowded = [undefined, SMALL_YOUNG_GENERATION].map((v8Flags) =>
+    ours(work, { concurrency: 4, idle, v8Flags })
+  );
+  const systems: System[] = [
+    ours(work, { concurrency: 1 }),
+    ours(work, { concurrency: 4 }),
+    ...crowded,
+    ours(work, { concurrency: 4, raw: true }),
+    ours(work, { concurrency: 1, allowAll: true }),
+    ours(work, { concurrency: 1, resume: true }),
+    original(work, subsets),
+    tarNc(work),
+    ceiling(work),
+  ];
+  const samples = await runTcp(sets, systems, rounds);
+  const udpCount = quick ? 5_000 : 200_000;
+  const udpSettles = [0, 1];
+  const results: Results = {
+    samples,
+    udp: await runUdp(work, udpCount, udpSettles, rounds),
+    udpCount,
+    udpSettles,
+    idle,
+    idleLabels: crowded.map(({ label }, i) => ({
+      label,
+      flags: i === 0 ? undefined : SMALL_YOUNG_GENERATION,
+    })),
+  };
+  // Tiny sets measure start-up and a cold JIT: a 5,000-datagram burst is
+  // over in 30 ms, before our printer's loop is compiled. Only full runs judge.
+  const judged = quick
+    ? ["Goals are judged on full runs only; with --quick, for reference:", "", ...goals(results)]
+    : ["Goals:", "", ...goals(results)];
+  const report = [header(rounds, quick, where), "", ...tables(results), "", ...judged].join("\n");
+  console.log(report);
+  // The results page and the README quote the latest table between markers.
+  if (!quick) await writePages(report);
+}
 
-    const udpCount = quick ? 5_000 : 200_000;
-    const udpSettles = [0, 1];
-    const udp: Awaited<ReturnType<typeof udpFlood>>[] = [];
-    for (let round = 0; round < rounds; round++) {
-      for (const settle of udpSettles) {
-        const pair = [
-          () => udpFlood("udp_server.ts", udpCount, work, true, settle),
-          () => udpFlood("original udp_server.py", udpCount, work, false, settle),
-        ];
-        // Alternate which printer meets the flood first.
-        for (const flood of round % 2 ? pair.reverse() : pair) udp.push(await flood());
-      }
-    }
-    const udpStart = (settle: number) => settle === 0 ? "at once" : `after ${settle} s`;
-
-    const lines: string[] = [];
-    lines.push(
-      "| set | system | files | time s (median, min–max) | files/s | MB/s | client CPU s | server CPU s | client RSS | server RSS | intact |",
-      "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    );
-    const medianOf = (set: string, label: string) => {
-      const runs = samples.get(`${set}\t${label}`);
-      return runs ? median(runs.map((r) => r.seconds)) : NaN;
-    };
-    for (const [key, runs] of samples) {
-      const [set, label] = key.split("\t");
-      const seconds = runs.map((r) => r.seconds);
-      const mid = median(seconds);
-      const { files, bytes } = runs[0];
-      const perSecond = files / mid;
-      const cpu = (of: (sample: Sample) => number | undefined) => {
-        const known = runs.flatMap((run) => of(run) ?? []);
-        return known.length === 0 ? "–" : median(known).toFixed(2);
-      };
-      lines.push(
-        `| ${set} | ${label.replaceAll("|", "\\|")} | ${files} | ${formatSeconds(mid)} (${
-          formatSeconds(Math.min(...seconds))
-        }–${formatSeconds(Math.max(...seconds))}) | ${
-          perSecond.toFixed(perSecond < 10 ? 2 : 0)
-        } | ${(bytes / 1e6 / mid).toFixed(0)} | ${cpu((r) => r.clientCpu)} | ${
-          cpu((r) => r.serverCpu)
-        } | ${formatKiB(runs.map((r) => r.clientKiB ?? NaN))} | ${
-          formatKiB(runs.map((r) => r.serverKiB ?? NaN))
-        } | ${Math.min(...runs.map((r) => r.intact))}/${files} |`,
-      );
-    }
-    lines.push(
-      "",
-      "| UDP server | flood starts | datagrams sent | sender rate /s (median) | received and printed (median, min–max) |",
-      "| --- | --- | ---: | ---: | --- |",
-    );
-    for (const settle of udpSettles) {
-      for (const label of ["udp_server.ts", "original udp_server.py"]) {
-        const runs = udp.filter((u) => u.label === label && u.settle === settle);
-        const received = runs.map((u) => u.received * 100);
-        lines.push(
-          `| ${label} | ${udpStart(settle)} | ${udpCount} | ${
-            median(runs.map((u) => u.rate)).toFixed(0)
-          } | ${median(received).toFixed(2)}% (${Math.min(...received).toFixed(2)}–${
-            Math.max(...received).toFixed(2)
-          }%) |`,
-        );
-      }
-    }
-
-    const goals: string[] = [];
-    // The goals compare our best decoding setting with tar | nc.
-    const best = (set: string) =>
-      ["ours -c 1", "ours -c 4"].reduce((a, b) => medianOf(set, a) <= medianOf(set, b) ? a : b);
-    const verdict = (ok: boolean) => ok ? "met" : "NOT met";
-    for (const [set, goal] of [["small", 1.0], ["large", 1.3]] as const) {
-      const ratio = medianOf(set, best(set)) / medianOf(set, "tar c | nc");
-      // Both ran once per round, so each round's ratio shows how far the noise reaches.
-      const tar = samples.get(`${set}\ttar c | nc`) ?? [];
-      const perRound = (samples.get(`${set}\t${best(set)}`) ?? [])
-        .map((run, i) => run.seconds / tar[i]?.seconds).filter(Number.isFinite);
-      goals.push(
-        `- ${set} set: ${best(set)} / tar | nc = ${ratio.toFixed(2)} (goal ≤ ${goal.toFixed(1)}: ${
-          verdict(ratio <= goal)
-        }); round by round ${Math.min(...perRound).toFixed(2)}–${
-          Math.max(...perRound).toFixed(2)
-        }, median ${median(perRound).toFixed(2)}`,
-      );
-    }
-    for (const v8Flags of [undefined, SMALL_YOUNG_GENERATION]) {
-      const crowded = samples.get(`small\t${ours(work, { concurrency: 4, idle, v8Flags }).label}`);
-      if (crowded === undefined) continue;
-      const rss = median(crowded.map((run) => run.serverKiB ?? NaN)) / 1024;
-      const slowdown = median(crowded.map((run) => run.seconds)) /
-        medianOf("small", "ours -c 4");
-      goals.push(
-        `- ${idle.toLocaleString("en")} idle connections during the small set${
-          v8Flags ? `, server with --v8-flags=${v8Flags}` : ""
-        }: server RSS ${rss.toFixed(0)} MB (goal ≤ 150 MB: ${verdict(rss <= 150)}), upload ${
-          slowdown.toFixed(2)
-        }× the same without them (goal ≤ 1.2: ${verdict(slowdown <= 1.2)})`,
-      );
-    }
-    const huge = [...samples].filter(([key]) => key.startsWith("huge\tours"));
-    if (huge.length > 0) {
-      const peak = Math.max(...huge.flatMap(([, runs]) =>
-        runs.flatMap((r) => [r.clientKiB ?? 0, r.serverKiB ?? 0])
-      )) / 1024;
-      goals.push(
-        `- huge file: peak RSS of our client and server ${peak.toFixed(0)} MB (goal ≤ 120 MB: ${
-          verdict(peak <= 120)
-        })`,
-      );
-    }
-    // Judged both ways: a printer that only keeps up once warm is not met.
-    for (const settle of udpSettles) {
-      const share = (ours: boolean) =>
-        median(
-          udp.filter((u) => (u.label === "udp_server.ts") === ours && u.settle === settle)
-            .map((u) => u.received),
-        );
-      goals.push(
-        `- UDP, flood starting ${udpStart(settle)}: received ${
-          (share(true) * 100).toFixed(2)
-        }% against the original's ${(share(false) * 100).toFixed(2)}% (goal ≥: ${
-          verdict(share(true) >= share(false))
-        })`,
-      );
-    }
-
-    const memory = Deno.readTextFileSync("/proc/meminfo").match(/MemTotal:\s+(\d+)/)?.[1];
-    const header = [
-      `Run on ${
-        new Date().toISOString().slice(0, 16).replace("T", " ")
-      } UTC, Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores, ${
-        (Number(memory) / 1024 / 1024).toFixed(0)
-      } GiB, ${counted(rounds, "round")}${
-        quick ? " (--quick: tiny sets)" : ""
-      }, data in ${where}. Loopback. Our time is the client's own, from its first connection to the last confirmation; the others' from start to the last file in place. The small set's original runs on its first 200 files. Our rows grant the least privilege, as the README does, except "(--allow-all)", which shows what Deno's check of every path costs; the goals use the others. "--resume, all there" times the same upload again once the server holds every file: it sends no image, only a query for each and a checksum on both sides. "idle connections" holds that many open on the server, from 300 loopback addresses (tests/crowd.py), while the upload runs; its server RSS is the peak with them; the row "(--v8-flags=…)" runs the server with V8's young generation capped at 2 MB, as the README's command does; the other rows run without it. CPU is user and system time, medians: our whole client, its ~0.06 s of Deno start-up included, and our server from just before the upload; for tar | nc, "client" is \`tar c | nc\` and "server" \`nc -l | tar x\`. On 2 cores a run takes at least half of the two added up.`,
-    ];
-    // Tiny sets measure start-up and a cold JIT: a 5,000-datagram burst is
-    // over in 30 ms, before our printer's loop is compiled. Only full runs judge.
-    const judged = quick
-      ? ["Goals are judged on full runs only; with --quick, for reference:", "", ...goals]
-      : ["Goals:", "", ...goals];
-    const report = [...header, "", ...lines, "", ...judged].join("\n");
-    console.log(report);
-    if (!quick) {
-      // The results page and the README quote the latest table between these markers.
-      const start = "<!-- bench:start -->";
-      const end = "<!-- bench:end -->";
-      for (const page of [RESULTS, README]) {
-        const previous = await Deno.readTextFile(page);
-        const updated = previous.slice(0, previous.indexOf(start) + start.length) +
-          `\n${report}\n` + previous.slice(previous.indexOf(end));
-        await Deno.writeTextFile(page, updated);
-        await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", page] }).output();
-        console.error(`bench: wrote ${page}`);
-      }
-    }
+async function main(): Promise<void> {
+  const command = parseBenchArgs(Deno.args);
+  await checkTools();
+  const { work, tmpfs } = await makeWork(command.dir);
+  const removeListeners = stopOnSignals();
+  try {
+    await measure(work, tmpfs ? "a tmpfs" : work, command);
   } catch (error) {
     console.error(
       interrupted ? `bench: stopped by ${interrupted}` : `bench: ${describeError(error)}`,
@@ -846,7 +761,7 @@ async function main(): Promise<void> {
     await Deno.remove(work, { recursive: true }).catch((error) =>
       console.error(`bench: could not remove ${work}: ${error.message}`)
     );
-    for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
+    removeListeners();
   }
 }
 
