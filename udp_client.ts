@@ -12,12 +12,13 @@ import { parseArgs } from "node:util";
 import {
   type ByteSource,
   checkNetPermission,
-  describeError,
+  DEFAULT_PORT,
+  exitCodeFor,
   formatAddress,
-  LogOutput,
   MAX_DATAGRAM_SIZE,
   parseHost,
   parsePort,
+  ScriptOutput,
 } from "./protocol.ts";
 
 /** One line read by {@linkcode readLines}. */
@@ -188,86 +189,94 @@ Given MESSAGE arguments instead, it sends each one as a datagram and exits.
 
 Options:
   --host HOST   receiver address (default 127.0.0.1)
-  --port PORT   receiver port (default 9999)
+  --port PORT   receiver port (default ${DEFAULT_PORT})
   -h, --help    show this help
 
 Exit status: 0 when every line was sent, 1 when any was not or a prompt could
 not be written, 2 on a usage error. A line may hold at most ${MAX_DATAGRAM_SIZE}
 bytes.`;
 
-async function main(): Promise<void> {
-  // Nothing is left to report a failed stderr to; the work goes on without it.
-  const stderr = new LogOutput(() => {}, { write: (bytes) => Deno.stderr.writeSync(bytes) });
-  // Sending goes on without the prompts; the exit status says they failed.
-  const stdout = new LogOutput((error) =>
-    stderr.line(`udp_client.ts: Cannot write to stdout: ${error.message}`)
-  );
-  let host: string;
-  let port: number;
-  let messages: string[];
-  try {
-    const { values, positionals } = parseArgs({
-      args: Deno.args,
-      allowPositionals: true,
-      options: {
-        host: { type: "string", default: "127.0.0.1" },
-        port: { type: "string", default: "9999" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-    if (values.help) {
-      stdout.line(USAGE);
-      Deno.exit(stdout.failed ? 1 : 0);
-    }
-    host = parseHost(values.host);
-    port = parsePort(values.port, 1);
-    messages = positionals;
-  } catch (error) {
-    stderr.line(`udp_client.ts: ${describeError(error)}`);
-    stderr.line("Try 'udp_client.ts --help'.");
-    Deno.exit(2);
-  }
+/** Where the datagrams go, and the messages given on the command line. */
+interface UdpClientCommand {
+  host: string;
+  port: number;
+  messages: string[];
+}
 
-  const decoder = new TextDecoder();
+/** Turns the command line into a command, or `"help"`. */
+function parseUdpClientArgs(args: string[]): UdpClientCommand | "help" {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      host: { type: "string", default: "127.0.0.1" },
+      port: { type: "string", default: String(DEFAULT_PORT) },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) return "help";
+  return { host: parseHost(values.host), port: parsePort(values.port, 1), messages: positionals };
+}
+
+/**
+ * Sends each line of stdin as a datagram, with a prompt on a terminal, until
+ * `exit` or the end of input.
+ *
+ * @returns How many lines were too long to send.
+ */
+async function sendLines(
+  send: (payload: Uint8Array) => Promise<void>,
+  script: ScriptOutput,
+): Promise<number> {
+  let tooLongLines = 0;
+  const interactive = Deno.stdin.isTerminal();
+  const prompt = () => interactive && script.stdout.text("data: ");
+  prompt();
+  for await (const result of readLines(Deno.stdin, MAX_LINE_SIZE)) {
+    if (result.ok) {
+      const line = trimLine(result.line);
+      if (line.length === 4 && new TextDecoder().decode(line) === "exit") return tooLongLines;
+      await send(line);
+    } else {
+      script.error(tooLong(result.tooLong).message);
+      tooLongLines++;
+    }
+    prompt();
+  }
+  // Ctrl-D leaves the cursor after the last prompt: end its line for the shell.
+  if (interactive) script.stdout.text("\n");
+  return tooLongLines;
+}
+
+async function main(): Promise<void> {
+  const script: ScriptOutput = new ScriptOutput("udp_client.ts");
+  let command: UdpClientCommand | "help";
+  try {
+    command = parseUdpClientArgs(Deno.args);
+  } catch (error) {
+    script.usage(error);
+  }
+  if (command === "help") script.help(USAGE);
   let sender: UdpSender;
   try {
-    sender = await createUdpSender(host, port);
+    sender = await createUdpSender(command.host, command.port);
   } catch (error) {
-    stderr.line(`udp_client.ts: ${(error as Error).message}`);
-    Deno.exit(error instanceof Deno.errors.NotCapable ? 2 : 1);
+    script.error((error as Error).message);
+    Deno.exit(exitCodeFor(error));
   }
   using _sender = sender;
   let failures = 0;
-  const fail = (error: unknown) => {
-    failures++;
-    stderr.line(`udp_client.ts: ${(error as Error).message}`);
-  };
-  const send = (payload: Uint8Array) => sender.send(payload).catch(fail);
-
-  if (messages.length > 0) {
-    for (const message of messages) await send(encoder.encode(message));
+  const send = (payload: Uint8Array) =>
+    sender.send(payload).catch((error) => {
+      failures++;
+      script.error((error as Error).message);
+    });
+  if (command.messages.length > 0) {
+    for (const message of command.messages) await send(encoder.encode(message));
   } else {
-    const interactive = Deno.stdin.isTerminal();
-    const prompt = () => interactive && stdout.text("data: ");
-    prompt();
-    let endOfInput = true;
-    for await (const result of readLines(Deno.stdin, MAX_LINE_SIZE)) {
-      if (result.ok) {
-        const line = trimLine(result.line);
-        if (line.length === 4 && decoder.decode(line) === "exit") {
-          endOfInput = false;
-          break;
-        }
-        await send(line);
-      } else {
-        fail(tooLong(result.tooLong));
-      }
-      prompt();
-    }
-    // Ctrl-D leaves the cursor after the last prompt: end its line for the shell.
-    if (interactive && endOfInput) stdout.text("\n");
+    failures += await sendLines(send, script);
   }
-  Deno.exit(failures > 0 || stdout.failed ? 1 : 0);
+  script.exit(failures === 0);
 }
 
 if (import.meta.main) await main();

@@ -12,14 +12,16 @@ import {
   checkNetPermission,
   type Cidr,
   counted,
+  DEFAULT_PORT,
   describeError,
+  exitCodeFor,
   formatAddress,
   inAnyCidr,
-  LogOutput,
   MAX_DATAGRAM_SIZE,
   parseCidr,
   parseHost,
   parsePort,
+  ScriptOutput,
 } from "./protocol.ts";
 
 const decoder = new TextDecoder();
@@ -111,7 +113,7 @@ export interface UdpServerOptions {
   host?: string;
   /**
    * Port to listen on; 0 for any free port.
-   * @default {9999}
+   * @default {DEFAULT_PORT}
    */
   port?: number;
   /**
@@ -160,7 +162,7 @@ export async function startUdpServer(
   options: UdpServerOptions = {},
 ): Promise<UdpServer> {
   const host = options.host ?? "0.0.0.0";
-  const port = options.port ?? 9999;
+  const port = options.port ?? DEFAULT_PORT;
   await checkNetPermission(formatAddress(host, port));
   let received = 0;
   let dropped = 0;
@@ -237,7 +239,7 @@ falls back on without the flag.
 
 Options:
   --host HOST   address to listen on (default 0.0.0.0)
-  --port PORT   port to listen on, 0 for any free port (default 9999)
+  --port PORT   port to listen on, 0 for any free port (default ${DEFAULT_PORT})
   --allow CIDR  print only datagrams from this block, such as 10.0.0.0/8;
                 repeatable (default: from anywhere)
   -h, --help    show this help
@@ -246,8 +248,8 @@ Exit status: 0 after SIGINT/SIGTERM, 1 on a runtime error, 2 on a usage error.
 Datagrams up to ${MAX_DATAGRAM_SIZE} bytes are printed whole.`;
 
 async function main(): Promise<void> {
-  // Nothing is left to report a failed stderr to; the work goes on without it.
-  const stderr = new LogOutput(() => {}, { write: (bytes) => Deno.stderr.writeSync(bytes) });
+  const script: ScriptOutput = new ScriptOutput("udp_server.ts");
+  const stderr = script.stderr;
   /** Writes to stdout, which is what this server is for: it stops when it cannot. */
   const print = (text: Uint8Array | string) => {
     const bytes = typeof text === "string" ? encoder.encode(`${text}\n`) : text;
@@ -270,7 +272,7 @@ async function main(): Promise<void> {
       args: Deno.args,
       options: {
         host: { type: "string", default: "0.0.0.0" },
-        port: { type: "string", default: "9999" },
+        port: { type: "string", default: String(DEFAULT_PORT) },
         allow: { type: "string", multiple: true },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -283,9 +285,7 @@ async function main(): Promise<void> {
     port = parsePort(values.port);
     allow = values.allow?.map(parseCidr);
   } catch (error) {
-    stderr.line(`udp_server.ts: ${describeError(error)}`);
-    stderr.line("Try 'udp_server.ts --help'.");
-    Deno.exit(2);
+    script.usage(error);
   }
 
   const batch = new LineBatch(print);
@@ -306,7 +306,7 @@ async function main(): Promise<void> {
     stderr.line(
       `udp_server.ts: Cannot listen on ${formatAddress(host, port)}: ${(error as Error).message}`,
     );
-    Deno.exit(error instanceof Deno.errors.NotCapable ? 2 : 1);
+    Deno.exit(exitCodeFor(error));
   }
   const { address, port: boundPort } = server.address;
   print(`listening on ${formatAddress(address, boundPort)}`);

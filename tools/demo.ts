@@ -28,40 +28,36 @@ Starts server.ts on a free loopback port, saving into a new temporary
 folder, uploads the images in samples/ with client.ts, and lists what arrived
 and whether each file is identical to its original. Exits 0 when all are.`;
 
-async function main(): Promise<void> {
-  if (Deno.args.length > 0) {
-    const help = Deno.args[0] === "--help" || Deno.args[0] === "-h";
-    if (help) console.log(USAGE);
-    else console.error(`demo: Unknown argument '${Deno.args[0]}': it takes none`);
-    Deno.exit(help ? 0 : 2);
-  }
-  const out = await Deno.makeTempDir({ prefix: "socket-demo-" });
-  const server = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net=127.0.0.1",
-      `--allow-read=${out}`,
-      `--allow-write=${out}`,
-      `${root}server.ts`,
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--out",
-      out,
-    ],
+/** Starts a child with piped output. */
+function spawn(args: string[]): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const serverLines: string[] = [];
-  const relays = [
-    relay(server.stdout, "[server]", serverLines),
-    relay(server.stderr, "[server]", serverLines),
-  ];
+}
+
+/** Starts the server on a free port, saving into `out`; returns it, its port and its relays. */
+async function startServer(out: string) {
+  const server = spawn([
+    "run",
+    "--allow-net=127.0.0.1",
+    `--allow-read=${out}`,
+    `--allow-write=${out}`,
+    `${root}server.ts`,
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--out",
+    out,
+  ]);
+  const lines: string[] = [];
+  const relays = [relay(server.stdout, "[server]", lines), relay(server.stderr, "[server]", lines)];
   let port: string | undefined;
   for (let waited = 0; port === undefined && waited < 15_000; waited += 50) {
-    port = serverLines.join("\n").match(/listening on [^ ]+:(\d+)/)?.[1];
+    port = lines.join("\n").match(/listening on [^ ]+:(\d+)/)?.[1];
     if (port === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
   }
   if (port === undefined) {
@@ -69,30 +65,11 @@ async function main(): Promise<void> {
     console.error("demo: the server did not start");
     Deno.exit(1);
   }
+  return { server, port, relays };
+}
 
-  const client = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net=127.0.0.1",
-      `--allow-read=${samples}`,
-      `${root}client.ts`,
-      "--port",
-      port,
-      "--ext",
-      "jpg,png",
-      "--verbose",
-      samples,
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  await Promise.all([
-    relay(client.stdout, "[client]", []),
-    relay(client.stderr, "[client]", []),
-  ]);
-  const clientStatus = await client.status;
-
+/** Lists what arrived and whether each file is identical to its original; returns how many are. */
+async function compare(out: string): Promise<{ arrived: number; identical: number }> {
   const arrived: string[] = [];
   for await (const entry of Deno.readDir(out)) arrived.push(entry.name);
   arrived.sort();
@@ -109,11 +86,37 @@ async function main(): Promise<void> {
     );
   }
   console.log(`identical to the originals: ${identical} of ${arrived.length}\n`);
+  return { arrived: arrived.length, identical };
+}
 
+async function main(): Promise<void> {
+  if (Deno.args.length > 0) {
+    const help = Deno.args[0] === "--help" || Deno.args[0] === "-h";
+    if (help) console.log(USAGE);
+    else console.error(`demo: Unknown argument '${Deno.args[0]}': it takes none`);
+    Deno.exit(help ? 0 : 2);
+  }
+  const out = await Deno.makeTempDir({ prefix: "socket-demo-" });
+  const { server, port, relays } = await startServer(out);
+  const client = spawn([
+    "run",
+    "--allow-net=127.0.0.1",
+    `--allow-read=${samples}`,
+    `${root}client.ts`,
+    "--port",
+    port,
+    "--ext",
+    "jpg,png",
+    "--verbose",
+    samples,
+  ]);
+  await Promise.all([relay(client.stdout, "[client]", []), relay(client.stderr, "[client]", [])]);
+  const clientStatus = await client.status;
+  const { arrived, identical } = await compare(out);
   server.kill("SIGTERM");
   await server.status;
   await Promise.all(relays);
-  Deno.exit(clientStatus.success && identical === arrived.length && arrived.length > 0 ? 0 : 1);
+  Deno.exit(clientStatus.success && identical === arrived && arrived > 0 ? 0 : 1);
 }
 
 if (import.meta.main) await main();
