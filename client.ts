@@ -22,9 +22,7 @@ import {
   formatBytes,
   formatDuration,
   FrameWriter,
-  isOlderThanMinDeno,
   isTransient,
-  MIN_DENO,
   nameFor,
   parseCount,
   parseHost,
@@ -665,17 +663,8 @@ function startLine(selection: Selection, command: ClientCommand): string {
 
 async function main(): Promise<void> {
   const script: ScriptOutput = new ScriptOutput("client.ts");
-  let command: ClientCommand | "help";
-  try {
-    command = parseClientArgs(Deno.args);
-  } catch (error) {
-    script.usage(error);
-  }
-  if (command === "help") script.help(USAGE);
-  if (isOlderThanMinDeno(Deno.version.deno)) {
-    script.error(`Needs Deno ${MIN_DENO} or later: this is Deno ${Deno.version.deno}`);
-    Deno.exit(1);
-  }
+  const command = script.command(() => parseClientArgs(Deno.args), USAGE);
+  script.requireMinDeno();
   let selection: Selection;
   try {
     selection = await prepare(command);

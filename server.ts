@@ -23,8 +23,6 @@ import {
   type FrameReaderOptions,
   FrameSlots,
   inAnyCidr,
-  isOlderThanMinDeno,
-  MIN_DENO,
   NAME_SIZE,
   parseByteSize,
   parseCidr,
@@ -721,22 +719,13 @@ function stopOnSignals(server: UploadServer, command: ServerCommand, script: Scr
 
 async function main(): Promise<void> {
   const script: ScriptOutput = new ScriptOutput("server.ts");
-  let command: ServerCommand | "help";
-  try {
-    command = parseServerArgs(Deno.args);
-  } catch (error) {
-    script.usage(error);
-  }
-  if (command === "help") script.help(USAGE);
+  const command = script.command(() => parseServerArgs(Deno.args), USAGE);
   const missing = await missingFolderPermission(command.out);
   if (missing) {
     script.error(missing);
     Deno.exit(2);
   }
-  if (isOlderThanMinDeno(Deno.version.deno)) {
-    script.error(`Needs Deno ${MIN_DENO} or later: this is Deno ${Deno.version.deno}`);
-    Deno.exit(1);
-  }
+  script.requireMinDeno();
   fitDescriptorLimit(command, script);
   let server: UploadServer;
   try {

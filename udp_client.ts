@@ -250,13 +250,7 @@ async function sendLines(
 
 async function main(): Promise<void> {
   const script: ScriptOutput = new ScriptOutput("udp_client.ts");
-  let command: UdpClientCommand | "help";
-  try {
-    command = parseUdpClientArgs(Deno.args);
-  } catch (error) {
-    script.usage(error);
-  }
-  if (command === "help") script.help(USAGE);
+  const command = script.command(() => parseUdpClientArgs(Deno.args), USAGE);
   let sender: UdpSender;
   try {
     sender = await createUdpSender(command.host, command.port);
@@ -274,7 +268,9 @@ async function main(): Promise<void> {
   if (command.messages.length > 0) {
     for (const message of command.messages) await send(encoder.encode(message));
   } else {
-    failures += await sendLines(send, script);
+    // Awaited first: `failures +=` would read the count before the sends that add to it.
+    const tooLongLines = await sendLines(send, script);
+    failures += tooLongLines;
   }
   script.exit(failures === 0);
 }

@@ -4,10 +4,20 @@
  * @module
  */
 import { describeError, exitCodeFor } from "../protocol/errors.ts";
+import { isOlderThanMinDeno, MIN_DENO } from "./cli.ts";
 
 const encoder = new TextEncoder();
 
-/** Options for {@linkcode LogOutput}. */
+/**
+ * Options for {@linkcode LogOutput}.
+ *
+ * @example
+ * ```ts
+ * import type { LogOutputOptions } from "../protocol.ts";
+ *
+ * const toStderr: LogOutputOptions = { write: (bytes) => Deno.stderr.writeSync(bytes) };
+ * ```
+ */
 export interface LogOutputOptions {
   /**
    * Writes some of the bytes and returns how many; throws when it cannot.
@@ -155,6 +165,28 @@ export class ScriptOutput {
   usage(error: unknown): never {
     this.stderr.line(this.usageText(error));
     Deno.exit(2);
+  }
+
+  /**
+   * Runs a script's flag parser: exits 2 with the usage error when it
+   * throws, and 0 with the usage text when it returns `"help"`.
+   */
+  command<T>(parse: () => T | "help", usage: string): T {
+    let command: T | "help";
+    try {
+      command = parse();
+    } catch (error) {
+      this.usage(error);
+    }
+    if (command === "help") this.help(usage);
+    return command;
+  }
+
+  /** Exits 1 when this Deno is older than {@linkcode MIN_DENO}. */
+  requireMinDeno(): void {
+    if (!isOlderThanMinDeno(Deno.version.deno)) return;
+    this.error(`Needs Deno ${MIN_DENO} or later: this is Deno ${Deno.version.deno}`);
+    Deno.exit(1);
   }
 
   /** Says why the run cannot go on, and exits as {@linkcode exitCodeFor} says. */
