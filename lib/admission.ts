@@ -16,7 +16,16 @@ interface Waiter {
   timer: ReturnType<typeof setTimeout>;
 }
 
-/** Caps and deadline of {@linkcode FrameSlots}, all required: the server passes its own defaults. */
+/**
+ * Caps and deadline of {@linkcode FrameSlots}, all required: the server passes its own defaults.
+ *
+ * @example
+ * ```ts
+ * import type { FrameSlotsOptions } from "../protocol.ts";
+ *
+ * const options: FrameSlotsOptions = { max: 256, perAddress: 32, timeout: 30_000 };
+ * ```
+ */
 export interface FrameSlotsOptions {
   /** Frames received at once. */
   max: number;

@@ -115,6 +115,14 @@ function isHostName(text: string): boolean {
 /**
  * The oldest Deno that `server.ts` and `client.ts` run on: `Uint8Array`
  * base64 came with 2.5, and `Deno.FsFile.tryLock` with 2.7.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isOlderThanMinDeno, MIN_DENO } from "../protocol.ts";
+ *
+ * assert.equal(isOlderThanMinDeno(`${MIN_DENO}.0`), false);
+ * ```
  */
 export const MIN_DENO = "2.7";
 

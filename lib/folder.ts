@@ -26,7 +26,16 @@ const MAX_INDEXED_NAMES = 100_000;
  */
 const NO_HARD_LINKS = ["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS"];
 
-/** Options for {@linkcode Folder.open}. */
+/**
+ * Options for {@linkcode Folder.open}.
+ *
+ * @example
+ * ```ts
+ * import type { FolderOptions } from "../protocol.ts";
+ *
+ * const options: FolderOptions = { raw: true, fsync: true };
+ * ```
+ */
 export interface FolderOptions {
   /**
    * Commit bodies under numbers `00000`, `00001`, … as the original server
@@ -341,7 +350,17 @@ function sameContent(pathA: string, pathB: string): boolean {
 
 const encoder = new TextEncoder();
 
-/** The hidden folder inside the output folder that keeps frames no name could be given. */
+/**
+ * The hidden folder inside the output folder that keeps frames no name could be given.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { QUARANTINE } from "../protocol.ts";
+ *
+ * assert.ok(QUARANTINE.startsWith("."));
+ * ```
+ */
 export const QUARANTINE = ".quarantine";
 
 /**

@@ -25,7 +25,16 @@ export const SELECTION_DEFAULTS = {
   maxBatch: 10_000,
 } as const;
 
-/** Options for {@linkcode collectFiles}. */
+/**
+ * Options for {@linkcode collectFiles}.
+ *
+ * @example
+ * ```ts
+ * import type { CollectOptions } from "../protocol.ts";
+ *
+ * const options: CollectOptions = { extensions: ["jpg", "png"], recursive: true };
+ * ```
+ */
 export interface CollectOptions {
   /**
    * Extensions to pick from folders, compared without case.
@@ -55,7 +64,16 @@ export interface CollectOptions {
   maxBatch?: number;
 }
 
-/** Files picked by {@linkcode collectFiles}, and those that cannot be sent. */
+/**
+ * Files picked by {@linkcode collectFiles}, and those that cannot be sent.
+ *
+ * @example
+ * ```ts
+ * import type { Selection } from "../protocol.ts";
+ *
+ * const none: Selection = { files: [], skipped: [], found: 0, hidden: 0 };
+ * ```
+ */
 export interface Selection {
   /** Files to send, in order. */
   files: UploadFile[];
@@ -78,6 +96,15 @@ export interface Selection {
  *
  * @param path The file's path.
  * @returns The name for the frame.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { nameFor } from "../protocol.ts";
+ *
+ * assert.equal(nameFor("photos/dog.jpg"), "dog");
+ * assert.equal(nameFor("photos/archive.tar.gz"), "archive.tar");
+ * ```
  */
 export function nameFor(path: string): string {
   const base = path.slice(path.lastIndexOf("/") + 1);
@@ -143,6 +170,21 @@ function samePathKey(path: string): string {
  * @param options Which files to take.
  * @returns The files to send and the selected files that cannot be sent.
  * @throws {Deno.errors.NotFound} If a path does not exist.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { collectFiles } from "../protocol.ts";
+ *
+ * const folder = await Deno.makeTempDir();
+ * for (const name of ["b.jpg", "a.jpg", "notes.txt", ".hidden.jpg"]) {
+ *   await Deno.writeFile(`${folder}/${name}`, new Uint8Array([0xff]));
+ * }
+ * const selection = await collectFiles([folder]);
+ * assert.deepEqual(selection.files.map((f) => f.name), ["a", "b"]);
+ * assert.equal(selection.hidden, 1);
+ * await Deno.remove(folder, { recursive: true });
+ * ```
  */
 export async function collectFiles(
   paths: string[],

@@ -32,7 +32,16 @@ import { removeQuietly, writeAllSync } from "./files.ts";
 import { counted, formatAddress, formatBytes, formatDuration } from "./format.ts";
 import { sniffExtension } from "./images.ts";
 
-/** Something that happened on the server, for the log. */
+/**
+ * Something that happened on the server, for the log.
+ *
+ * @example
+ * ```ts
+ * import type { ServerEvent } from "../protocol.ts";
+ *
+ * const event: ServerEvent = { type: "refused", peer: "10.0.0.1:5000", message: "Not in an --allow block: dropped" };
+ * ```
+ */
 export type ServerEvent =
   | {
     type: "saved";
@@ -75,7 +84,16 @@ export type ServerEvent =
     type: "no-hard-links";
   };
 
-/** Counts kept while the server runs. */
+/**
+ * Counts kept while the server runs.
+ *
+ * @example
+ * ```ts
+ * import type { ServerStats } from "../protocol.ts";
+ *
+ * const none: ServerStats = { files: 0, duplicates: 0, bytes: 0, errors: 0, received: 0, kept: 0, shed: 0 };
+ * ```
+ */
 export interface ServerStats {
   /** Files saved, duplicates included. */
   files: number;
@@ -146,7 +164,18 @@ export function eventLine(
   }
 }
 
-/** What a {@linkcode Session} shares with the server that runs it. */
+/**
+ * What a {@linkcode Session} shares with the server that runs it: the
+ * example of {@linkcode Session} makes one by hand.
+ *
+ * @example
+ * ```ts
+ * import type { SessionHost } from "../protocol.ts";
+ *
+ * type Shared = Pick<SessionHost, "raw" | "fsync" | "token">;
+ * const plain: Shared = { raw: false, fsync: false, token: undefined };
+ * ```
+ */
 export interface SessionHost {
   readonly folder: Folder;
   /** Where refused whole frames are kept; none in raw mode. */

@@ -24,7 +24,16 @@ import { LineReader } from "../protocol/line_reader.ts";
 import { encodeName } from "../protocol/name.ts";
 import { formatAddress } from "./format.ts";
 
-/** A file chosen for upload. */
+/**
+ * A file chosen for upload.
+ *
+ * @example
+ * ```ts
+ * import type { UploadFile } from "../protocol.ts";
+ *
+ * const file: UploadFile = { path: "photos/cat.jpg", name: "cat" };
+ * ```
+ */
 export interface UploadFile {
   /** Where it is read from. */
   path: string;
@@ -32,7 +41,22 @@ export interface UploadFile {
   name: string;
 }
 
-/** What happened to one file. */
+/**
+ * What happened to one file.
+ *
+ * @example
+ * ```ts
+ * import type { FileResult } from "../protocol.ts";
+ *
+ * const refused: FileResult = {
+ *   path: "photos/cat.jpg",
+ *   ok: false,
+ *   bytes: 0,
+ *   message: "Refused by the server: Server busy: 256 frames in progress",
+ *   transient: true,
+ * };
+ * ```
+ */
 export interface FileResult {
   /** Where it was read from. */
   path: string;
@@ -53,7 +77,16 @@ export interface FileResult {
   transient?: boolean;
 }
 
-/** Options for {@linkcode Uploader}. */
+/**
+ * Options for {@linkcode Uploader}.
+ *
+ * @example
+ * ```ts
+ * import type { UploaderOptions } from "../protocol.ts";
+ *
+ * const options: UploaderOptions = { timeout: 50_000, window: 32, onResult: console.log };
+ * ```
+ */
 export interface UploaderOptions {
   /** Milliseconds allowed for each write and each answer. */
   timeout: number;
@@ -85,7 +118,16 @@ function readFull(file: Deno.FsFile, buffer: Uint8Array): number {
   return filled;
 }
 
-/** Where to connect, and how. */
+/**
+ * Where to connect, and how.
+ *
+ * @example
+ * ```ts
+ * import type { Target } from "../protocol.ts";
+ *
+ * const target: Target = { hostname: "127.0.0.1", port: 9999, tls: { caCerts: [] } };
+ * ```
+ */
 export interface Target {
   hostname: string;
   port: number;
@@ -94,10 +136,25 @@ export interface Target {
 }
 
 /** Writes all of `bytes`, failing with a `timeout` error after `ms` milliseconds. */
-export function writeWithin(conn: Deno.Conn, bytes: Uint8Array, ms: number): Promise<void> {
+function writeWithin(conn: Deno.Conn, bytes: Uint8Array, ms: number): Promise<void> {
   return withDeadline(writeAll(conn, bytes), ms, { waitingFor: "the server to read" });
 }
 
+/**
+ * Connects within `ms` milliseconds, with TCP_NODELAY; with TLS, the
+ * handshake too, so that the server is verified before the first frame.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connectWithin } from "../protocol.ts";
+ *
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const { port } = listener.addr as Deno.NetAddr;
+ * using conn = await connectWithin({ hostname: "127.0.0.1", port }, 1000);
+ * assert.equal((conn.remoteAddr as Deno.NetAddr).port, port);
+ * ```
+ */
 export async function connectWithin(target: Target, ms: number): Promise<Deno.Conn> {
   const { hostname, port, tls } = target;
   const connecting: Promise<Deno.Conn> = tls
@@ -122,6 +179,25 @@ export async function connectWithin(target: Target, ms: number): Promise<Deno.Co
 /**
  * Streams files as frames, reusing one chunk of memory whatever the file
  * size: a frame's header, name and first data leave in one write.
+ *
+ * @example Send a file as one frame
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connectWithin, FrameWriter } from "../protocol.ts";
+ * import { startServer } from "../server.ts";
+ *
+ * const out = await Deno.makeTempDir();
+ * const server = await startServer({ host: "127.0.0.1", port: 0, out });
+ * const target = { hostname: "127.0.0.1", port: server.addr.port };
+ * const input = await Deno.makeTempDir();
+ * await Deno.writeFile(`${input}/cat.jpg`, new Uint8Array([0xff, 0xd8, 0xff, 0xe0]));
+ * const file = { path: `${input}/cat.jpg`, name: "cat" };
+ * using conn = await connectWithin(target, 1000);
+ * const sent = await new FrameWriter(1000).send(conn, file);
+ * assert.equal(sent.bytes, 4);
+ * await server.shutdown();
+ * for (const folder of [out, input]) await Deno.remove(folder, { recursive: true });
+ * ```
  */
 export class FrameWriter {
   readonly #raw = new Uint8Array(CHUNK_SIZE);
@@ -234,7 +310,16 @@ export class FrameWriter {
   }
 }
 
-/** What went out for one file. */
+/**
+ * What went out for one file.
+ *
+ * @example
+ * ```ts
+ * import type { Sent } from "../protocol.ts";
+ *
+ * const sent: Sent = { bytes: 4, dataCrc: 0x1234abcd, bodyCrc: 0x0badf00d };
+ * ```
+ */
 export interface Sent {
   /** Bytes of file data. */
   bytes: number;
@@ -254,6 +339,28 @@ interface Pending extends Sent {
 /**
  * One connection to our server, sending frames ahead of their
  * acknowledgements and matching the answers to them in order.
+ *
+ * @example Upload a file and hear the server confirm it
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connectWithin, type FileResult, Uploader } from "../protocol.ts";
+ * import { startServer } from "../server.ts";
+ *
+ * const out = await Deno.makeTempDir();
+ * const server = await startServer({ host: "127.0.0.1", port: 0, out });
+ * const target = { hostname: "127.0.0.1", port: server.addr.port };
+ * const input = await Deno.makeTempDir();
+ * await Deno.writeFile(`${input}/cat.jpg`, new Uint8Array([0xff, 0xd8, 0xff, 0xe0]));
+ * const file = { path: `${input}/cat.jpg`, name: "cat" };
+ * const results: FileResult[] = [];
+ * const conn = await connectWithin(target, 1000);
+ * const uploader = new Uploader(conn, { timeout: 1000, window: 4, onResult: (r) => results.push(r) });
+ * await uploader.send(file);
+ * await uploader.close();
+ * assert.deepEqual(results.map((r) => [r.ok, r.savedAs]), [[true, "cat.jpg"]]);
+ * await server.shutdown();
+ * for (const folder of [out, input]) await Deno.remove(folder, { recursive: true });
+ * ```
  */
 export class Uploader {
   readonly #conn: Deno.Conn;
@@ -443,7 +550,20 @@ export class Uploader {
   }
 }
 
-/** Options for {@linkcode askHeld}. */
+/**
+ * Options for {@linkcode askHeld}.
+ *
+ * @example
+ * ```ts
+ * import type { AskOptions } from "../protocol.ts";
+ *
+ * const options: AskOptions = {
+ *   target: { hostname: "127.0.0.1", port: 9999 },
+ *   timeout: 50_000,
+ *   onHeld: (result) => console.log(`already there: ${result.path}`),
+ * };
+ * ```
+ */
 export interface AskOptions {
   /** The server. */
   target: Target;
@@ -474,6 +594,31 @@ const QUERY_BATCHES_IN_FLIGHT = 4;
  *
  * @returns The files still to send; with `refused`, why the server answers
  * no queries (a `--raw` server), when it said so.
+ *
+ * @example A file the server holds is not sent again
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { askHeld, connectWithin, Uploader } from "../protocol.ts";
+ * import { startServer } from "../server.ts";
+ *
+ * const out = await Deno.makeTempDir();
+ * const server = await startServer({ host: "127.0.0.1", port: 0, out });
+ * const target = { hostname: "127.0.0.1", port: server.addr.port };
+ * const input = await Deno.makeTempDir();
+ * await Deno.writeFile(`${input}/cat.jpg`, new Uint8Array([0xff, 0xd8, 0xff, 0xe0]));
+ * const file = { path: `${input}/cat.jpg`, name: "cat" };
+ * const uploader = new Uploader(await connectWithin(target, 1000), {
+ *   timeout: 1000,
+ *   window: 4,
+ *   onResult() {},
+ * });
+ * await uploader.send(file);
+ * await uploader.close();
+ * const { rest } = await askHeld([file], { target, timeout: 1000, onHeld() {} });
+ * assert.deepEqual(rest, []);
+ * await server.shutdown();
+ * for (const folder of [out, input]) await Deno.remove(folder, { recursive: true });
+ * ```
  */
 export async function askHeld(
   candidates: UploadFile[],

@@ -141,7 +141,16 @@ export const REFUSALS = {
   auth: "Authentication required",
 } as const;
 
-/** Which of the {@linkcode REFUSALS} an `ERR` line is, or `other`. */
+/**
+ * Which of the {@linkcode REFUSALS} an `ERR` line is, or `other`.
+ *
+ * @example
+ * ```ts
+ * import type { Refusal } from "../protocol.ts";
+ *
+ * const retry: Refusal = "busy";
+ * ```
+ */
 export type Refusal = keyof typeof REFUSALS | "other";
 
 /**

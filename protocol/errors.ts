@@ -130,6 +130,15 @@ export function describeError(error: unknown): string {
  * - `certificate`: TLS refused the peer's certificate.
  * - `permission`: Deno lacks a permission flag.
  * - `other`: anything else.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { classifyError, type ErrorKind } from "../protocol.ts";
+ *
+ * const kind: ErrorKind = classifyError(new Deno.errors.ConnectionRefused("refused"));
+ * assert.equal(kind, "unreachable");
+ * ```
  */
 export type ErrorKind =
   | "closed"

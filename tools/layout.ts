@@ -1,10 +1,11 @@
 #!/usr/bin/env -S deno run --allow-read --allow-env
 /**
- * Measures the layout goals with the TypeScript parser: lines per function
- * (its own, nested functions not counted, and in all) and lines per file.
+ * Checks the layout with the TypeScript parser: lines per function (its own,
+ * nested functions not counted, and in all) and per file, a running example
+ * on every export of the modules behind `protocol.ts`, and no import cycle.
  *
- * Run `deno task sizes` from the checkout: it prints
- * what is over a limit and exits 1 when anything is, 0 otherwise.
+ * Run `deno task layout` from the checkout: it prints what breaks a rule and
+ * exits 1 when anything does, 0 otherwise.
  *
  * @module
  */
@@ -56,7 +57,7 @@ function nameOf(node: ts.Node): string {
  * @example A nested arrow counts in the total, not in its parent's own lines
  * ```ts
  * import assert from "node:assert/strict";
- * import { measure } from "./sizes.ts";
+ * import { measure } from "./layout.ts";
  *
  * const sizes = measure("function outer() {\n  const inner = () => {\n    return 1;\n  };\n}\n");
  * assert.deepEqual(sizes.map((f) => [f.name, f.total, f.own]), [["outer", 5, 2], ["inner", 3, 3]]);
@@ -99,6 +100,99 @@ export function overLimits(
   return found;
 }
 
+/**
+ * The exports of a module that have no `@example` in their JSDoc.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { exportsWithoutExample } from "./layout.ts";
+ *
+ * const source = "/** Shown.\n * @example\n * x\n *\u002f\nexport const a = 1;\nexport const b = 2;\n";
+ * assert.deepEqual(exportsWithoutExample(source), ["b"]);
+ * ```
+ */
+export function exportsWithoutExample(source: string, fileName = "source.ts"): string[] {
+  const file = ts.createSourceFile(fileName, source, ts.ScriptTarget.Latest, true);
+  const missing: string[] = [];
+  for (const statement of file.statements) {
+    const modifiers = ts.canHaveModifiers(statement) ? ts.getModifiers(statement) : undefined;
+    if (!modifiers?.some((m) => m.kind === ts.SyntaxKind.ExportKeyword)) continue;
+    const docs = ts.getJSDocCommentsAndTags(statement).map((doc) => doc.getText()).join("\n");
+    if (docs.includes("@example")) continue;
+    const named = statement as { name?: ts.Identifier };
+    const name = named.name?.text ??
+      (ts.isVariableStatement(statement)
+        ? statement.declarationList.declarations.map((d) => d.name.getText()).join(", ")
+        : "<anonymous>");
+    missing.push(name);
+  }
+  return missing;
+}
+
+/**
+ * The relative imports of a module, resolved against its path; those in
+ * comments (doc examples) are not imports.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { importsOf } from "./layout.ts";
+ *
+ * const source = 'import { a } from "./a.ts";\nimport type { B } from "../lib/b.ts";\n';
+ * assert.deepEqual(importsOf(source, "protocol/x.ts"), ["protocol/a.ts", "lib/b.ts"]);
+ * ```
+ */
+export function importsOf(source: string, path: string): string[] {
+  const file = ts.createSourceFile(path, source, ts.ScriptTarget.Latest, true);
+  const folder = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : "";
+  const found: string[] = [];
+  for (const statement of file.statements) {
+    const specifier = (ts.isImportDeclaration(statement) || ts.isExportDeclaration(statement))
+      ? statement.moduleSpecifier
+      : undefined;
+    if (!specifier || !ts.isStringLiteral(specifier) || !specifier.text.startsWith(".")) continue;
+    const parts = folder === "" ? [] : folder.split("/");
+    for (const part of specifier.text.split("/")) {
+      if (part === "..") parts.pop();
+      else if (part !== ".") parts.push(part);
+    }
+    found.push(parts.join("/"));
+  }
+  return found;
+}
+
+/**
+ * An import cycle among the modules, as the paths around it, or `undefined`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { findCycle } from "./layout.ts";
+ *
+ * assert.deepEqual(findCycle(new Map([["a", ["b"]], ["b", ["a"]]])), ["a", "b", "a"]);
+ * assert.equal(findCycle(new Map([["a", ["b"]], ["b", []]])), undefined);
+ * ```
+ */
+export function findCycle(imports: Map<string, string[]>): string[] | undefined {
+  const done = new Set<string>();
+  const visit = (path: string, trail: string[]): string[] | undefined => {
+    if (trail.includes(path)) return [...trail.slice(trail.indexOf(path)), path];
+    if (done.has(path)) return undefined;
+    for (const next of imports.get(path) ?? []) {
+      const cycle = visit(next, [...trail, path]);
+      if (cycle) return cycle;
+    }
+    done.add(path);
+    return undefined;
+  };
+  for (const path of imports.keys()) {
+    const cycle = visit(path, []);
+    if (cycle) return cycle;
+  }
+  return undefined;
+}
+
 /** The source files the goals cover: every `.ts` outside `tests/` and `dist/`. */
 export async function sourceFiles(root: string): Promise<string[]> {
   const files: string[] = [];
@@ -114,23 +208,52 @@ export async function sourceFiles(root: string): Promise<string[]> {
   return files.sort();
 }
 
-async function main(): Promise<number> {
-  const root = new URL("../", import.meta.url).pathname;
-  const files = Deno.args.length > 0 ? Deno.args : await sourceFiles(root);
-  const found: string[] = [];
-  let longest = { name: "", size: 0 };
-  for (const file of files) {
-    const source = await Deno.readTextFile(Deno.args.length > 0 ? file : `${root}${file}`);
-    found.push(...overLimits(file, source));
-    for (const f of measure(source, file)) {
-      if (f.own > longest.size) longest = { name: `${file}:${f.line} ${f.name}`, size: f.own };
+/**
+ * Every rule the layout breaks in the checkout at `root`, one line each.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { layoutProblems } from "./layout.ts";
+ *
+ * assert.ok(Array.isArray(await layoutProblems(new URL("../", import.meta.url).pathname)));
+ * ```
+ */
+export async function layoutProblems(root: string): Promise<string[]> {
+  const problems: string[] = [];
+  const imports = new Map<string, string[]>();
+  for (const file of await sourceFiles(root)) {
+    const source = await Deno.readTextFile(`${root}${file}`);
+    problems.push(...overLimits(file, source));
+    imports.set(file, importsOf(source, file));
+    // The modules behind protocol.ts are its public face: each export shows its use.
+    if (!/^(protocol|lib)\//.test(file)) continue;
+    for (const name of exportsWithoutExample(source, file)) {
+      problems.push(`${file}: export ${name} has no @example`);
+    }
+    if (imports.get(file)!.includes("protocol.ts")) {
+      problems.push(`${file}: imports protocol.ts; modules import their siblings`);
     }
   }
-  for (const line of found) console.log(line);
+  const cycle = findCycle(imports);
+  if (cycle) problems.push(`import cycle: ${cycle.join(" -> ")}`);
+  return problems;
+}
+
+async function main(): Promise<number> {
+  const root = new URL("../", import.meta.url).pathname;
+  const problems = await layoutProblems(root);
+  let longest = { name: "", own: 0 };
+  for (const file of await sourceFiles(root)) {
+    for (const f of measure(await Deno.readTextFile(`${root}${file}`), file)) {
+      if (f.own > longest.own) longest = { name: `${file}:${f.line} ${f.name}`, own: f.own };
+    }
+  }
+  for (const line of problems) console.log(line);
   console.log(
-    `${files.length} files, ${found.length} over a limit; most own lines: ${longest.size} (${longest.name})`,
+    `${problems.length} problems; the longest function has ${longest.own} lines of its own (${longest.name})`,
   );
-  return found.length > 0 ? 1 : 0;
+  return problems.length > 0 ? 1 : 0;
 }
 
 if (import.meta.main) Deno.exit(await main());
