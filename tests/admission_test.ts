@@ -10,9 +10,11 @@ import {
   encodeFrame,
   encodeQuery,
   FrameReader,
+  FrameSlots,
   LineReader,
   MAX_ACK_SIZE,
   parseHave,
+  refusalOf,
 } from "../protocol.ts";
 import { type ServerEvent, type ServerOptions, startServer } from "../server.ts";
 import {
@@ -332,4 +334,41 @@ Deno.test("server.ts under a descriptor limit of 200 says so, holds fewer connec
     server.stderr,
     /shed 127\.1\.\d+\.\d+:\d+: idle .* without a frame, closed for a newcomer/,
   );
+});
+
+Deno.test("FrameSlots gives a freed turn to the oldest frame that may have it, not to a capped address", async () => {
+  const slots = new FrameSlots({ max: 2, perAddress: 1, timeout: 5_000 });
+  assert.equal(slots.take("10.0.0.1"), undefined);
+  assert.equal(slots.take("10.0.0.2"), undefined);
+  const order: string[] = [];
+  // 10.0.0.1 waits first, but its own turn is still out when 10.0.0.2's comes back.
+  const first = slots.take("10.0.0.1")!.then(() => order.push("10.0.0.1"));
+  const second = slots.take("10.0.0.3")!.then(() => order.push("10.0.0.3"));
+  slots.give("10.0.0.2");
+  await second;
+  slots.give("10.0.0.1");
+  await first;
+  assert.deepEqual(order, ["10.0.0.3", "10.0.0.1"]);
+  slots.give("10.0.0.1");
+  slots.give("10.0.0.3");
+});
+
+Deno.test("FrameSlots refuses a frame as busy, in the wire's words, once its wait passes the deadline", async () => {
+  const slots = new FrameSlots({ max: 1, perAddress: 1, timeout: 20 });
+  slots.take("10.0.0.1");
+  await assert.rejects(slots.take("10.0.0.2")!, (error) => {
+    assert.ok(error instanceof Deno.errors.Busy);
+    assert.equal(refusalOf(error.message), "busy");
+    assert.match(error.message, /no turn within 20 ms: 1 frame in progress/);
+    return true;
+  });
+  slots.give("10.0.0.1");
+});
+
+Deno.test("FrameSlots.close() turns every waiting frame away", async () => {
+  const slots = new FrameSlots({ max: 1, perAddress: 1, timeout: 5_000 });
+  slots.take("10.0.0.1");
+  const waiting = slots.take("10.0.0.2")!;
+  slots.close();
+  await assert.rejects(waiting, Deno.errors.Interrupted);
 });

@@ -1,6 +1,14 @@
 /** Shared helpers for the tests: subprocesses, test data and byte sources. */
 
-import { concatBytes } from "../protocol.ts";
+import assert from "node:assert/strict";
+import {
+  type ByteSource,
+  concatBytes,
+  FrameReader,
+  parseName,
+  ProtocolError,
+  type ProtocolErrorCode,
+} from "../protocol.ts";
 import { type ServerOptions, type ServerStats, startServer } from "../server.ts";
 
 /** The project folder, with a trailing slash. */
@@ -300,4 +308,42 @@ export async function spawnUdpServer(
   );
   const match = await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/);
   return { server, port: Number(match[1]) };
+}
+
+/** A source that returns `bytes` and then never answers again. */
+export function stallingSource(bytes: Uint8Array): ByteSource {
+  let given = false;
+  return {
+    read(buffer) {
+      if (given) return new Promise(() => {});
+      given = true;
+      buffer.set(bytes);
+      return Promise.resolve(bytes.length);
+    },
+  };
+}
+
+/** Reads every frame of a reader, each name with its data. */
+export async function readAll(reader: FrameReader): Promise<{ name: string; data: Uint8Array }[]> {
+  const frames = [];
+  for (let head; (head = await reader.readHead()) !== null;) {
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of reader.data()) chunks.push(chunk.slice());
+    frames.push({ name: parseName(head.nameField), data: concat(...chunks) });
+  }
+  return frames;
+}
+
+/** Asserts that a promise rejects with a ProtocolError of that code (and message). */
+export async function assertProtocolError(
+  promise: Promise<unknown>,
+  code: ProtocolErrorCode,
+  message?: RegExp,
+): Promise<void> {
+  await assert.rejects(promise, (error) => {
+    assert.ok(error instanceof ProtocolError, `expected a ProtocolError, got ${error}`);
+    assert.equal(error.code, code, error.message);
+    if (message) assert.match(error.message, message);
+    return true;
+  });
 }
