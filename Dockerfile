@@ -13,6 +13,9 @@ ENV DENO_DIR=/deno-dir
 
 WORKDIR /app
 COPY protocol.ts server.ts client.ts udp_server.ts udp_client.ts ./
+# protocol.ts re-exports the focused modules behind it.
+COPY protocol/ ./protocol/
+COPY lib/ ./lib/
 COPY samples/ ./samples/
 
 # The official image's "deno" user; numeric so images without /etc/passwd work too.
