@@ -144,7 +144,6 @@ export {
   Uploader,
   type UploaderOptions,
   type UploadFile,
-  writeWithin,
 } from "./lib/uploader.ts";
 
 export {
