@@ -16,6 +16,7 @@ import {
   connectWithin,
   counted,
   DEFAULT_CLIENT_TIMEOUT,
+  DEFAULT_PEER_HOST,
   DEFAULT_PORT,
   type FileResult,
   formatAddress,
@@ -53,7 +54,7 @@ export type { CollectOptions, FileResult, Selection, UploadFile };
  * ```
  */
 export const CLIENT_DEFAULTS = {
-  host: "127.0.0.1",
+  host: DEFAULT_PEER_HOST,
   port: DEFAULT_PORT,
   ...SELECTION_DEFAULTS,
   concurrency: 4,

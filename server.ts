@@ -12,6 +12,7 @@ import {
   counted,
   DEFAULT_HEADER_TIMEOUT,
   DEFAULT_IDLE_TIMEOUT,
+  DEFAULT_LISTEN_HOST,
   DEFAULT_MAX_FRAME_SIZE,
   DEFAULT_PORT,
   descriptorRoom,
@@ -61,7 +62,7 @@ const seconds = (ms: number) => String(ms / 1000);
  * ```
  */
 export const SERVER_DEFAULTS = {
-  host: "0.0.0.0",
+  host: DEFAULT_LISTEN_HOST,
   port: DEFAULT_PORT,
   out: "uploads",
   maxFrameSize: DEFAULT_MAX_FRAME_SIZE,

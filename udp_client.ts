@@ -12,6 +12,7 @@ import { parseArgs } from "node:util";
 import {
   type ByteSource,
   checkNetPermission,
+  DEFAULT_PEER_HOST,
   DEFAULT_PORT,
   exitCodeFor,
   formatAddress,
@@ -188,7 +189,7 @@ terminal it prompts for each line. The line "exit", or the end of input, stops.
 Given MESSAGE arguments instead, it sends each one as a datagram and exits.
 
 Options:
-  --host HOST   receiver address (default 127.0.0.1)
+  --host HOST   receiver address (default ${DEFAULT_PEER_HOST})
   --port PORT   receiver port (default ${DEFAULT_PORT})
   -h, --help    show this help
 
@@ -209,7 +210,7 @@ function parseUdpClientArgs(args: string[]): UdpClientCommand | "help" {
     args,
     allowPositionals: true,
     options: {
-      host: { type: "string", default: "127.0.0.1" },
+      host: { type: "string", default: DEFAULT_PEER_HOST },
       port: { type: "string", default: String(DEFAULT_PORT) },
       help: { type: "boolean", short: "h", default: false },
     },

@@ -12,6 +12,7 @@ import {
   checkNetPermission,
   type Cidr,
   counted,
+  DEFAULT_LISTEN_HOST,
   DEFAULT_PORT,
   describeError,
   exitCodeFor,
@@ -108,7 +109,7 @@ export class LineBatch {
 export interface UdpServerOptions {
   /**
    * Address to listen on.
-   * @default {"0.0.0.0"}
+   * @default {DEFAULT_LISTEN_HOST}
    */
   host?: string;
   /**
@@ -161,7 +162,7 @@ export async function startUdpServer(
   onDatagram: (payload: Uint8Array) => void,
   options: UdpServerOptions = {},
 ): Promise<UdpServer> {
-  const host = options.host ?? "0.0.0.0";
+  const host = options.host ?? DEFAULT_LISTEN_HOST;
   const port = options.port ?? DEFAULT_PORT;
   await checkNetPermission(formatAddress(host, port));
   let received = 0;
@@ -238,7 +239,7 @@ Deno.listenDatagram, about four times as fast as through node:dgram, which it
 falls back on without the flag.
 
 Options:
-  --host HOST   address to listen on (default 0.0.0.0)
+  --host HOST   address to listen on (default ${DEFAULT_LISTEN_HOST})
   --port PORT   port to listen on, 0 for any free port (default ${DEFAULT_PORT})
   --allow CIDR  print only datagrams from this block, such as 10.0.0.0/8;
                 repeatable (default: from anywhere)
@@ -271,7 +272,7 @@ async function main(): Promise<void> {
     const { values } = parseArgs({
       args: Deno.args,
       options: {
-        host: { type: "string", default: "0.0.0.0" },
+        host: { type: "string", default: DEFAULT_LISTEN_HOST },
         port: { type: "string", default: String(DEFAULT_PORT) },
         allow: { type: "string", multiple: true },
         help: { type: "boolean", short: "h", default: false },

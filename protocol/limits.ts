@@ -114,3 +114,30 @@ export const DEFAULT_IDLE_TIMEOUT = 60_000;
  * ```
  */
 export const DEFAULT_CLIENT_TIMEOUT = 50_000;
+
+/**
+ * The address a server listens on by default: every interface, as the
+ * tutorial's servers bind.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_LISTEN_HOST } from "../protocol.ts";
+ *
+ * assert.equal(DEFAULT_LISTEN_HOST, "0.0.0.0");
+ * ```
+ */
+export const DEFAULT_LISTEN_HOST = "0.0.0.0";
+
+/**
+ * The address a client sends to by default: this machine.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_PEER_HOST } from "../protocol.ts";
+ *
+ * assert.equal(DEFAULT_PEER_HOST, "127.0.0.1");
+ * ```
+ */
+export const DEFAULT_PEER_HOST = "127.0.0.1";
