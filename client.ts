@@ -18,6 +18,7 @@ import {
   DEFAULT_CLIENT_TIMEOUT,
   DEFAULT_PEER_HOST,
   DEFAULT_PORT,
+  FileQueue,
   type FileResult,
   formatAddress,
   formatBytes,
@@ -100,11 +101,14 @@ export interface UploadOptions {
    */
   token?: string;
   /**
-   * Ask the server first which files it already holds (same name, size and
-   * CRC-32) and send only the others. Not with `legacy`.
+   * Ask the server which files it already holds (same name, size and
+   * CRC-32) and send only the others; the answers come while the first files
+   * are sent. When the server cannot tell (a `--raw` server), `true` sends
+   * every file, and `"strict"` none, so as not to store one twice. Not with
+   * `legacy`.
    * @default {false}
    */
-  resume?: boolean;
+  resume?: boolean | "strict";
   /**
    * Connect with TLS; `caCerts` (PEM) are trusted as well as the system's.
    * @default {undefined}
@@ -148,7 +152,9 @@ class Upload {
   readonly #options: UploadOptions;
   readonly #target: Target;
   readonly #timeout: number;
-  #queue: Iterator<UploadFile> = [].values();
+  #queue = FileQueue.of([]);
+  /** Every file of the run by path, to send again after a transient failure. */
+  readonly #entries = new Map<string, UploadFile>();
   #onResult: (result: FileResult) => void = () => {};
   /** Why the server will take nothing from this client, once it is known: the rest fail at once. */
   #refusal: string | undefined;
@@ -170,12 +176,28 @@ class Upload {
 
   /** Sends every file, in rounds and passes, and returns the totals. */
   async run(files: UploadFile[]): Promise<UploadReport> {
-    const options = this.#options;
-    const unsent = options.resume && !options.legacy ? await this.#skipHeld(files) : files;
+    for (const file of files) this.#entries.set(file.path, file);
     // A name's later files wait for the first one's answer: which file the
     // server keeps must not depend on which connection was faster. They then
     // meet it there, all at once: each is confirmed if the same, else refused.
-    for (const round of firstOfEachNameThenTheRest(unsent)) await this.#round(round);
+    const [firsts, rest = []] = firstOfEachNameThenTheRest(files);
+    if (!this.#options.resume || this.#options.legacy) {
+      await this.#round(FileQueue.of(firsts));
+      if (rest.length > 0) await this.#round(FileQueue.of(rest));
+      return this.report;
+    }
+    // The first files go while the answers about the others come.
+    const first = new FileQueue();
+    const later: UploadFile[] = [];
+    const isFirst = new Set(firsts);
+    const asking = this.#ask(
+      files,
+      (file) => isFirst.has(file) ? first.push(file) : later.push(file),
+    )
+      .finally(() => first.close());
+    await this.#round(first);
+    await asking;
+    if (later.length > 0) await this.#round(FileQueue.of(later));
     return this.report;
   }
 
@@ -195,19 +217,19 @@ class Upload {
   }
 
   /** Sends a round of files; each pass sends what the last failed to for a transient reason. */
-  async #round(files: UploadFile[]): Promise<void> {
+  async #round(files: FileQueue): Promise<void> {
     const retries = this.#options.retries ?? CLIENT_DEFAULTS.retries;
     let pass = files;
     for (let attempt = 0;; attempt++) {
       const again: UploadFile[] = [];
-      const byPath = new Map(pass.map((entry) => [entry.path, entry]));
-      this.#queue = pass.values();
+      this.#queue = pass;
       this.#onResult = (result) => {
         if (!result.ok && result.transient && attempt < retries) {
-          again.push(byPath.get(result.path)!);
+          again.push(this.#entries.get(result.path)!);
         } else this.#record(result);
       };
-      const workers = Math.max(1, Math.min(this.#width, pass.length));
+      // A worker connects once it has a file: those left without one cost nothing.
+      const workers = Math.max(1, this.#width);
       this.#retired = 0;
       const work = () => this.#options.legacy ? this.#legacyWorker() : this.#worker();
       await Promise.all(Array.from({ length: workers }, work));
@@ -215,7 +237,7 @@ class Upload {
       // As many connections as the server took this time.
       this.#width = workers - this.#retired;
       await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** attempt, 4000)));
-      pass = again;
+      pass = FileQueue.of(again);
     }
   }
 
@@ -225,8 +247,7 @@ class Upload {
 
   async #legacyWorker(): Promise<void> {
     const writer = new FrameWriter(this.#timeout);
-    for (let next = this.#queue.next(); !next.done; next = this.#queue.next()) {
-      const entry = next.value;
+    for (let entry; (entry = await this.#queue.take()) !== undefined;) {
       try {
         const bytes = await writer.sendToOriginal(this.#target, entry);
         this.#onResult({ path: entry.path, ok: true, bytes });
@@ -251,9 +272,8 @@ class Upload {
           return;
         }
       }
-      const next = this.#queue.next();
-      if (next.done) break;
-      const entry = next.value;
+      const entry = await this.#queue.take();
+      if (entry === undefined) break;
       if (this.#refusal !== undefined) {
         this.#fail(entry, this.#refusal, false);
         continue;
@@ -298,22 +318,26 @@ class Upload {
   }
 
   /**
-   * Asks the server which files it already holds and records those; returns
-   * the others. Any failure leaves the rest to be sent: a query only ever
-   * saves work.
+   * Asks the server which files it already holds and records those; passes
+   * each other to `missing` as its answer comes. When the queries fail, the
+   * files they did not settle are sent, but for a `"strict"` resume of a
+   * server that cannot tell.
    */
-  async #skipHeld(candidates: UploadFile[]): Promise<UploadFile[]> {
-    const { rest, refused } = await askHeld(candidates, {
+  async #ask(files: UploadFile[], missing: (file: UploadFile) => void): Promise<void> {
+    const { unsettled, refused } = await askHeld(files, {
       target: this.#target,
       timeout: this.#timeout,
       token: this.#options.token,
       onHeld: (result) => this.#record(result),
+      onMissing: missing,
     });
-    if (refused === undefined) return rest;
+    if (refused === undefined || this.#options.resume !== "strict") {
+      for (const file of unsettled) missing(file);
+      return;
+    }
     // A server that cannot say what it holds would store each file again.
     const message = `Not sent, so as not to store it twice: ${refused}`;
-    for (const { path } of rest) this.#record({ path, ok: false, bytes: 0, message });
-    return [];
+    for (const { path } of unsettled) this.#record({ path, ok: false, bytes: 0, message });
   }
 }
 
@@ -416,9 +440,12 @@ Options:
                        connection, no acknowledgement
   --token-file FILE    present the token on this file's first line, for a server
                        started with --token-file (grant --allow-read on it)
-  --resume             ask the server first which files it already holds (same
-                       name, size and CRC-32) and send only the others; sends
-                       nothing to a --raw server, which cannot tell
+  --send-all           send every file, even those the server already holds;
+                       by default it asks first (same name, size and CRC-32)
+                       and sends only the others, or all to a server that
+                       cannot tell (--raw)
+  --resume             ask first as by default, but send nothing to a server
+                       that cannot tell, so as never to store a file twice
   --tls                connect with TLS, checking the server's certificate
   --ca FILE            also trust this PEM certificate (a private CA or a
                        self-signed server); implies --tls
@@ -429,7 +456,7 @@ In folders, hidden files and folders (names starting with a dot, such as a
 camera card's ._ files or a phone's .thumbnails) are left out, and counted.
 
 On SIGINT or SIGTERM it stops at once and says how many files were
-confirmed; --resume then sends only what the server lacks.
+confirmed; the same command run again sends only what the server lacks.
 
 Exit status: 0 when every selected file was confirmed (with --legacy: sent),
 1 when any failed, it was stopped, or stdout could not be written, 2 on a
@@ -451,6 +478,21 @@ function parseExtensions(text: string): string[] {
     throw new TypeError(`Invalid --ext: name at least one extension, got ${given}`);
   }
   return extensions;
+}
+
+/** Refuses flags that contradict each other. */
+function refuseConflicts(
+  values: { legacy: boolean; resume: boolean; "send-all": boolean; "token-file"?: string },
+): void {
+  if (values.legacy && values["token-file"] !== undefined) {
+    throw new TypeError("Invalid --token-file: the original server (--legacy) takes no token");
+  }
+  if (values.legacy && values.resume) {
+    throw new TypeError("Invalid --resume: the original server (--legacy) answers no queries");
+  }
+  if (values.resume && values["send-all"]) {
+    throw new TypeError("Invalid --send-all: --resume asks the server first, --send-all does not");
+  }
 }
 
 /**
@@ -478,6 +520,7 @@ function parseClientArgs(args: string[]): ClientCommand | "help" {
       legacy: { type: "boolean", default: false },
       tls: { type: "boolean", default: false },
       resume: { type: "boolean", default: false },
+      "send-all": { type: "boolean", default: false },
       "token-file": { type: "string" },
       ca: { type: "string" },
       verbose: { type: "boolean", short: "v", default: false },
@@ -488,12 +531,7 @@ function parseClientArgs(args: string[]): ClientCommand | "help" {
   if (positionals.length === 0) {
     throw new TypeError("Missing DIR: name at least one folder or file");
   }
-  if (values.legacy && values["token-file"] !== undefined) {
-    throw new TypeError("Invalid --token-file: the original server (--legacy) takes no token");
-  }
-  if (values.legacy && values.resume) {
-    throw new TypeError("Invalid --resume: the original server (--legacy) answers no queries");
-  }
+  refuseConflicts(values);
   return {
     paths: positionals,
     collect: {
@@ -510,7 +548,8 @@ function parseClientArgs(args: string[]): ClientCommand | "help" {
       timeout: parseSeconds(values.timeout, "--timeout"),
       retries: parseCount(values.retries, "--retries", 0),
       legacy: values.legacy,
-      resume: values.resume,
+      // Asking first is the default toward our server; the original answers no query.
+      resume: values.resume ? "strict" : !values.legacy && !values["send-all"],
       tokenFile: values["token-file"],
       caFile: values.ca,
       tls: values.tls || values.ca !== undefined ? {} : undefined,
@@ -657,9 +696,19 @@ function startLine(selection: Selection, command: ClientCommand): string {
   const over = `over ${counted(connections, "connection")}`;
   const address = formatAddress(host!, port!);
   const files = counted(selection.files.length, "file");
-  return (resume
-    ? `asking ${address} which of ${files} it holds, then sending the others ${over}`
-    : `sending ${files} to ${address} ${over}${legacy ? " (legacy)" : ""}`) + leftOut(selection);
+  const mode = legacy ? " (legacy)" : resume ? ", skipping those it already holds" : "";
+  return `sending ${files} to ${address} ${over}${mode}${leftOut(selection)}`;
+}
+
+/** What running the same command again will do, for the summary of an interrupted run. */
+function reRun(command: ClientCommand): string {
+  if (command.upload.legacy) {
+    return "the original server cannot say what it holds: run again, it sends every file";
+  }
+  if (!command.upload.resume) {
+    return "run again without --send-all to send only what the server lacks";
+  }
+  return "run the same command again to send only what the server lacks";
 }
 
 async function main(): Promise<void> {
@@ -680,11 +729,12 @@ async function main(): Promise<void> {
   }
   const progress = new Progress(script, selection, command);
   // Frames in flight are not waited for: the server keeps each one that
-  // arrived whole, and --resume finds it there next time.
+  // arrived whole, and the next run's queries find it there.
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => {
       const verb = command.upload.legacy ? "sent" : "confirmed";
-      progress.finish(`; ${signal}: stopped with ${progress.unsettled} not ${verb}`);
+      const stopped = `${signal}: stopped with ${progress.unsettled} not ${verb}`;
+      progress.finish(`; ${stopped}; ${reRun(command)}`);
       Deno.exit(1);
     });
   }

@@ -131,6 +131,7 @@ export { FrameSlots, type FrameSlotsOptions } from "./lib/admission.ts";
 export {
   collectFiles,
   type CollectOptions,
+  FileQueue,
   nameFor,
   type Selection,
   SELECTION_DEFAULTS,

@@ -230,8 +230,10 @@ interface OursOptions {
   concurrency: number;
   raw?: boolean;
   allowAll?: boolean;
-  /** Upload the set once untimed, then time `--resume` finding it all there. */
-  resume?: boolean;
+  /** Upload the set once untimed, then time the same upload again finding it all there. */
+  again?: boolean;
+  /** Send every file without asking the server first what it holds. */
+  sendAll?: boolean;
   /** Idle connections held open on the server, from 300 addresses, during the upload. */
   idle?: number;
   /** V8 flags for the server, as `--v8-flags` takes them. */
@@ -248,17 +250,18 @@ async function startCrowd(port: string, idle: number, log: string): Promise<Proc
 
 function ours(
   work: string,
-  { concurrency, raw = false, allowAll = false, resume = false, idle = 0, v8Flags }: OursOptions,
+  { concurrency, raw = false, allowAll = false, again = false, sendAll = false, idle = 0, v8Flags }:
+    OursOptions,
 ): System {
   return {
-    label: `ours -c ${concurrency}${raw ? " --raw" : ""}${resume ? " --resume, all there" : ""}${
-      allowAll ? " (--allow-all)" : ""
-    }${idle > 0 ? `, ${idle.toLocaleString("en")} idle connections` : ""}${
-      v8Flags ? ` (--v8-flags=${v8Flags})` : ""
-    }`,
+    label: `ours -c ${concurrency}${raw ? " --raw" : ""}${sendAll ? " --send-all" : ""}${
+      again ? ", run again, all there" : ""
+    }${allowAll ? " (--allow-all)" : ""}${
+      idle > 0 ? `, ${idle.toLocaleString("en")} idle connections` : ""
+    }${v8Flags ? ` (--v8-flags=${v8Flags})` : ""}`,
     async run(set) {
       // Reading back a 1 GiB file on both sides says nothing the small set does not.
-      if (resume && set.name === "huge") return undefined;
+      if (again && set.name === "huge") return undefined;
       // What idle connections cost shows in many small files.
       if (idle > 0 && set.name !== "small") return undefined;
       const out = await Deno.makeTempDir({ dir: work, prefix: "out-" });
@@ -290,12 +293,12 @@ function ours(
             ...flags,
             set.dir,
           ], `${out}.client.log`);
-        if (resume && !(await upload([])).status.success) {
+        if (again && !(await upload([])).status.success) {
           throw new Error(`client failed: ${Deno.readTextFileSync(`${out}.client.log`)}`);
         }
-        // The server's start-up, and the untimed upload before --resume, are not the run's.
+        // The server's start-up, and the untimed upload before the timed one, are not the run's.
         const serverCpuBefore = server.cpuSeconds();
-        const client = await upload(resume ? ["--resume"] : []);
+        const client = await upload(sendAll ? ["--send-all"] : []);
         const report = Deno.readTextFileSync(`${out}.client.log`);
         if (!client.status.success) throw new Error(`client failed: ${report}`);
         // From its first connection to the last confirmation, as the client measures it.
@@ -712,7 +715,8 @@ async function measure(work: string, where: string, command: BenchCommand): Prom
     ...crowded,
     ours(work, { concurrency: 4, raw: true }),
     ours(work, { concurrency: 1, allowAll: true }),
-    ours(work, { concurrency: 1, resume: true }),
+    ours(work, { concurrency: 4, sendAll: true }),
+    ours(work, { concurrency: 1, again: true }),
     original(work, subsets),
     tarNc(work),
     ceiling(work),

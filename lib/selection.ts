@@ -248,3 +248,55 @@ export async function collectFiles(
   }
   return selection;
 }
+
+/**
+ * Files to send, taken by several workers at once, given as they become
+ * known: the answers to the queries about them arrive while the first ones
+ * are already being sent.
+ *
+ * @example Workers wait for files until the queue is closed
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FileQueue } from "../protocol.ts";
+ *
+ * const queue = new FileQueue();
+ * const taken = queue.take();
+ * queue.push({ path: "a.jpg", name: "a" });
+ * queue.close();
+ * assert.equal((await taken)?.name, "a");
+ * assert.equal(await queue.take(), undefined);
+ * ```
+ */
+export class FileQueue {
+  readonly #files: UploadFile[] = [];
+  readonly #takers: ((file: UploadFile | undefined) => void)[] = [];
+  #closed = false;
+
+  /** A queue already holding `files`, closed: nothing more will come. */
+  static of(files: readonly UploadFile[]): FileQueue {
+    const queue = new FileQueue();
+    for (const file of files) queue.push(file);
+    queue.close();
+    return queue;
+  }
+
+  /** Adds a file, handing it straight to a worker that waits. */
+  push(file: UploadFile): void {
+    const taker = this.#takers.shift();
+    if (taker) taker(file);
+    else this.#files.push(file);
+  }
+
+  /** Says that no more files will come: waiting workers get `undefined`. */
+  close(): void {
+    this.#closed = true;
+    for (const taker of this.#takers.splice(0)) taker(undefined);
+  }
+
+  /** The next file, waiting for one while the queue is open; `undefined` once it is closed and empty. */
+  take(): Promise<UploadFile | undefined> {
+    const file = this.#files.shift();
+    if (file !== undefined || this.#closed) return Promise.resolve(file);
+    return new Promise((resolve) => this.#takers.push(resolve));
+  }
+}

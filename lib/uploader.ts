@@ -561,6 +561,7 @@ export class Uploader {
  *   target: { hostname: "127.0.0.1", port: 9999 },
  *   timeout: 50_000,
  *   onHeld: (result) => console.log(`already there: ${result.path}`),
+ *   onMissing: (file) => console.log(`to send: ${file.path}`),
  * };
  * ```
  */
@@ -576,6 +577,8 @@ export interface AskOptions {
   token?: string;
   /** Called for each file the server already holds, as confirmed. */
   onHeld: (result: FileResult) => void;
+  /** Called for each file the server does not hold, as soon as it says so. */
+  onMissing: (file: UploadFile) => void;
 }
 
 /** Queries sent in one write. */
@@ -589,16 +592,17 @@ const QUERY_BATCHES_IN_FLIGHT = 4;
 
 /**
  * Asks the server about each file, 64 queries a write and up to four writes
- * ahead of the answers, and reports through `onHeld` those it already holds
- * with the same size and CRC-32.
+ * ahead of the answers. Each file it already holds with the same size and
+ * CRC-32 goes to `onHeld`; each other to `onMissing`, as its answer comes,
+ * so that sending can begin before the last answer.
  *
- * @returns The files still to send; with `refused`, why the server answers
- * no queries (a `--raw` server), when it said so.
+ * @returns The files no answer settled, when the queries failed; with
+ * `refused`, why the server answers none (a `--raw` server).
  *
  * @example A file the server holds is not sent again
  * ```ts
  * import assert from "node:assert/strict";
- * import { askHeld, connectWithin, Uploader } from "../protocol.ts";
+ * import { askHeld, connectWithin, type UploadFile, Uploader } from "../protocol.ts";
  * import { startServer } from "../server.ts";
  *
  * const out = await Deno.makeTempDir();
@@ -614,8 +618,14 @@ const QUERY_BATCHES_IN_FLIGHT = 4;
  * });
  * await uploader.send(file);
  * await uploader.close();
- * const { rest } = await askHeld([file], { target, timeout: 1000, onHeld() {} });
- * assert.deepEqual(rest, []);
+ * const missing: UploadFile[] = [];
+ * const { unsettled } = await askHeld([file], {
+ *   target,
+ *   timeout: 1000,
+ *   onHeld() {},
+ *   onMissing: (file) => missing.push(file),
+ * });
+ * assert.deepEqual([missing, unsettled], [[], []]);
  * await server.shutdown();
  * for (const folder of [out, input]) await Deno.remove(folder, { recursive: true });
  * ```
@@ -623,15 +633,14 @@ const QUERY_BATCHES_IN_FLIGHT = 4;
 export async function askHeld(
   candidates: UploadFile[],
   options: AskOptions,
-): Promise<{ rest: UploadFile[]; refused?: string }> {
+): Promise<{ unsettled: UploadFile[]; refused?: string }> {
   const { target, timeout } = options;
-  const rest: UploadFile[] = [];
-  /** Candidates settled so far: reported as held, or put in `rest`. */
+  /** Candidates settled so far: reported as held, or as missing. */
   let settled = 0;
   try {
     using conn = await connectWithin(target, timeout);
     const lines = new LineReader(conn, MAX_ACK_SIZE);
-    if (!await presentToken(conn, lines, options)) return { rest: candidates };
+    if (!await presentToken(conn, lines, options)) return { unsettled: candidates };
     // Writing ahead keeps the server busy: waiting for each batch's answers
     // left it a round trip idle per batch (bench/RESULTS.md).
     const inFlight: { entry: UploadFile; size: number }[][] = [];
@@ -651,16 +660,16 @@ export async function askHeld(
           const savedAs = held.file;
           options.onHeld({ path: entry.path, ok: true, bytes: size, savedAs, alreadyThere: true });
         } else {
-          rest.push(entry);
+          options.onMissing(entry);
         }
         settled++;
       }
     }
-    return { rest };
+    return { unsettled: [] };
   } catch (error) {
-    const unsettled = [...rest, ...candidates.slice(settled)];
+    const unsettled = candidates.slice(settled);
     const refused = error instanceof ProtocolError && error.code === "refused";
-    return refused ? { rest: unsettled, refused: error.message } : { rest: unsettled };
+    return refused ? { unsettled, refused: error.message } : { unsettled };
   }
 }
 

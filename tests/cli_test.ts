@@ -520,27 +520,29 @@ for (
     assert.equal((await client.wait()).code, 0, client.stderr);
     assert.match(
       client.stdout,
-      new RegExp(`^sending ${files} to 127\\.0\\.0\\.1:\\d+ over ${connections}\\n`),
+      new RegExp(
+        `^sending ${files} to 127\\.0\\.0\\.1:\\d+ over ${connections}, skipping those it already holds\\n`,
+      ),
     );
     assert.match(client.stdout, new RegExp(`\\nconfirmed ${count} of ${files} `));
   });
 }
 
-Deno.test("client.ts --resume says it asks first, and counts what the server already held", async () => {
+Deno.test("client.ts run again sends nothing the server already holds, and counts it", async () => {
   await using temporary = new TempDirs();
   const input = await temporary.make();
   await makeImages(input, [10, 20]);
   const { server, port } = await spawnServer(await temporary.make());
   await using _server = server;
   {
-    await using first = spawnClient(input, ["--port", String(port), "--resume"]);
+    await using first = spawnClient(input, ["--port", String(port)]);
     assert.equal((await first.wait()).code, 0, first.stderr);
   }
-  await using again = spawnClient(input, ["--port", String(port), "--resume"]);
+  await using again = spawnClient(input, ["--port", String(port)]);
   assert.equal((await again.wait()).code, 0, again.stderr);
   assert.match(
     again.stdout,
-    /^asking 127\.0\.0\.1:\d+ which of 2 files it holds, then sending the others over 2 connections\n/,
+    /^sending 2 files to 127\.0\.0\.1:\d+ over 2 connections, skipping those it already holds\n/,
   );
   assert.match(again.stdout, /confirmed 2 of 2 files .*\(2 already there, not sent\)\n$/);
 });
@@ -599,12 +601,20 @@ Deno.test("client.ts stopped by SIGINT says how many files were confirmed and ex
   await using temporary = new TempDirs();
   const input = await temporary.make();
   await makeImages(input, [100, 200, 300]);
-  await using client = spawnClient(input, ["--port", String(listener.addr.port), "-c", "1", "-v"]);
+  // --send-all: this server answers no query.
+  await using client = spawnClient(input, [
+    "--port",
+    String(listener.addr.port),
+    "-c",
+    "1",
+    "-v",
+    "--send-all",
+  ]);
   await client.waitFor(/^sent /m);
   assert.equal((await client.stop("SIGINT")).code, 1);
   assert.match(
     client.stdout,
-    /\nconfirmed 1 of 3 files \(\d+ B\) in .*; SIGINT: stopped with 2 not confirmed\n$/,
+    /\nconfirmed 1 of 3 files \(\d+ B\) in .*; SIGINT: stopped with 2 not confirmed; run again without --send-all to send only what the server lacks\n$/,
   );
   await serving;
 });
@@ -786,3 +796,28 @@ for (const [script, args, flag] of missingNet) {
     assert.equal(child.stderr.trim().split("\n").length, 1, child.stderr);
   });
 }
+
+Deno.test("client.ts stopped by SIGINT says a re-run sends only what is missing, and a plain re-run completes the set", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const out = await temporary.make();
+  const images = await makeImages(input, Array(200).fill(64 * 1024));
+  const { server, port } = await spawnServer(out);
+  await using _server = server;
+  {
+    await using client = spawnClient(input, ["--port", String(port), "-c", "1", "-v"]);
+    await client.waitFor(/^sent .*\n(.*\n){4}/m);
+    assert.equal((await client.stop("SIGINT")).code, 1);
+    assert.match(
+      client.stdout,
+      /; SIGINT: stopped with \d+ not confirmed; run the same command again to send only what the server lacks\n$/,
+    );
+  }
+  await using again = spawnClient(input, ["--port", String(port), "-c", "1"]);
+  assert.equal((await again.wait()).code, 0, again.stderr);
+  assert.match(again.stdout, /confirmed 200 of 200 files .*\(\d+ already there, not sent\)\n$/);
+  assert.deepEqual(await listFolder(out), [...images.keys()].map((name) => `${name}.jpg`).sort());
+  for (const [name, bytes] of images) {
+    assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
+  }
+});

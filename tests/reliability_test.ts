@@ -506,6 +506,37 @@ Deno.test("a second run with --resume sends under 1% of the bytes, and changed o
   }
 });
 
+Deno.test("a plain second run of a finished upload sends under 1% of the bytes, counted at the server", async () => {
+  await withServerAndImages(
+    Array(40).fill(64 * 1024),
+    async (port, input, _out, _images, stats) => {
+      await using first = spawnClient(input, [`--port=${port}`]);
+      assert.equal((await first.wait()).code, 0, first.stderr);
+      const firstReceived = stats.received;
+      await using again = spawnClient(input, [`--port=${port}`]);
+      assert.equal((await again.wait()).code, 0, again.stderr);
+      const secondReceived = stats.received - firstReceived;
+      assert.ok(
+        secondReceived < firstReceived / 100,
+        `${secondReceived} of ${firstReceived} bytes`,
+      );
+      assert.match(again.stdout, /confirmed 40 of 40 files .*\(40 already there, not sent\)\n$/);
+      assert.equal(stats.files, 40, "nothing saved twice");
+    },
+  );
+});
+
+Deno.test("--send-all sends every file again, and the server answers each as one it already had", async () => {
+  await withServerAndImages([1000, 2000], async (port, input, _out, _images, stats) => {
+    await using first = spawnClient(input, [`--port=${port}`]);
+    assert.equal((await first.wait()).code, 0, first.stderr);
+    await using again = spawnClient(input, [`--port=${port}`, "--send-all"]);
+    assert.equal((await again.wait()).code, 0, again.stderr);
+    assert.match(again.stdout, /^sending 2 files to 127\.0\.0\.1:\d+ over 2 connections\n/);
+    assert.equal(stats.duplicates, 2);
+  });
+});
+
 Deno.test("--resume pairs every answer with its own file across several batches of queries in flight", async () => {
   // 64 queries a write and four writes ahead: 400 files need seven writes.
   const sizes = Array.from({ length: 400 }, (_, i) => 100 + i);
@@ -528,12 +559,24 @@ Deno.test("--resume pairs every answer with its own file across several batches 
   });
 });
 
+Deno.test("a plain run to a --raw server, which cannot tell what it holds, sends every file as before", async () => {
+  await withServerAndImages([100, 200, 300], async (port, input, out, _images, stats) => {
+    await using first = spawnClient(input, [`--port=${port}`]);
+    assert.equal((await first.wait()).code, 0, first.stderr);
+    await using again = spawnClient(input, [`--port=${port}`]);
+    assert.equal((await again.wait()).code, 0, again.stderr);
+    assert.match(again.stdout, /confirmed 3 of 3 files/);
+    assert.equal(stats.files, 6);
+    assert.equal((await listFolder(out)).length, 6);
+  }, { raw: true });
+});
+
 Deno.test("--resume to a --raw server sends nothing and fails every file with the server's reason", async () => {
   await withServerAndImages([100, 200, 300], async (port, input, out, _images, stats) => {
     const { files } = await collectFiles([input]);
     assert.equal((await uploadFiles(files, { port })).confirmed, 3);
 
-    const report = await uploadFiles(files, { port, resume: true });
+    const report = await uploadFiles(files, { port, resume: "strict" });
     assert.equal(report.confirmed, 0);
     assert.deepEqual(
       report.failed.map((r) => r.path).toSorted(),
@@ -796,7 +839,7 @@ Deno.test("two uploads of one name at once keep exactly one file, and the other 
   });
 });
 
-Deno.test("a client killed mid-run and run again with --resume completes the set, nothing lost or doubled", async () => {
+Deno.test("a client killed mid-run and run again as it was completes the set, nothing lost or doubled", async () => {
   await using temporary = new TempDirs();
   const input = await temporary.make();
   let saved = 0;
@@ -814,10 +857,11 @@ Deno.test("a client killed mid-run and run again with --resume completes the set
     const before = (await listFolder(out)).filter((name) => name.endsWith(".jpg")).length;
     assert.ok(before >= 10 && before < 300, `${before} files arrived before the kill`);
 
-    const { files } = await collectFiles([input]);
-    const report = await uploadFiles(files, { port, resume: true });
-    assert.deepEqual(report.failed, []);
-    assert.equal(report.confirmed, 300);
+    await using again = spawnClient(input, [`--port=${port}`, "-c", "1"]);
+    assert.equal((await again.wait()).code, 0, again.stderr);
+    const held = Number(again.stdout.match(/\((\d+) already there, not sent\)/)?.[1]);
+    assert.ok(held >= before - 1 && held < 300, `${held} already there of ${before} saved`);
+    assert.match(again.stdout, /confirmed 300 of 300 files/);
     // The killed client's last frame was cut: the server drops it when the connection ends.
     for (let i = 0; i < 100 && (await listFolder(out)).some((n) => n.endsWith(".part")); i++) {
       await new Promise((resolve) => setTimeout(resolve, 20));
