@@ -16,13 +16,14 @@ import {
   refusalOf,
 } from "../protocol/control.ts";
 import { crc32OfFile } from "./files.ts";
-import { isTransient, ProtocolError } from "../protocol/errors.ts";
+import { classifyError, isTransient, ProtocolError } from "../protocol/errors.ts";
 import { base64Length, encodeHeader } from "../protocol/frame.ts";
 import { closeQuietly, concatBytes, withDeadline, writeAll } from "../protocol/io.ts";
 import { HEADER_SIZE, NAME_SIZE } from "../protocol/limits.ts";
 import { LineReader } from "../protocol/line_reader.ts";
 import { encodeName } from "../protocol/name.ts";
 import { formatAddress } from "./format.ts";
+import { connectPinned } from "./pinned_tls.ts";
 
 /**
  * A file chosen for upload.
@@ -142,7 +143,10 @@ function writeWithin(conn: Deno.Conn, bytes: Uint8Array, ms: number): Promise<vo
 
 /**
  * Connects within `ms` milliseconds, with TCP_NODELAY; with TLS, the
- * handshake too, so that the server is verified before the first frame.
+ * handshake too, so that the server is verified before the first frame. A
+ * server whose certificate is marked as a CA, as `openssl req -x509` makes
+ * it, is accepted only when that certificate is byte for byte one of
+ * `caCerts`.
  *
  * @example
  * ```ts
@@ -172,6 +176,11 @@ export async function connectWithin(target: Target, ms: number): Promise<Deno.Co
     return conn;
   } catch (error) {
     connecting.then((late) => late.close(), () => {});
+    // The tutorials' one-line certificate is marked as a CA, which TLS refuses
+    // as a server's own: it is accepted when the server presents exactly it.
+    if (tls?.caCerts && classifyError(error) === "ca-certificate") {
+      return await connectPinned({ hostname, port, pinned: tls.caCerts }, ms);
+    }
     throw error;
   }
 }

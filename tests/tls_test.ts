@@ -101,19 +101,60 @@ Deno.test("uploadFiles() over TLS refuses a server whose certificate it does not
   });
 });
 
-Deno.test("uploadFiles() explains that a CA's certificate cannot serve as the server's own", async () => {
-  const { dir, ca } = await certificate;
-  const tls = {
-    cert: ca,
-    key: await Deno.readTextFile(`${dir}/ca.key`),
+/** The one-line self-signed certificate tutorials make, marked CA:TRUE by openssl's defaults. */
+async function oneLiner(dir: string): Promise<{ cert: string; key: string }> {
+  await openssl([
+    ..."req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -subj /CN=localhost"
+      .split(" "),
+    "-addext",
+    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+  ].map((arg) => arg.replace(/^(key|cert)\.pem$/, `${dir}/$1.pem`)));
+  return {
+    cert: await Deno.readTextFile(`${dir}/cert.pem`),
+    key: await Deno.readTextFile(`${dir}/key.pem`),
   };
-  await withServerAndImages([10], async (port, input) => {
+}
+
+Deno.test("client.ts --ca accepts the tutorials' one-line certificate when the server presents exactly it, and refuses another", async () => {
+  await using temporary = new TempDirs();
+  const [serverDir, otherDir] = [await temporary.make(), await temporary.make()];
+  const tls = await oneLiner(serverDir);
+  await oneLiner(otherDir);
+  assert.match(tls.cert, /BEGIN CERTIFICATE/);
+  await withServerAndImages([10, 70_000], async (port, input, out, images) => {
+    const upload = (ca: string) =>
+      denoScript("client.ts", ["--allow-net=127.0.0.1", `--allow-read=${input},${ca}`], [
+        `--port=${port}`,
+        `--ca=${ca}`,
+        input,
+      ]);
+    {
+      await using other = upload(`${otherDir}/cert.pem`);
+      assert.equal((await other.wait()).code, 1);
+      assert.match(
+        other.stderr,
+        /Cannot connect to 127\.0\.0\.1:\d+: the server's certificate is not the one given with --ca, nor signed by it/,
+      );
+      assert.deepEqual(await listFolder(out), [], "nothing written for a certificate not given");
+    }
+    await using right = upload(`${serverDir}/cert.pem`);
+    assert.equal((await right.wait()).code, 0, right.stderr);
+    for (const [name, bytes] of images) {
+      assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
+    }
+  }, { tls });
+});
+
+Deno.test("uploadFiles() still checks a proper CA's chain: a one-line certificate it was not given is refused", async () => {
+  const { ca } = await certificate;
+  await using temporary = new TempDirs();
+  const tls = await oneLiner(await temporary.make());
+  await withServerAndImages([10], async (port, input, out) => {
     const { files } = await collectFiles([input]);
     const report = await uploadFiles(files, { port, tls: { caCerts: [ca] } });
-    assert.match(
-      report.failed[0].message!,
-      /^Cannot connect to 127\.0\.0\.1:\d+: the server's certificate is a CA's, .*basicConstraints=critical,CA:FALSE/,
-    );
+    assert.equal(report.confirmed, 0);
+    assert.match(report.failed[0].message!, /^Cannot connect to 127\.0\.0\.1:\d+: /);
+    assert.deepEqual(await listFolder(out), []);
   }, { tls });
 });
 
