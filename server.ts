@@ -662,10 +662,18 @@ function parseServerArgs(args: string[]): ServerCommand | "help" {
   };
 }
 
-/** Names the permission the folder lacks, as one line with the flags that grant it. */
+/**
+ * Names the permission the folder lacks, as one line with the flags that
+ * grant it. On a terminal Deno asks the user first, as it would for any
+ * file call; without one there is no one to ask.
+ */
 async function missingFolderPermission(out: string): Promise<string | undefined> {
+  const ask = Deno.stdin.isTerminal() && Deno.stderr.isTerminal();
   for (const name of ["read", "write"] as const) {
-    const { state } = await Deno.permissions.query({ name, path: out });
+    const descriptor = { name, path: out };
+    const { state } = ask
+      ? await Deno.permissions.request(descriptor)
+      : await Deno.permissions.query(descriptor);
     if (state !== "granted") {
       return `Missing ${name} permission for ${out}: add --allow-read=${out} --allow-write=${out}`;
     }

@@ -821,3 +821,57 @@ Deno.test("client.ts stopped by SIGINT says a re-run sends only what is missing,
     assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
   }
 });
+
+/** Runs server.ts as the design card does, on a pseudo-terminal (util-linux script), in `cwd`. */
+function onTerminal(cwd: string): Spawned {
+  const command = `${Deno.execPath()} run --allow-net ${ROOT}server.ts --host 127.0.0.1 --port 0`;
+  return new Spawned("script", ["-qefc", command, "/dev/null"], { cwd, stdin: true, env: {} });
+}
+
+/** Answers Deno's permission prompt, once it waits: it drops what was typed before. */
+async function answerPrompt(server: Spawned, access: string, answer: string): Promise<void> {
+  await server.waitFor(new RegExp(`${access} access to[^]*Allow\\?[^]*> $`));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  await server.write(`${answer}\r`);
+}
+
+for (const answer of ["y", "n"]) {
+  Deno.test(`deno run --allow-net server.ts on a terminal asks for the folder, answered ${answer}`, async () => {
+    await using temporary = new TempDirs();
+    const cwd = await temporary.make();
+    await using server = onTerminal(cwd);
+    await answerPrompt(server, "read", answer);
+    if (answer === "n") {
+      assert.equal((await server.wait()).code, 2);
+      assert.match(
+        server.stdout,
+        /server\.ts: Missing read permission for uploads: add --allow-read=uploads --allow-write=uploads/,
+      );
+      assert.deepEqual(await listFolder(cwd), []);
+      return;
+    }
+    await answerPrompt(server, "write", answer);
+    await server.waitFor(/listening on 127\.0\.0\.1:\d+, saving to uploads/);
+    // Ctrl-C on the terminal: the server stops as on SIGINT.
+    await server.write("\x03");
+    assert.equal((await server.wait()).code, 0, server.stdout);
+    assert.deepEqual(await listFolder(cwd), ["uploads"]);
+  });
+}
+
+Deno.test("deno run --allow-net server.ts without a terminal exits 2 with the flags to add", async () => {
+  await using temporary = new TempDirs();
+  const cwd = await temporary.make();
+  await using server = new Spawned(Deno.execPath(), [
+    "run",
+    "--allow-net",
+    `${ROOT}server.ts`,
+    "--host=127.0.0.1",
+    "--port=0",
+  ], { cwd });
+  assert.equal((await server.wait()).code, 2);
+  assert.equal(
+    server.stderr,
+    "server.ts: Missing read permission for uploads: add --allow-read=uploads --allow-write=uploads\n",
+  );
+});
