@@ -712,7 +712,7 @@ function reRun(command: ClientCommand): string {
 }
 
 async function main(): Promise<void> {
-  const script: ScriptOutput = new ScriptOutput("client.ts");
+  const script: ScriptOutput = new ScriptOutput();
   const command = script.command(() => parseClientArgs(Deno.args), USAGE);
   script.requireMinDeno();
   let selection: Selection;

@@ -727,7 +727,7 @@ function stopOnSignals(server: UploadServer, command: ServerCommand, script: Scr
 }
 
 async function main(): Promise<void> {
-  const script: ScriptOutput = new ScriptOutput("server.ts");
+  const script: ScriptOutput = new ScriptOutput();
   const command = script.command(() => parseServerArgs(Deno.args), USAGE);
   const missing = await missingFolderPermission(command.out);
   if (missing) {

@@ -250,7 +250,7 @@ async function sendLines(
 }
 
 async function main(): Promise<void> {
-  const script: ScriptOutput = new ScriptOutput("udp_client.ts");
+  const script: ScriptOutput = new ScriptOutput();
   const command = script.command(() => parseUdpClientArgs(Deno.args), USAGE);
   let sender: UdpSender;
   try {

@@ -249,7 +249,7 @@ Exit status: 0 after SIGINT/SIGTERM, 1 on a runtime error, 2 on a usage error.
 Datagrams up to ${MAX_DATAGRAM_SIZE} bytes are printed whole.`;
 
 async function main(): Promise<void> {
-  const script: ScriptOutput = new ScriptOutput("udp_server.ts");
+  const script: ScriptOutput = new ScriptOutput();
   const stderr = script.stderr;
   /** Writes to stdout, which is what this server is for: it stops when it cannot. */
   const print = (text: Uint8Array | string) => {
@@ -261,7 +261,7 @@ async function main(): Promise<void> {
     } catch (error) {
       // The reader went away (`| head`): nothing left to print to.
       if (error instanceof Deno.errors.BrokenPipe) Deno.exit(0);
-      stderr.line(`udp_server.ts: Cannot print to stdout: ${describeError(error)}`);
+      script.error(`Cannot print to stdout: ${describeError(error)}`);
       Deno.exit(1);
     }
   };
@@ -304,16 +304,16 @@ async function main(): Promise<void> {
       else flushTimer ??= setTimeout(flush, 5);
     }, { host, port, allow });
   } catch (error) {
-    stderr.line(
-      `udp_server.ts: Cannot listen on ${formatAddress(host, port)}: ${(error as Error).message}`,
+    script.error(
+      `Cannot listen on ${formatAddress(host, port)}: ${(error as Error).message}`,
     );
     Deno.exit(exitCodeFor(error));
   }
   const { address, port: boundPort } = server.address;
   print(`listening on ${formatAddress(address, boundPort)}`);
   if (listenDatagram === undefined) {
-    stderr.line(
-      "udp_server.ts: Receiving through node:dgram, about a quarter as fast as with --unstable-net: add the flag if floods may come",
+    script.error(
+      "Receiving through node:dgram, about a quarter as fast as with --unstable-net: add the flag if floods may come",
     );
   }
 

@@ -133,10 +133,14 @@ export class ScriptOutput {
   /**
    * Creates the outputs.
    *
-   * @param name The script's name as its messages start.
+   * @param name The script's name as its messages start; by default the file
+   * name of the main module, so that a bundle says `client.js`.
    * @param options Other outputs in place of the process's, for tests.
    */
-  constructor(name: string, options: { stdout?: LogOutput; stderr?: LogOutput } = {}) {
+  constructor(
+    name: string = Deno.mainModule.slice(Deno.mainModule.lastIndexOf("/") + 1),
+    options: { stdout?: LogOutput; stderr?: LogOutput } = {},
+  ) {
     this.name = name;
     // Nothing is left to report a failed stderr to; the work goes on without it.
     this.stderr = options.stderr ??

@@ -12,19 +12,26 @@ globalThis.addEventListener("unload", () => {
   for (const folder of made) Deno.removeSync(folder, { recursive: true });
 });
 
-/** Builds the bundles once and copies each into a folder of its own. */
+/**
+ * Builds the bundles once, with `deno task bundle`'s own command line but
+ * into a temporary folder, so that the tests write nothing into the
+ * checkout; then copies each into a folder of its own.
+ */
 const bundled = (async () => {
-  const build = await new Deno.Command(Deno.execPath(), {
-    args: ["task", "--quiet", "bundle"],
-    cwd: ROOT,
-    stdin: "null",
-  }).output();
+  const tasks = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks;
+  const args: string[] = tasks.bundle.split(" ").slice(1);
+  assert.equal(args[args.indexOf("--outdir") + 1], "dist", "deno task bundle writes to dist/");
+  const dist = await Deno.makeTempDir({ prefix: "bundle_dist_" });
+  made.push(dist);
+  args[args.indexOf("--outdir") + 1] = dist;
+  const build = await new Deno.Command(Deno.execPath(), { args, cwd: ROOT, stdin: "null" })
+    .output();
   assert.equal(build.code, 0, new TextDecoder().decode(build.stderr));
   const folders: Record<string, string> = {};
   for (const script of SCRIPTS) {
     folders[script] = await Deno.makeTempDir({ prefix: `bundle_${script}_` });
     made.push(folders[script]);
-    await Deno.copyFile(`${ROOT}dist/${script}.js`, `${folders[script]}/${script}.js`);
+    await Deno.copyFile(`${dist}/${script}.js`, `${folders[script]}/${script}.js`);
   }
   return folders;
 })();
@@ -96,7 +103,14 @@ Deno.test("the bundled UDP server run without --unstable-net says it receives th
     await server.waitFor(/listening on 127\.0\.0\.1:\d+\n/);
     assert.equal((await server.stop()).code, 0);
     const notice =
-      "udp_server.ts: Receiving through node:dgram, about a quarter as fast as with --unstable-net: add the flag if floods may come\n";
+      "udp_server.js: Receiving through node:dgram, about a quarter as fast as with --unstable-net: add the flag if floods may come\n";
     assert.equal(server.stderr, `${fast ? "" : notice}SIGTERM: stopped after 0 datagrams\n`);
   }
+});
+
+Deno.test("a bundled script names itself by its own file name in what it says", async () => {
+  const folders = await bundled;
+  await using client = runBundle(folders.client, "client", [], ["--bogus"]);
+  assert.equal((await client.wait()).code, 2);
+  assert.equal(client.stderr, "client.js: Unknown option '--bogus'\nTry 'client.js --help'.\n");
 });

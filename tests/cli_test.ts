@@ -704,9 +704,16 @@ Deno.test("udp_server.ts prints a datagram of 65,507 bytes whole and replaces in
   assert.equal(printed[2], "\ufffdA\\n\\x7f");
 });
 
-Deno.test("the demo uploads the sample images and shows where they arrived", async () => {
-  await using demo = new Spawned(Deno.execPath(), ["task", "--quiet", "demo"], { cwd: ROOT });
+Deno.test("the demo uploads the sample images, shows where they arrived, and leaves nothing behind", async () => {
+  await using temporary = new TempDirs();
+  const tmp = await temporary.make();
+  await using demo = new Spawned(Deno.execPath(), ["task", "--quiet", "demo"], {
+    cwd: ROOT,
+    env: { TMPDIR: tmp },
+  });
   const status = await demo.wait(60_000);
+  assert.match(demo.stdout, new RegExp(`\nremoved ${tmp}/socket-demo-\\w+\n`), "in TMPDIR");
+  assert.deepEqual(await listFolder(tmp), [], "the demo's folder is removed");
   assert.equal(status.code, 0, demo.stderr);
   assert.match(demo.stdout, /confirmed \d+ of \d+ files/);
   assert.match(demo.stdout, /identical to the originals: \d+ of \d+/);

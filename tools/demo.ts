@@ -25,8 +25,9 @@ async function relay(stream: ReadableStream<Uint8Array>, prefix: string, into: s
 const USAGE = `Usage: deno task demo
 
 Starts server.ts on a free loopback port, saving into a new temporary
-folder, uploads the images in samples/ with client.ts, and lists what arrived
-and whether each file is identical to its original. Exits 0 when all are.`;
+folder, uploads the images in samples/ with client.ts, lists what arrived
+and whether each file is identical to its original, and removes the folder.
+Exits 0 when all are.`;
 
 /** Starts a child with piped output. */
 function spawn(args: string[]): Deno.ChildProcess {
@@ -62,8 +63,8 @@ async function startServer(out: string) {
   }
   if (port === undefined) {
     server.kill("SIGKILL");
-    console.error("demo: the server did not start");
-    Deno.exit(1);
+    await server.status;
+    throw new Error("the server did not start");
   }
   return { server, port, relays };
 }
@@ -97,26 +98,44 @@ async function main(): Promise<void> {
     Deno.exit(help ? 0 : 2);
   }
   const out = await Deno.makeTempDir({ prefix: "socket-demo-" });
+  let succeeded = false;
+  try {
+    succeeded = await uploadSamples(out);
+  } catch (error) {
+    console.error(`demo: ${(error as Error).message}`);
+  } finally {
+    // A demo leaves nothing behind: what arrived was shown above.
+    await Deno.remove(out, { recursive: true });
+  }
+  console.log(`removed ${out}`);
+  Deno.exit(succeeded ? 0 : 1);
+}
+
+/** Starts the server, uploads samples/ into `out` and compares; true when every file arrived whole. */
+async function uploadSamples(out: string): Promise<boolean> {
   const { server, port, relays } = await startServer(out);
-  const client = spawn([
-    "run",
-    "--allow-net=127.0.0.1",
-    `--allow-read=${samples}`,
-    `${root}client.ts`,
-    "--port",
-    port,
-    "--ext",
-    "jpg,png",
-    "--verbose",
-    samples,
-  ]);
-  await Promise.all([relay(client.stdout, "[client]", []), relay(client.stderr, "[client]", [])]);
-  const clientStatus = await client.status;
-  const { arrived, identical } = await compare(out);
-  server.kill("SIGTERM");
-  await server.status;
-  await Promise.all(relays);
-  Deno.exit(clientStatus.success && identical === arrived && arrived > 0 ? 0 : 1);
+  try {
+    const client = spawn([
+      "run",
+      "--allow-net=127.0.0.1",
+      `--allow-read=${samples}`,
+      `${root}client.ts`,
+      "--port",
+      port,
+      "--ext",
+      "jpg,png",
+      "--verbose",
+      samples,
+    ]);
+    await Promise.all([relay(client.stdout, "[client]", []), relay(client.stderr, "[client]", [])]);
+    const clientStatus = await client.status;
+    const { arrived, identical } = await compare(out);
+    return clientStatus.success && identical === arrived && arrived > 0;
+  } finally {
+    server.kill("SIGTERM");
+    await server.status;
+    await Promise.all(relays);
+  }
 }
 
 if (import.meta.main) await main();
