@@ -18,6 +18,7 @@ import {
   DEFAULT_CLIENT_TIMEOUT,
   DEFAULT_PEER_HOST,
   DEFAULT_PORT,
+  EXTENSIONS,
   FileQueue,
   type FileResult,
   formatAddress,
@@ -678,15 +679,40 @@ function nothingToSend(script: ScriptOutput, selection: Selection, command: Clie
   const why = selection.found > 0
     ? `--start ${start} skips all ${selection.found} files found`
     : `none matching *.${extensions.join(", *.")}`;
-  script.error(`No files to send: ${why}${leftOut(selection)}`);
+  script.error(`No files to send: ${why}${leftOut(selection, extensions)}`);
   Deno.exit(0);
 }
 
-/** The hidden names left out, as the start line says them. */
-function leftOut(selection: Selection): string {
-  return selection.hidden === 0
-    ? ""
-    : `; left out ${counted(selection.hidden, "name")} starting with a dot`;
+/** Extensions worth suggesting for `--ext`: the image types a server saves, and `jpeg`. */
+const IMAGE_EXTENSIONS = new Set([...EXTENSIONS, "jpeg"].map((extension) => `.${extension}`));
+
+/**
+ * What the folders held that is not sent, as the start line says it: files
+ * of other extensions, with the `--ext` that would take the images among
+ * them, and hidden names.
+ */
+function leftOut(selection: Selection, extensions: readonly string[]): string {
+  const parts: string[] = [];
+  const unmatched = [...selection.unmatched];
+  if (unmatched.length > 0) {
+    const count = unmatched.reduce((sum, [, n]) => sum + n, 0);
+    const shown = unmatched.slice(0, 4).map(([extension, n]) =>
+      `${extension || "no extension"} ×${n}`
+    );
+    if (unmatched.length > 4) shown.push("…");
+    const images = unmatched.map(([extension]) => extension).filter((e) => IMAGE_EXTENSIONS.has(e));
+    const hint = images.length === 0
+      ? ""
+      : `; add --ext ${[...extensions, ...images.map((e) => e.slice(1))].join(",")}`;
+    const pattern = extensions.map((e) => `*.${e}`).join(", ");
+    parts.push(
+      `left out ${counted(count, "file")} not matching ${pattern}: ${shown.join(", ")}${hint}`,
+    );
+  }
+  if (selection.hidden > 0) {
+    parts.push(`left out ${counted(selection.hidden, "name")} starting with a dot`);
+  }
+  return parts.map((part) => `; ${part}`).join("");
 }
 
 /** The line that says what is about to be sent, and where. */
@@ -695,9 +721,17 @@ function startLine(selection: Selection, command: ClientCommand): string {
   const connections = Math.max(1, Math.min(concurrency!, selection.files.length));
   const over = `over ${counted(connections, "connection")}`;
   const address = formatAddress(host!, port!);
-  const files = counted(selection.files.length, "file");
+  const { files, skipped } = selection;
+  // The summary counts the files that cannot be sent among the selected: so does this line.
+  const what = skipped.length === 0
+    ? counted(files.length, "file")
+    : `${files.length} of ${
+      counted(files.length + skipped.length, "file")
+    } (${skipped.length} cannot be sent, listed above)`;
   const mode = legacy ? " (legacy)" : resume ? ", skipping those it already holds" : "";
-  return `sending ${files} to ${address} ${over}${mode}${leftOut(selection)}`;
+  return `sending ${what} to ${address} ${over}${mode}${
+    leftOut(selection, command.collect.extensions)
+  }`;
 }
 
 /** What running the same command again will do, for the summary of an interrupted run. */

@@ -118,7 +118,14 @@ export {
   parseSeconds,
 } from "./lib/cli.ts";
 export { LogOutput, type LogOutputOptions, ScriptOutput } from "./lib/log.ts";
-export { counted, formatAddress, formatBytes, formatDuration, quoteBytes } from "./lib/format.ts";
+export {
+  counted,
+  formatAddress,
+  formatBytes,
+  formatDuration,
+  quoteBytes,
+  quoteName,
+} from "./lib/format.ts";
 export { type Cidr, inAnyCidr, MAX_DATAGRAM_SIZE, parseCidr } from "./lib/net.ts";
 export { EXTENSIONS, sniffExtension } from "./lib/images.ts";
 export { crc32OfFile, descriptorRoom } from "./lib/files.ts";

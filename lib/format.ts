@@ -30,6 +30,44 @@ export function quoteBytes(bytes: Uint8Array): string {
   return bytes.length > shown.length ? `${text}…` : text;
 }
 
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Quotes a name for a message: as text when it is valid UTF-8 without
+ * control characters, so that `照片` reads as itself; otherwise as
+ * {@linkcode quoteBytes} does. At most 80 bytes, cut between characters.
+ *
+ * @param bytes The name's bytes.
+ * @returns A double-quoted string, with `…` after it when cut.
+ *
+ * @example A Chinese name, and one with a control byte
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { quoteName } from "../protocol.ts";
+ *
+ * const utf8 = (text: string) => new TextEncoder().encode(text);
+ * assert.equal(quoteName(utf8("猫的照片")), '"猫的照片"');
+ * assert.equal(quoteName(utf8("a\x1b[2J")), '"a\\u001b[2J"');
+ * ```
+ */
+export function quoteName(bytes: Uint8Array): string {
+  let text: string;
+  try {
+    text = strictUtf8.decode(bytes);
+  } catch {
+    return quoteBytes(bytes);
+  }
+  if (/[\x00-\x1f\x7f-\x9f]/.test(text)) return quoteBytes(bytes);
+  let shown = "";
+  let size = 0;
+  for (const character of text) {
+    size += new TextEncoder().encode(character).length;
+    if (size > 80) return `${JSON.stringify(shown)}…`;
+    shown += character;
+  }
+  return JSON.stringify(shown);
+}
+
 /**
  * Formats a byte count for people, in binary units.
  *

@@ -71,7 +71,7 @@ export interface CollectOptions {
  * ```ts
  * import type { Selection } from "../protocol.ts";
  *
- * const none: Selection = { files: [], skipped: [], found: 0, hidden: 0 };
+ * const none: Selection = { files: [], skipped: [], found: 0, hidden: 0, unmatched: new Map() };
  * ```
  */
 export interface Selection {
@@ -87,6 +87,11 @@ export interface Selection {
    * `recursive` folders.
    */
   hidden: number;
+  /**
+   * Files in the folders left out for their extension, counted by
+   * extension (lower case, with its dot; `""` for none), most first.
+   */
+  unmatched: Map<string, number>;
 }
 
 /**
@@ -169,7 +174,7 @@ function samePathKey(path: string): string {
  * @param paths Folders and files.
  * @param options Which files to take.
  * @returns The files to send and the selected files that cannot be sent.
- * @throws {Deno.errors.NotFound} If a path does not exist.
+ * @throws {TypeError} If a path does not exist: the command line named nothing.
  *
  * @example
  * ```ts
@@ -196,9 +201,14 @@ export async function collectFiles(
   const matches = (path: string) =>
     extensions.has(path.slice(path.lastIndexOf(".") + 1).toLowerCase());
   const candidates: Candidate[] = [];
+  const unmatched: string[] = [];
   const [linkedFolders, hiddenFiles, hiddenFolders]: string[][] = [[], [], []];
   for (const path of paths) {
-    const info = await Deno.stat(path);
+    const info = await Deno.stat(path).catch((error) => {
+      // The command line named nothing: its fault, not the run's.
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      throw new TypeError(`No such file or folder: ${path}`, { cause: error });
+    });
     if (!info.isDirectory) {
       candidates.push({ path, regular: info.isFile });
       continue;
@@ -209,6 +219,7 @@ export async function collectFiles(
       ...found.files.filter(({ path }) => matches(path))
         .sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0),
     );
+    unmatched.push(...found.files.filter(({ path }) => !matches(path)).map(({ path }) => path));
   }
   // A file named twice, or named and found in its folder, is sent once.
   const seen = new Set<string>();
@@ -228,6 +239,7 @@ export async function collectFiles(
     skipped: [],
     found: unique.length,
     hidden: hidden.size,
+    unmatched: byExtension(new Set(unmatched.map(samePathKey))),
   };
   for (const { path, regular } of unique.slice(start, start + count)) {
     const name = nameFor(path);
@@ -247,6 +259,18 @@ export async function collectFiles(
     selection.skipped.push({ path, ok: false, bytes: 0, message });
   }
   return selection;
+}
+
+/** Counts paths by extension, most first. */
+function byExtension(paths: Set<string>): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const path of paths) {
+    const base = path.slice(path.lastIndexOf("/") + 1);
+    const dot = base.lastIndexOf(".");
+    const extension = dot > 0 ? base.slice(dot).toLowerCase() : "";
+    counts.set(extension, (counts.get(extension) ?? 0) + 1);
+  }
+  return new Map([...counts].sort((a, b) => b[1] - a[1]));
 }
 
 /**

@@ -5,7 +5,7 @@
  */
 import { MAX_NAME_BYTES, NAME_SIZE } from "./limits.ts";
 import { ProtocolError } from "./errors.ts";
-import { quoteBytes } from "../lib/format.ts";
+import { quoteBytes, quoteName } from "../lib/format.ts";
 import { sniffExtension } from "../lib/images.ts";
 
 const encoder = new TextEncoder();
@@ -54,7 +54,7 @@ export function checkName(name: string, maxBytes = NAME_SIZE): Uint8Array {
   if (problem !== undefined) {
     throw new ProtocolError(
       "name",
-      `Invalid name: ${problem}: ${quoteBytes(bytes)}`,
+      `Invalid name: ${problem}: ${quoteName(bytes)}`,
     );
   }
   return bytes;

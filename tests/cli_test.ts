@@ -574,12 +574,44 @@ Deno.test("client.ts with --start past the last file says so and exits 0", async
   assert.equal(client.stderr, "client.ts: No files to send: --start 5 skips all 2 files found\n");
 });
 
-Deno.test("client.ts with a folder that does not exist exits 1 with one line", async () => {
+Deno.test("client.ts with a folder that does not exist says so in one line, a usage error", async () => {
   await using child = denoScript("client.ts", ["--allow-net=127.0.0.1", "--allow-read"], [
     "/no/such/folder",
   ]);
-  assert.equal((await child.wait()).code, 1);
-  assert.match(child.stderr, /^client\.ts: No such file or directory.*\n$/);
+  assert.equal((await child.wait()).code, 2);
+  assert.equal(child.stderr, "client.ts: No such file or folder: /no/such/folder\n");
+});
+
+Deno.test("client.ts names the files it left out for their extension, and the --ext that takes the images", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  for (const name of ["a.jpg", "b.png", "c.PNG", "notes.txt"]) {
+    await Deno.writeFile(`${input}/${name}`, fakeJpeg(10));
+  }
+  const { server, port } = await spawnServer(await temporary.make());
+  await using _server = server;
+  await using client = spawnClient(input, ["--port", String(port)]);
+  assert.equal((await client.wait()).code, 0, client.stderr);
+  assert.match(
+    client.stdout,
+    /^sending 1 file to .*; left out 3 files not matching \*\.jpg: \.png ×2, \.txt ×1; add --ext jpg,png\n/,
+  );
+});
+
+Deno.test("client.ts counts the same files at the start and in the summary, and shows a Chinese name as text", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const long = "我的猫在花园里晒太阳的照片第二张";
+  for (const name of ["a.jpg", `${long}.jpg`]) {
+    await Deno.writeFile(`${input}/${name}`, fakeJpeg(10));
+  }
+  const { server, port } = await spawnServer(await temporary.make());
+  await using _server = server;
+  await using client = spawnClient(input, ["--port", String(port)]);
+  assert.equal((await client.wait()).code, 1);
+  assert.match(client.stdout, /^sending 1 of 2 files \(1 cannot be sent, listed above\) to /);
+  assert.match(client.stdout, /\nconfirmed 1 of 2 files /);
+  assert.match(client.stderr, new RegExp(`skipped .*: Invalid name: .*"${long}"`));
 });
 
 Deno.test("client.ts stopped by SIGINT says how many files were confirmed and exits 1", async () => {
