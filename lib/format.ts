@@ -57,7 +57,8 @@ export function quoteName(bytes: Uint8Array): string {
   } catch {
     return quoteBytes(bytes);
   }
-  if (/[\x00-\x1f\x7f-\x9f]/.test(text)) return quoteBytes(bytes);
+  const control = (c: string) => c.charCodeAt(0) < 0x20 || (c >= "\x7f" && c <= "\x9f");
+  if ([...text].some(control)) return quoteBytes(bytes);
   let shown = "";
   let size = 0;
   for (const character of text) {
