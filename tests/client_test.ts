@@ -162,8 +162,12 @@ Deno.test("collectFiles() takes a file once, however many times and ways it is n
   assert.deepEqual(picked.files.map((f) => f.name), ["b"]);
 });
 
-Deno.test("collectFiles() fails for a path that does not exist", async () => {
-  await assert.rejects(collectFiles(["/nonexistent/folder"]), Deno.errors.NotFound);
+Deno.test("collectFiles() fails for a path that does not exist as the command line's fault", async () => {
+  await assert.rejects(
+    collectFiles(["/nonexistent/folder"]),
+    TypeError,
+    "No such file or folder: /nonexistent/folder",
+  );
 });
 
 for (const concurrency of [1, 3, 8]) {
