@@ -914,3 +914,28 @@ Deno.test("deno run --allow-net server.ts without a terminal exits 2 with the fl
     "server.ts: Missing read permission for uploads: add --allow-read=uploads --allow-write=uploads\n",
   );
 });
+
+Deno.test("tools/setup.sh, not run as root, names in one line what the tests lack (needs setpriv, util-linux)", async () => {
+  await using temporary = new TempDirs();
+  const where = async (tool: string) => {
+    const found = await new Deno.Command("sh", { args: ["-c", `command -v ${tool}`] }).output();
+    assert.ok(found.success, `${tool} is needed for this test`);
+    return new TextDecoder().decode(found.stdout).trim();
+  };
+  // A PATH with bash only: every tool the tests use is missing, but /usr/bin/time, named by path.
+  const bin = await temporary.make();
+  await Deno.symlink(await where("bash"), `${bin}/bash`);
+  await using setup = new Spawned(await where("setpriv"), [
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    `${bin}/bash`,
+    `${ROOT}tools/setup.sh`,
+  ], { env: { PATH: bin } });
+  assert.equal((await setup.wait()).code, 1);
+  const packages = "python3 openssl strace netcat-openbsd exfatprogs exfat-fuse mount bsdutils";
+  assert.equal(
+    setup.stderr,
+    `setup: the tests need ${packages}: run as root, or apt-get install ${packages}\n`,
+  );
+});

@@ -23,7 +23,7 @@ for need in "${needs[@]}"; do
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
-if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+if [ "$EUID" -ne 0 ] || ! command -v apt-get >/dev/null; then
   echo "setup: the tests need ${missing[*]}: run as root, or apt-get install ${missing[*]}" >&2
   exit 1
 fi
