@@ -111,6 +111,12 @@ export interface UploadOptions {
    */
   resume?: boolean | "strict";
   /**
+   * Offer our server raw-byte frames, and send file data as it is, a
+   * quarter fewer bytes than base64, where it agrees. Not with `legacy`.
+   * @default {true}
+   */
+  rawFrames?: boolean;
+  /**
    * Connect with TLS; `caCerts` (PEM) are trusted as well as the system's.
    * @default {undefined}
    */
@@ -296,6 +302,7 @@ class Upload {
         window: this.#options.window ?? CLIENT_DEFAULTS.window,
         onResult: this.#onResult,
         token: this.#options.token,
+        rawFrames: this.#options.rawFrames ?? true,
       });
       this.#open++;
       return uploader;
@@ -439,6 +446,8 @@ Options:
                        busy (default ${CLIENT_DEFAULTS.retries})
   --legacy             talk to the original Python server: one file per
                        connection, no acknowledgement
+  --base64             send file data as base64 even to a server that takes it
+                       as raw bytes, a quarter fewer (our server does)
   --token-file FILE    present the token on this file's first line, for a server
                        started with --token-file (grant --allow-read on it)
   --send-all           send every file, even those the server already holds;
@@ -522,6 +531,7 @@ function parseClientArgs(args: string[]): ClientCommand | "help" {
       tls: { type: "boolean", default: false },
       resume: { type: "boolean", default: false },
       "send-all": { type: "boolean", default: false },
+      base64: { type: "boolean", default: false },
       "token-file": { type: "string" },
       ca: { type: "string" },
       verbose: { type: "boolean", short: "v", default: false },
@@ -549,6 +559,7 @@ function parseClientArgs(args: string[]): ClientCommand | "help" {
       timeout: parseSeconds(values.timeout, "--timeout"),
       retries: parseCount(values.retries, "--retries", 0),
       legacy: values.legacy,
+      rawFrames: !values.base64,
       // Asking first is the default toward our server; the original answers no query.
       resume: values.resume ? "strict" : !values.legacy && !values["send-all"],
       tokenFile: values["token-file"],

@@ -61,17 +61,23 @@ export { LineReader } from "./protocol/line_reader.ts";
 // The frames and answers beyond the tutorial's.
 export {
   type Ack,
+  agreedIn,
   encodeAck,
   encodeHave,
+  encodeHello,
+  encodeHelloAnswer,
   encodeQuery,
   encodeToken,
   type Held,
+  isHello,
   isQuery,
   isToken,
   MAX_ACK_SIZE,
   parseAck,
   parseHave,
+  parseHello,
   parseQuery,
+  RAW_BYTES,
   readTokenFile,
   type Refusal,
   refusalOf,
@@ -131,7 +137,13 @@ export { EXTENSIONS, sniffExtension } from "./lib/images.ts";
 export { crc32OfFile, descriptorRoom } from "./lib/files.ts";
 
 // The receiver's folder, admission and connections.
-export { Folder, type FolderOptions, QUARANTINE, Quarantine } from "./lib/folder.ts";
+export {
+  Folder,
+  type FolderOptions,
+  type KeepOptions,
+  QUARANTINE,
+  Quarantine,
+} from "./lib/folder.ts";
 export { FrameSlots, type FrameSlotsOptions } from "./lib/admission.ts";
 
 // The sender's file selection and connections.

@@ -100,6 +100,12 @@ export interface ServerOptions {
    */
   raw?: boolean;
   /**
+   * Agree to raw-byte frames when our client offers them: file data as it
+   * is, a quarter fewer bytes than base64. Never in `raw` mode.
+   * @default {true}
+   */
+  rawFrames?: boolean;
+  /**
    * Largest body length L accepted.
    * @default {SERVER_DEFAULTS.maxFrameSize}
    */
@@ -254,6 +260,7 @@ class Server implements UploadServer, SessionHost {
   };
   readonly raw: boolean;
   readonly fsync: boolean;
+  readonly rawFrames: boolean;
   readonly token: string | undefined;
   readonly idleTimeout: number;
   readonly emit: (event: ServerEvent) => void;
@@ -287,6 +294,7 @@ class Server implements UploadServer, SessionHost {
     this.quarantine = parts.quarantine;
     this.raw = options.raw ?? false;
     this.fsync = options.fsync ?? false;
+    this.rawFrames = options.rawFrames ?? true;
     this.token = options.token;
     this.emit = emitter(options.onEvent);
     this.#allow = options.allow;
@@ -513,6 +521,8 @@ Options:
                            no names, so it answers no client --resume queries
   --fsync                  sync each file and the folder before acknowledging
                            it, so an acknowledged file survives a power cut
+  --base64                 take file data only as base64, as the original; by
+                           default client.ts may send it as raw bytes
   --max-frame-size SIZE    largest frame body accepted, e.g. 64M (default ${FLAG.maxFrameSize})
   --max-connections N      connections open at once, idle ones included
                            (default ${FLAG.maxConnections}); past it the one idle longest is
@@ -622,6 +632,7 @@ function parseServerArgs(args: string[]): ServerCommand | "help" {
       out: { type: "string", default: SERVER_DEFAULTS.out },
       raw: { type: "boolean", default: false },
       fsync: { type: "boolean", default: false },
+      base64: { type: "boolean", default: false },
       "max-frame-size": { type: "string", default: FLAG.maxFrameSize },
       "max-connections": { type: "string", default: FLAG.maxConnections },
       "max-frames": { type: "string", default: FLAG.maxFrames },
@@ -646,6 +657,7 @@ function parseServerArgs(args: string[]): ServerCommand | "help" {
     out: values.out,
     raw: values.raw,
     fsync: values.fsync,
+    rawFrames: !values.base64,
     maxFrameSize: parseFrameSize(values["max-frame-size"]),
     maxConnections: parseCount(values["max-connections"], "--max-connections"),
     maxFrames: parseCount(values["max-frames"], "--max-frames"),

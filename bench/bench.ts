@@ -234,6 +234,8 @@ interface OursOptions {
   again?: boolean;
   /** Send every file without asking the server first what it holds. */
   sendAll?: boolean;
+  /** Send file data as base64, not as the raw bytes our server agrees to. */
+  base64?: boolean;
   /** Idle connections held open on the server, from 300 addresses, during the upload. */
   idle?: number;
   /** V8 flags for the server, as `--v8-flags` takes them. */
@@ -250,13 +252,17 @@ async function startCrowd(port: string, idle: number, log: string): Promise<Proc
 
 function ours(
   work: string,
-  { concurrency, raw = false, allowAll = false, again = false, sendAll = false, idle = 0, v8Flags }:
-    OursOptions,
+  options: OursOptions,
 ): System {
+  const { concurrency, raw = false, allowAll = false, again = false, idle = 0, v8Flags } = options;
+  const clientFlags = [
+    ...(options.sendAll ? ["--send-all"] : []),
+    ...(options.base64 ? ["--base64"] : []),
+  ];
   return {
-    label: `ours -c ${concurrency}${raw ? " --raw" : ""}${sendAll ? " --send-all" : ""}${
-      again ? ", run again, all there" : ""
-    }${allowAll ? " (--allow-all)" : ""}${
+    label: `ours -c ${concurrency}${clientFlags.map((flag) => ` ${flag}`).join("")}${
+      raw ? " --raw" : ""
+    }${again ? ", run again, all there" : ""}${allowAll ? " (--allow-all)" : ""}${
       idle > 0 ? `, ${idle.toLocaleString("en")} idle connections` : ""
     }${v8Flags ? ` (--v8-flags=${v8Flags})` : ""}`,
     async run(set) {
@@ -298,7 +304,7 @@ function ours(
         }
         // The server's start-up, and the untimed upload before the timed one, are not the run's.
         const serverCpuBefore = server.cpuSeconds();
-        const client = await upload(sendAll ? ["--send-all"] : []);
+        const client = await upload(clientFlags);
         const report = Deno.readTextFileSync(`${out}.client.log`);
         if (!client.status.success) throw new Error(`client failed: ${report}`);
         // From its first connection to the last confirmation, as the client measures it.
@@ -716,6 +722,7 @@ async function measure(work: string, where: string, command: BenchCommand): Prom
     ours(work, { concurrency: 4, raw: true }),
     ours(work, { concurrency: 1, allowAll: true }),
     ours(work, { concurrency: 4, sendAll: true }),
+    ours(work, { concurrency: 4, base64: true }),
     ours(work, { concurrency: 1, again: true }),
     original(work, subsets),
     tarNc(work),

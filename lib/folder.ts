@@ -351,6 +351,26 @@ function sameContent(pathA: string, pathB: string): boolean {
 const encoder = new TextEncoder();
 
 /**
+ * Where {@linkcode Quarantine.keep} finds what was received of a frame.
+ *
+ * @example
+ * ```ts
+ * import type { KeepOptions } from "../protocol.ts";
+ *
+ * const options: KeepOptions = { decodedPath: "/srv/uploads/.upload-1.part", rawBytes: true };
+ * ```
+ */
+export interface KeepOptions {
+  /** The temporary file holding the data received before the frame was refused. */
+  decodedPath: string;
+  /**
+   * Whether the frame carried raw bytes, agreed in a hello, rather than base64.
+   * @default {false}
+   */
+  rawBytes?: boolean;
+}
+
+/**
  * The hidden folder inside the output folder that keeps frames no name could be given.
  *
  * @example
@@ -379,7 +399,8 @@ export const QUARANTINE = ".quarantine";
  * const quarantine = await Quarantine.open(folder, 1_000_000);
  * const frame = new TextEncoder().encode("0000000000000036..\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0/w==");
  * const reader = new FrameReader(bytesSource(frame));
- * const kept = await quarantine.keep(reader, (await reader.readHead())!, "/no/such/file");
+ * const head = (await reader.readHead())!;
+ * const kept = await quarantine.keep(reader, head, { decodedPath: "/no/such/file" });
  * assert.deepEqual(await Deno.readFile(`${out}/${kept}`), frame);
  * folder.close();
  * await Deno.remove(out, { recursive: true });
@@ -412,9 +433,10 @@ export class Quarantine {
   }
 
   /**
-   * Keeps a frame as it arrived: its header, its name, the base64 of what
-   * was decoded before the frame was refused (in `decodedPath`, if any), and
-   * the rest of the body, read from `reader` as it comes.
+   * Keeps a frame as it arrived: its header, its name, what was received
+   * before the frame was refused (decoded in `decodedPath`, if any: written
+   * back as base64, or as it is for a raw-byte frame), and the rest of the
+   * body, read from `reader` as it comes.
    *
    * @returns The kept file's path inside the output folder, or `undefined`
    * when the quota has no room for the frame.
@@ -422,7 +444,7 @@ export class Quarantine {
   async keep(
     reader: FrameReader,
     head: FrameHead,
-    decodedPath: string,
+    options: KeepOptions,
   ): Promise<string | undefined> {
     // What came on the wire, which a name counted in characters makes longer than L.
     const size = HEADER_SIZE + head.nameField.length + head.dataLength;
@@ -434,7 +456,7 @@ export class Quarantine {
         using file = this.#folder.create(tempPath);
         writeAllSync(file, encoder.encode(String(head.bodyLength).padStart(HEADER_SIZE, "0")));
         writeAllSync(file, head.nameField);
-        reencode(decodedPath, file);
+        copyData(options.decodedPath, file, options.rawBytes ?? false);
         for await (const chunk of reader.raw()) writeAllSync(file, chunk);
       }
       const stamp = new Date().toISOString().replaceAll(":", "-");
@@ -455,11 +477,12 @@ export class Quarantine {
 const REENCODE_CHUNK = 3 * 65_536;
 
 /**
- * Writes the base64 of a file into another: the data of a frame as it
- * arrived, since the server decodes only canonical base64, whose encoding
- * gives back the same characters. A missing file writes nothing.
+ * Writes a file into another, as the data of a frame arrived: as base64,
+ * since the server decodes only canonical base64, whose encoding gives back
+ * the same characters; or, for a raw-byte frame, as it is. A missing file
+ * writes nothing.
  */
-function reencode(path: string, into: Deno.FsFile): void {
+function copyData(path: string, into: Deno.FsFile, rawBytes: boolean): void {
   let file: Deno.FsFile;
   try {
     file = Deno.openSync(path);
@@ -475,7 +498,8 @@ function reencode(path: string, into: Deno.FsFile): void {
       filled += n;
     }
     if (filled === 0) return;
-    writeAllSync(into, encoder.encode(chunk.subarray(0, filled).toBase64()));
+    const data = chunk.subarray(0, filled);
+    writeAllSync(into, rawBytes ? data : encoder.encode(data.toBase64()));
     if (filled < chunk.length) return;
   }
 }

@@ -10,9 +10,13 @@ import { Answers } from "../protocol/answers.ts";
 import {
   encodeAck,
   encodeHave,
+  encodeHelloAnswer,
+  isHello,
   isQuery,
   isToken,
+  parseHello,
   parseQuery,
+  RAW_BYTES,
   REFUSALS,
 } from "../protocol/control.ts";
 import {
@@ -186,6 +190,8 @@ export interface SessionHost {
   readonly raw: boolean;
   /** Sync each file before it is answered. */
   readonly fsync: boolean;
+  /** Agree to raw-byte frames when our client offers them (never in raw mode). */
+  readonly rawFrames: boolean;
   /** The token every connection must present first, if any. */
   readonly token: string | undefined;
   /** Milliseconds an answer may take to be written. */
@@ -221,7 +227,7 @@ const encoder = new TextEncoder();
  * const folder = await Folder.open(out);
  * const stats = { files: 0, duplicates: 0, bytes: 0, errors: 0, received: 0, kept: 0, shed: 0 };
  * const host: SessionHost = {
- *   folder, stats, quarantine: undefined, raw: false, fsync: false, token: undefined,
+ *   folder, stats, quarantine: undefined, raw: false, fsync: false, token: undefined, rawFrames: true,
  *   slots: new FrameSlots({ max: 1, perAddress: 1, timeout: 1000 }),
  *   idleTimeout: 1000, stopping: false, emit() {}, idle() {}, active() {},
  * };
@@ -253,6 +259,8 @@ export class Session {
   readonly #address: string;
   readonly #answers: Answers;
   #authenticated: boolean;
+  /** Whether this connection's file frames carry raw bytes, as agreed in a hello. */
+  #rawBytes = false;
   /** Bytes read already added to the host's count. */
   #counted = 0;
 
@@ -332,6 +340,7 @@ export class Session {
     if (!this.#authenticated) {
       throw new ProtocolError("auth", `${REFUSALS.auth}: send the token first`);
     }
+    if (isHello(head.nameField)) return await this.#hello(head);
     const answer = isQuery(head.nameField) ? await this.#lookUp(head) : await this.#fileFrame(head);
     // Counted before each answer, so the figure is current once a client has it.
     this.#account();
@@ -381,6 +390,22 @@ export class Session {
     if (this.#host.token === undefined) return true;
     const expected = encoder.encode(this.#host.token);
     return given.length === expected.length && timingSafeEqual(given, expected);
+  }
+
+  /**
+   * Answers a hello: agrees to raw-byte frames when they are on, and not in
+   * raw mode, whose bodies are kept as the original's base64 ones.
+   */
+  async #hello(head: FrameHead): Promise<Uint8Array> {
+    const offered = parseHello(await this.#smallData(head));
+    const agreed = offered.filter((capability) =>
+      capability === RAW_BYTES && this.#host.rawFrames && !this.#host.raw
+    );
+    this.#rawBytes = agreed.includes(RAW_BYTES);
+    // Only our client says hello, and it pads every name.
+    this.reader.padNames();
+    this.#account();
+    return encodeHelloAnswer(agreed);
   }
 
   /** Answers a query: the file saved under that name with that size, if any. */
@@ -445,7 +470,10 @@ export class Session {
    */
   async #keep(head: FrameHead, tempPath: string): Promise<string | { reason: string } | undefined> {
     try {
-      return await this.#host.quarantine?.keep(this.reader, head, tempPath);
+      return await this.#host.quarantine?.keep(this.reader, head, {
+        decodedPath: tempPath,
+        rawBytes: this.#rawBytes,
+      });
     } catch (error) {
       const reason = osReason(error);
       if (reason === undefined || isDisconnect(error)) throw error;
@@ -496,7 +524,8 @@ export class Session {
     let crc = 0;
     let file: Deno.FsFile | undefined;
     try {
-      for await (const chunk of this.reader.data()) {
+      // Between our own peers the data may come as it is, agreed in a hello.
+      for await (const chunk of this.#rawBytes ? this.reader.raw() : this.reader.data()) {
         if (bytes < sniffed.length) sniffed.set(chunk.subarray(0, sniffed.length - bytes), bytes);
         bytes += chunk.length;
         crc = crc32(chunk, crc);

@@ -7,12 +7,15 @@
 import { crc32 } from "node:zlib";
 import {
   type Ack,
+  agreedIn,
+  encodeHello,
   encodeQuery,
   encodeToken,
   type Held,
   MAX_ACK_SIZE,
   parseAck,
   parseHave,
+  RAW_BYTES,
   refusalOf,
 } from "../protocol/control.ts";
 import { crc32OfFile } from "./files.ts";
@@ -100,6 +103,12 @@ export interface UploaderOptions {
    * @default {undefined}
    */
   token?: string;
+  /**
+   * Offer raw-byte frames before the first file, and send file data as it
+   * is when the server agrees. Only toward our server.
+   * @default {false}
+   */
+  rawFrames?: boolean;
 }
 
 /** Bytes of file read per chunk: a multiple of 3, so chunks encode alone. */
@@ -223,7 +232,8 @@ export class FrameWriter {
   }
 
   /**
-   * Sends one file.
+   * Sends one file, its data as base64, or with `rawBytes` as it is (a
+   * frame both of our peers agreed to in a hello).
    *
    * @returns Bytes of file data sent, and the CRC-32 of that data and of the
    * frame body (what a `--raw` server saves).
@@ -231,7 +241,7 @@ export class FrameWriter {
    * sent; {@linkcode FrameWriter.started} tells whether part of the frame
    * was already written.
    */
-  async send(conn: Deno.Conn, entry: UploadFile): Promise<Sent> {
+  async send(conn: Deno.Conn, entry: UploadFile, rawBytes = false): Promise<Sent> {
     this.started = false;
     using file = Deno.openSync(entry.path);
     // A short first chunk leaves 256 KiB after the header in every write,
@@ -254,7 +264,7 @@ export class FrameWriter {
       if (!info.isFile) throw new TypeError("Cannot send: not a regular file");
       size = info.size;
     }
-    this.#out.set(encodeHeader(NAME_SIZE + base64Length(size)));
+    this.#out.set(encodeHeader(NAME_SIZE + (rawBytes ? size : base64Length(size))));
     this.#out.set(encodeName(entry.name), HEADER_SIZE);
     let offset = HEADER_SIZE + NAME_SIZE;
     let sent = 0;
@@ -269,11 +279,7 @@ export class FrameWriter {
       ) {
         throw new Deno.errors.InvalidData("Cannot send: the file changed while being sent");
       }
-      const { written } = this.#encoder.encodeInto(
-        this.#raw.subarray(0, n).toBase64(),
-        this.#out.subarray(offset),
-      );
-      const chunk = this.#out.subarray(0, offset + written);
+      const chunk = this.#out.subarray(0, offset + this.#encode(n, offset, rawBytes));
       dataCrc = crc32(this.#raw.subarray(0, n), dataCrc);
       bodyCrc = crc32(sent === 0 ? chunk.subarray(HEADER_SIZE) : chunk, bodyCrc);
       this.started = true;
@@ -284,6 +290,16 @@ export class FrameWriter {
       want = Math.min(CHUNK_SIZE, size - sent);
       n = readFull(file, this.#raw.subarray(0, want));
     }
+  }
+
+  /** Puts the chunk's `n` bytes after `offset` in the output, as base64 or as they are. */
+  #encode(n: number, offset: number, rawBytes: boolean): number {
+    if (rawBytes) {
+      this.#out.set(this.#raw.subarray(0, n), offset);
+      return n;
+    }
+    const base64 = this.#raw.subarray(0, n).toBase64();
+    return this.#encoder.encodeInto(base64, this.#out.subarray(offset)).written;
   }
 
   /**
@@ -341,9 +357,12 @@ export interface Sent {
 /** A frame sent and waiting for its acknowledgement. */
 interface Pending extends Sent {
   entry: UploadFile;
-  /** The token frame, whose answer is the connection's, not a file's. */
-  token?: true;
+  /** A token or hello frame, whose answer is the connection's, not a file's. */
+  control?: "token" | "hello";
 }
+
+/** What a control frame's place in the queue of answers holds: no file. */
+const NO_FILE = { entry: { path: "", name: "" }, bytes: 0, dataCrc: 0, bodyCrc: 0 };
 
 /**
  * One connection to our server, sending frames ahead of their
@@ -382,8 +401,16 @@ export class Uploader {
   #wake = Promise.withResolvers<void>();
   #room = Promise.withResolvers<void>();
   #sending = true;
-  /** The token still to present before the first frame. */
-  #token: string | undefined;
+  /** The token to present before the first frame. */
+  readonly #token: string | undefined;
+  /** Whether to offer raw-byte frames before the first frame. */
+  readonly #offerRaw: boolean;
+  /** The token and the hello, sent once before the first file; false when that failed. */
+  #greeting: Promise<boolean> | undefined;
+  /** Settles once the server has answered the hello, or the connection failed. */
+  readonly #hello = Promise.withResolvers<void>();
+  /** Whether the server agreed to raw-byte frames. */
+  #rawBytes = false;
   /** Why no more frames can be sent on this connection, once that is so. */
   broken: string | undefined;
   /** Whether no other connection could do better: the server refused this client itself. */
@@ -404,6 +431,7 @@ export class Uploader {
     this.#report = options.onResult;
     this.#writer = new FrameWriter(options.timeout);
     this.#token = options.token;
+    this.#offerRaw = options.rawFrames ?? false;
     this.#acks = this.#readAcks();
   }
 
@@ -439,10 +467,16 @@ export class Uploader {
         `The server requires a token: add --token-file FILE (it said: ${ack.message})`,
       );
     }
-    const { entry, bytes, dataCrc, bodyCrc, token } = this.#pending.shift()!;
+    const { entry, bytes, dataCrc, bodyCrc, control } = this.#pending.shift()!;
     this.#room.resolve();
-    if (token) {
+    if (control === "token") {
       if (!ack.ok) throw new Deno.errors.PermissionDenied(`Token refused: ${ack.message}`);
+      return;
+    }
+    if (control === "hello") {
+      // Anything but our server's answer agrees to nothing: base64, as ever.
+      this.#rawBytes = agreedIn(ack).includes(RAW_BYTES);
+      this.#hello.resolve();
       return;
     }
     if (!ack.ok) {
@@ -483,8 +517,9 @@ export class Uploader {
       ? (error as Error).message
       : `Connection lost: ${(error as Error).message}`;
     this.broken ??= message;
-    for (const { entry, bytes, token } of this.#pending.splice(0)) {
-      if (!token) {
+    this.#hello.resolve();
+    for (const { entry, bytes, control } of this.#pending.splice(0)) {
+      if (!control) {
         this.#report({ path: entry.path, bytes, ok: false, message, transient: !refused });
       }
     }
@@ -502,24 +537,10 @@ export class Uploader {
       await this.#room.promise;
       this.#room = Promise.withResolvers();
     }
-    if (this.broken) return false;
-    if (this.#token !== undefined) {
-      const frame = encodeToken(this.#token);
-      this.#token = undefined;
-      try {
-        await writeWithin(this.#conn, frame, this.#timeout);
-      } catch (error) {
-        this.broken = `Connection lost: ${(error as Error).message}`;
-        closeQuietly(this.#conn);
-        return false;
-      }
-      const none = { bytes: 0, dataCrc: 0, bodyCrc: 0 };
-      this.#pending.push({ entry: { path: "", name: "" }, ...none, token: true });
-      this.#wake.resolve();
-    }
+    if (this.broken || !await (this.#greeting ??= this.#greet())) return false;
     let sent: Sent;
     try {
-      sent = await this.#writer.send(this.#conn, entry);
+      sent = await this.#writer.send(this.#conn, entry, this.#rawBytes);
     } catch (error) {
       // The answers failed and closed the connection under this write: it failed as they did.
       if (this.broken) return false;
@@ -545,6 +566,31 @@ export class Uploader {
     this.#pending.push({ entry, ...sent });
     this.#wake.resolve();
     return true;
+  }
+
+  /**
+   * Presents the token and offers raw-byte frames, once, before the first
+   * file, and waits for the answer to the offer: each file's frame depends
+   * on it.
+   *
+   * @returns False when the connection broke.
+   */
+  async #greet(): Promise<boolean> {
+    const frames: [Uint8Array, "token" | "hello"][] = [];
+    if (this.#token !== undefined) frames.push([encodeToken(this.#token), "token"]);
+    if (this.#offerRaw) frames.push([encodeHello([RAW_BYTES]), "hello"]);
+    if (frames.length === 0) return true;
+    try {
+      await writeWithin(this.#conn, concatBytes(frames.map(([frame]) => frame)), this.#timeout);
+    } catch (error) {
+      this.broken = `Connection lost: ${(error as Error).message}`;
+      closeQuietly(this.#conn);
+      return false;
+    }
+    for (const [, control] of frames) this.#pending.push({ ...NO_FILE, control });
+    this.#wake.resolve();
+    if (this.#offerRaw) await this.#hello.promise;
+    return this.broken === undefined;
   }
 
   /** Waits for the answers to everything sent, then closes. */

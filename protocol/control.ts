@@ -178,12 +178,14 @@ export function refusalOf(message: string): Refusal {
 /** A name field holding one marker character and NUL padding. */
 function markerField(marker: string): Uint8Array {
   const field = new Uint8Array(NAME_SIZE);
-  field[0] = marker.charCodeAt(0);
+  field.set(encoder.encode(marker));
   return field;
 }
 
 const QUERY_FIELD = markerField("?");
 const TOKEN_FIELD = markerField("!");
+// A name starting with ? is refused for files, so no file's field can be this one.
+const HELLO_FIELD = markerField("?+");
 
 function isMarked(nameField: Uint8Array, field: Uint8Array): boolean {
   return nameField.length === NAME_SIZE && nameField.every((byte, i) => byte === field[i]);
@@ -400,4 +402,107 @@ export function parseHave(line: Uint8Array): Held | undefined {
     );
   }
   return { bytes: Number(have[1]), crc32: parseInt(have[2], 16), file: have[3] };
+}
+
+/**
+ * The capability of raw-byte frames: file data as it is rather than as
+ * base64, the body length counting bytes. A connection uses it once both of
+ * our peers agree in a hello frame.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { RAW_BYTES } from "../protocol.ts";
+ *
+ * assert.equal(RAW_BYTES, "raw");
+ * ```
+ */
+export const RAW_BYTES = "raw";
+
+/**
+ * Encodes a hello frame: our client's offer of what it can do beyond the
+ * tutorial's format, sent once per connection before any file. Its name
+ * field is `?+` and NUL padding, and its data the capabilities, separated by
+ * spaces. Our server answers `OK 0 00000000 ?+<agreed>`; any other answer
+ * agrees to nothing. The original server is never sent one.
+ *
+ * @param capabilities What the client offers, such as {@linkcode RAW_BYTES}.
+ * @returns The frame.
+ *
+ * @example Offer raw-byte frames
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeHello, isHello, RAW_BYTES } from "../protocol.ts";
+ *
+ * const frame = encodeHello([RAW_BYTES]);
+ * assert.ok(isHello(frame.subarray(16, 48)));
+ * ```
+ */
+export function encodeHello(capabilities: readonly string[]): Uint8Array {
+  return frameWith(HELLO_FIELD, encoder.encode(capabilities.join(" ")));
+}
+
+/**
+ * Tells whether a name field marks a hello frame.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeName, isHello } from "../protocol.ts";
+ *
+ * assert.equal(isHello(encodeName("cat")), false);
+ * ```
+ */
+export function isHello(nameField: Uint8Array): boolean {
+  return isMarked(nameField, HELLO_FIELD);
+}
+
+/**
+ * The capabilities a hello frame's decoded data offers; unknown ones are
+ * kept, for the server to ignore.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseHello } from "../protocol.ts";
+ *
+ * assert.deepEqual(parseHello(new TextEncoder().encode("raw later")), ["raw", "later"]);
+ * ```
+ */
+export function parseHello(data: Uint8Array): string[] {
+  return utf8.decode(data).split(" ").filter(Boolean);
+}
+
+/**
+ * The answer to a hello frame: what the server agrees to.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeHelloAnswer } from "../protocol.ts";
+ *
+ * assert.equal(new TextDecoder().decode(encodeHelloAnswer(["raw"])), "OK 0 00000000 ?+raw\n");
+ * ```
+ */
+export function encodeHelloAnswer(agreed: readonly string[]): Uint8Array {
+  return encodeAck({ ok: true, file: `?+${agreed.join(" ")}`, bytes: 0, crc32: 0 });
+}
+
+/**
+ * What a server agreed to in its answer to a hello frame: nothing, unless
+ * the answer is our server's.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { agreedIn, parseAck } from "../protocol.ts";
+ *
+ * const line = (text: string) => parseAck(new TextEncoder().encode(text));
+ * assert.deepEqual(agreedIn(line("OK 0 00000000 ?+raw")), ["raw"]);
+ * assert.deepEqual(agreedIn(line("ERR Invalid name: it starts with ?")), []);
+ * ```
+ */
+export function agreedIn(ack: Ack): string[] {
+  if (!ack.ok || !ack.file.startsWith("?+")) return [];
+  return ack.file.slice(2).split(" ").filter(Boolean);
 }

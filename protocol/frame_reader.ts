@@ -9,8 +9,9 @@ import {
   DEFAULT_IDLE_TIMEOUT,
   DEFAULT_MAX_FRAME_SIZE,
   HEADER_SIZE,
+  NAME_SIZE,
 } from "./limits.ts";
-import { lookahead, NAME_LOOKAHEAD, splitName } from "./name.ts";
+import { lookahead, NAME_LOOKAHEAD, type NameSplit, splitName } from "./name.ts";
 import { ProtocolError } from "./errors.ts";
 import { firstNonDigit, parseHeader } from "./frame.ts";
 
@@ -139,6 +140,8 @@ export class FrameReader {
   #end = 0;
   #remaining = 0;
   #bytesRead = 0;
+  /** Whether every name field is the padded 32 bytes, as between our own peers. */
+  #padded = false;
 
   /**
    * Creates a reader.
@@ -162,6 +165,16 @@ export class FrameReader {
     this.#idleTimeout = options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT;
     this.#maxBufferSize = maxBufferSize;
     this.#untimedIdle = options.untimedIdle ?? false;
+  }
+
+  /**
+   * Reads every later name field as the padded 32 bytes, without looking
+   * for where an unpadded name ends: for a connection whose peer is our own
+   * client, which pads every name, and whose raw file bytes no base64
+   * signature could tell from a name.
+   */
+  padNames(): void {
+    this.#padded = true;
   }
 
   /** Bytes read from the source so far. */
@@ -256,16 +269,32 @@ export class FrameReader {
       this.#buffer.subarray(this.#start, this.#start + HEADER_SIZE),
       this.#maxFrameSize,
     );
-    const body = () => this.#buffer.subarray(this.#start + HEADER_SIZE, this.#end);
-    await this.#fillHead(HEADER_SIZE + Math.min(bodyLength, NAME_LOOKAHEAD), deadline);
-    // A name counted in characters may need more; its sender may end first.
-    await this.#fillHead(HEADER_SIZE + lookahead(body(), bodyLength), deadline, true);
-    const { nameLength, dataLength } = splitName(body(), bodyLength);
+    const { nameLength, dataLength } = this.#padded
+      ? await this.#paddedName(bodyLength, deadline)
+      : await this.#splitName(bodyLength, deadline);
     const nameStart = this.#start + HEADER_SIZE;
     const nameField = this.#buffer.slice(nameStart, nameStart + nameLength);
     this.#start = nameStart + nameLength;
     this.#remaining = dataLength;
     return { bodyLength, nameField, dataLength };
+  }
+
+  /** Reads a padded name field, as between our own peers: always 32 bytes. */
+  async #paddedName(bodyLength: number, deadline: number): Promise<NameSplit> {
+    if (bodyLength < NAME_SIZE) {
+      throw new ProtocolError("size", `Frame too small: body length ${bodyLength} holds no name`);
+    }
+    await this.#fillHead(HEADER_SIZE + NAME_SIZE, deadline);
+    return { nameLength: NAME_SIZE, dataLength: bodyLength - NAME_SIZE };
+  }
+
+  /** Reads enough of the body to tell an unpadded name from its data, and tells them apart. */
+  async #splitName(bodyLength: number, deadline: number): Promise<NameSplit> {
+    const body = () => this.#buffer.subarray(this.#start + HEADER_SIZE, this.#end);
+    await this.#fillHead(HEADER_SIZE + Math.min(bodyLength, NAME_LOOKAHEAD), deadline);
+    // A name counted in characters may need more; its sender may end first.
+    await this.#fillHead(HEADER_SIZE + lookahead(body(), bodyLength), deadline, true);
+    return splitName(body(), bodyLength);
   }
 
   /**

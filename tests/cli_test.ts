@@ -633,7 +633,7 @@ Deno.test("client.ts stopped by SIGINT says how many files were confirmed and ex
   await using temporary = new TempDirs();
   const input = await temporary.make();
   await makeImages(input, [100, 200, 300]);
-  // --send-all: this server answers no query.
+  // This server answers no query (--send-all) and no hello (--base64).
   await using client = spawnClient(input, [
     "--port",
     String(listener.addr.port),
@@ -641,6 +641,7 @@ Deno.test("client.ts stopped by SIGINT says how many files were confirmed and ex
     "1",
     "-v",
     "--send-all",
+    "--base64",
   ]);
   await client.waitFor(/^sent /m);
   assert.equal((await client.stop("SIGINT")).code, 1);

@@ -87,7 +87,9 @@ Deno.test("Quarantine refuses a frame past its quota and counts what it already 
     const head = { bodyLength: 36, nameField: new Uint8Array(32), dataLength: 4 };
     const reader = { raw: async function* () {} };
     // 16 + 32 + 4 bytes do not fit in the 10 left.
-    const kept = await quarantine.keep(reader as never, head as never, "/no/such/file");
+    const kept = await quarantine.keep(reader as never, head as never, {
+      decodedPath: "/no/such/file",
+    });
     assert.equal(kept, undefined);
   } finally {
     folder.close();

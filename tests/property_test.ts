@@ -263,7 +263,7 @@ function cuttingProxy(target: number, cuts: (number | undefined)[]) {
   };
 }
 
-Deno.test("connections cut at any byte lose no file without a word, and leave nothing partial, with --resume and a token too", async () => {
+Deno.test("connections cut at any byte lose no file without a word, and leave nothing partial, with raw-byte or base64 frames, --resume and a token too", async () => {
   await using temporary = new TempDirs();
   const input = await temporary.make();
   const images = await makeImages(input, [10, 3_000, 70_000, 300_000]);
@@ -277,7 +277,8 @@ Deno.test("connections cut at any byte lose no file without a word, and leave no
       fc.integer({ min: 1, max: 2 }),
       fc.boolean(),
       fc.option(fc.constant("correct horse battery staple"), { nil: undefined }),
-      async (cuts, concurrency, resume, token) => {
+      fc.boolean(),
+      async (cuts, concurrency, resume, token, rawFrames) => {
         const out = await temporary.make();
         const server = await startServer({ host: "127.0.0.1", port: 0, out, token });
         const proxy = cuttingProxy(server.addr.port, cuts.map((cut) => cut ?? undefined));
@@ -290,6 +291,7 @@ Deno.test("connections cut at any byte lose no file without a word, and leave no
             timeout: 2_000,
             resume,
             token,
+            rawFrames,
             onResult: (result) => result.ok && confirmed.push(result.savedAs!),
           });
           assert.equal(report.confirmed + report.failed.length, files.length);
