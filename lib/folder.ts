@@ -20,6 +20,20 @@ const TEMP_SUFFIX = ".part";
 /** Names a server keeps in memory at most; past that it looks each query up on disk. */
 const MAX_INDEXED_NAMES = 100_000;
 
+/** A fresh temporary file name in a folder, of the kind a restart removes. */
+function temporaryPath(folder: string): string {
+  return joinPath(folder, `${TEMP_PREFIX}${crypto.randomUUID()}${TEMP_SUFFIX}`);
+}
+
+/**
+ * Adds a name to those kept, or gives up the list once it passes
+ * {@linkcode MAX_INDEXED_NAMES}: a list missing names would answer NONE for them.
+ */
+function keepName(names: Set<string> | undefined, name: string): Set<string> | undefined {
+  names?.add(name);
+  return names !== undefined && names.size > MAX_INDEXED_NAMES ? undefined : names;
+}
+
 /**
  * The errors of a hard link on a file system that makes none: FAT or exFAT
  * (EPERM), some network shares (EOPNOTSUPP), some FUSE mounts (ENOSYS).
@@ -144,7 +158,7 @@ export class Folder {
 
   /** A fresh temporary file name in the folder, of the kind a restart removes. */
   temporaryPath(): string {
-    return joinPath(this.path, `${TEMP_PREFIX}${crypto.randomUUID()}${TEMP_SUFFIX}`);
+    return temporaryPath(this.path);
   }
 
   /**
@@ -197,9 +211,7 @@ export class Folder {
 
   /** Notes a name saved, or gives up the list once it passes {@linkcode MAX_INDEXED_NAMES}. */
   remember(name: string): void {
-    this.#names?.add(name);
-    // A list missing names would answer NONE for them.
-    if (this.#names !== undefined && this.#names.size > MAX_INDEXED_NAMES) this.#names = undefined;
+    this.#names = keepName(this.#names, name);
   }
 
   /** The file saved under a queried name with the queried size, if any. */
@@ -249,8 +261,7 @@ async function scan(out: string, raw: boolean): Promise<Scan> {
     } else if (found.names !== undefined) {
       const dot = name.lastIndexOf(".");
       if (dot < 1 || !EXTENSIONS.includes(name.slice(dot + 1))) continue;
-      found.names.add(name.slice(0, dot));
-      if (found.names.size > MAX_INDEXED_NAMES) found.names = undefined;
+      found.names = keepName(found.names, name.slice(0, dot));
     }
   }
   return found;
@@ -274,8 +285,7 @@ function tooManyFilesIsBusy<T>(call: () => T): T {
  * between two temporary files (which a restart would remove if left).
  */
 function makesHardLinks(out: string): boolean {
-  const temporary = () => joinPath(out, `${TEMP_PREFIX}${crypto.randomUUID()}${TEMP_SUFFIX}`);
-  const [probe, link] = [temporary(), temporary()];
+  const [probe, link] = [temporaryPath(out), temporaryPath(out)];
   try {
     Deno.writeFileSync(probe, new Uint8Array(), { createNew: true });
   } catch (error) {
