@@ -59,14 +59,11 @@ export function quoteName(bytes: Uint8Array): string {
   }
   const control = (c: string) => c.charCodeAt(0) < 0x20 || (c >= "\x7f" && c <= "\x9f");
   if ([...text].some(control)) return quoteBytes(bytes);
-  let shown = "";
-  let size = 0;
-  for (const character of text) {
-    size += new TextEncoder().encode(character).length;
-    if (size > 80) return `${JSON.stringify(shown)}…`;
-    shown += character;
-  }
-  return JSON.stringify(shown);
+  if (bytes.length <= 80) return JSON.stringify(text);
+  // Cut before the character that holds byte 80: continuation bytes are 10xxxxxx.
+  let end = 80;
+  while ((bytes[end] & 0xc0) === 0x80) end--;
+  return `${JSON.stringify(strictUtf8.decode(bytes.subarray(0, end)))}…`;
 }
 
 /**

@@ -9,6 +9,7 @@ import {
   parseHost,
   parsePort,
   parseSeconds,
+  quoteName,
   ScriptOutput,
   type ServerEvent,
   sniffExtension,
@@ -277,3 +278,11 @@ for (const [event, quiet, line] of events) {
     assert.deepEqual(eventLine(event, quiet), line);
   });
 }
+
+Deno.test("quoteName() cuts a long name between characters, at 80 bytes at most", () => {
+  // 27 characters of 3 bytes: 81 bytes, so the 27th is left out whole.
+  const name = "猫".repeat(27);
+  assert.equal(quoteName(new TextEncoder().encode(name)), `"${"猫".repeat(26)}"…`);
+  assert.equal(quoteName(new TextEncoder().encode("猫".repeat(26))), `"${"猫".repeat(26)}"`);
+  assert.equal(quoteName(new Uint8Array([0x66, 0xff])), '"f\\xff"');
+});
