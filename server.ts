@@ -234,6 +234,7 @@ function emitter(onEvent: ((event: ServerEvent) => void) | undefined) {
 
 /** What {@linkcode Server.start} opens before the server runs. */
 interface ServerParts {
+  emit: (event: ServerEvent) => void;
   listener: Deno.Listener;
   folder: Folder;
   quarantine: Quarantine | undefined;
@@ -296,7 +297,7 @@ class Server implements UploadServer, SessionHost {
     this.fsync = options.fsync ?? false;
     this.rawFrames = options.rawFrames ?? true;
     this.token = options.token;
-    this.emit = emitter(options.onEvent);
+    this.emit = parts.emit;
     this.#allow = options.allow;
     this.#maxConnections = options.maxConnections ?? SERVER_DEFAULTS.maxConnections;
     this.idleTimeout = options.idleTimeout ?? SERVER_DEFAULTS.idleTimeout;
@@ -334,7 +335,7 @@ class Server implements UploadServer, SessionHost {
       // A raw server keeps every body it is sent: none needs a quarantine.
       const quota = options.quarantineSize ?? SERVER_DEFAULTS.quarantineSize;
       const quarantine = raw ? undefined : await Quarantine.open(folder, quota);
-      return new Server({ listener: listen(options), folder, quarantine }, options);
+      return new Server({ emit, listener: listen(options), folder, quarantine }, options);
     } catch (error) {
       folder.close();
       throw error;
