@@ -864,7 +864,9 @@ Deno.test("client.ts stopped by SIGINT says a re-run sends only what is missing,
 
 /** Runs server.ts as the design card does, on a pseudo-terminal (util-linux script), in `cwd`. */
 function onTerminal(cwd: string): Spawned {
-  const command = `${Deno.execPath()} run --allow-net ${ROOT}server.ts --host 127.0.0.1 --port 0`;
+  // exec: Ctrl-C then reaches deno alone, as from an interactive shell, not a waiting sh too.
+  const command =
+    `exec ${Deno.execPath()} run --allow-net ${ROOT}server.ts --host 127.0.0.1 --port 0`;
   return new Spawned("script", ["-qefc", command, "/dev/null"], { cwd, stdin: true, env: {} });
 }
 
