@@ -170,12 +170,12 @@ function writeWithin(conn: Deno.Conn, bytes: Uint8Array, ms: number): Promise<vo
  */
 export async function connectWithin(target: Target, ms: number): Promise<Deno.Conn> {
   const { hostname, port, tls } = target;
-  const connecting: Promise<Deno.Conn> = tls
-    ? Deno.connectTls({ hostname, port, caCerts: tls.caCerts })
-    : Deno.connect({ hostname, port }).then((conn) => {
-      conn.setNoDelay(true);
-      return conn;
-    });
+  // TLS over a socket set to no delay: a TlsConn has no setNoDelay(), and with
+  // Nagle's algorithm each small query or hello waits for a delayed ACK.
+  const connecting = Deno.connect({ hostname, port }).then<Deno.Conn>((conn) => {
+    conn.setNoDelay(true);
+    return tls ? Deno.startTls(conn, { hostname, caCerts: tls.caCerts }) : conn;
+  });
   try {
     const conn = await withDeadline(connecting, ms, {
       waitingFor: `a connection to ${formatAddress(hostname, port)}`,

@@ -4,13 +4,13 @@
 # whatever it returned, each body saved raw as SAVE_DIR/00000, 00001, ...
 # Changes: address from argv (never the original's hard-coded host), int()
 # instead of eval(), print of each chunk dropped, a "listening" line.
-# Usage: python3 tcp_server.py PORT SAVE_DIR
+# Usage: python3 tcp_server.py PORT SAVE_DIR [HOST]   (HOST 127.0.0.1 by default)
 import os
 import socket
 import sys
 import time
 
-m_serv_ip = '127.0.0.1'
+m_serv_ip = sys.argv[3] if len(sys.argv) > 3 else '127.0.0.1'
 m_serv_port = int(sys.argv[1])
 m_len_header = 16
 m_len_buf = 4096
