@@ -7,14 +7,18 @@ import { crc32 } from "node:zlib";
 import { collectFiles, uploadFiles } from "../client.ts";
 import {
   bytesSource,
+  concatBytes,
   encodeFrame,
   encodeQuery,
+  Folder,
   FrameReader,
   FrameSlots,
   LineReader,
   MAX_ACK_SIZE,
   parseHave,
   refusalOf,
+  Session,
+  type SessionHost,
 } from "../protocol.ts";
 import { type ServerEvent, type ServerOptions, startServer } from "../server.ts";
 import {
@@ -371,4 +375,57 @@ Deno.test("FrameSlots.close() turns every waiting frame away", async () => {
   const waiting = slots.take("10.0.0.2")!;
   slots.close();
   await assert.rejects(waiting, Deno.errors.Interrupted);
+});
+
+/**
+ * A connection whose every read completes at once, as Deno's do while the
+ * kernel holds data: `queries` queries, then the end.
+ */
+function eagerQueries(queries: number): { conn: Deno.Conn; read: () => number } {
+  const bytes = concatBytes(
+    Array.from({ length: queries }, (_, i) => encodeQuery(`absent-${i}`, 1000)),
+  );
+  let offset = 0;
+  const conn = {
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },
+    read(buffer: Uint8Array): Promise<number | null> {
+      if (offset === bytes.length) return Promise.resolve(null);
+      const n = Math.min(buffer.length, 4096, bytes.length - offset);
+      buffer.set(bytes.subarray(offset, offset + n));
+      offset += n;
+      return Promise.resolve(n);
+    },
+    write: (data: Uint8Array) => Promise.resolve(data.length),
+    closeWrite: () => Promise.resolve(),
+    close() {},
+  };
+  return { conn: conn as unknown as Deno.Conn, read: () => offset / bytes.length };
+}
+
+Deno.test("a connection whose data is always there still lets accept() and the other connections run", async () => {
+  await using temporary = new TempDirs();
+  const folder = await Folder.open(await temporary.make());
+  const stats = { files: 0, duplicates: 0, bytes: 0, errors: 0, received: 0, kept: 0, shed: 0 };
+  const host: SessionHost = {
+    folder,
+    stats,
+    quarantine: undefined,
+    raw: false,
+    fsync: false,
+    token: undefined,
+    rawFrames: true,
+    slots: new FrameSlots({ max: 8, perAddress: 8, timeout: 1000 }),
+    idleTimeout: 1000,
+    stopping: false,
+    emit() {},
+    idle() {},
+    active() {},
+  };
+  const { conn, read } = eagerQueries(50_000);
+  let readWhenTimerRan: number | undefined;
+  // Any other connection's read, or accept(), completes in such a turn of the event loop.
+  setTimeout(() => readWhenTimerRan = read(), 0);
+  await new Session(conn, host).run();
+  folder.close();
+  assert.ok(readWhenTimerRan !== undefined && readWhenTimerRan < 1, "no turn until it ended");
 });
