@@ -593,14 +593,17 @@ export class Uploader {
     return this.broken === undefined;
   }
 
-  /** Waits for the answers to everything sent, then closes. */
+  /** Says that nothing more will come, waits for the answers to everything sent, then closes. */
   async close(): Promise<void> {
     this.#sending = false;
     this.#wake.resolve();
-    await this.#acks;
-    // A TLS close_notify sent by close() alone is lost when the process exits
-    // at once, and the server then sees the connection cut.
+    // Before the last answers, not after: the server then closes as soon as
+    // it has answered, and a closing socket sends at once what Nagle's
+    // algorithm holds. A TLS server's socket has no setNoDelay(), so its
+    // last answer otherwise waited for our delayed ACK: 40 ms an upload.
+    // (And a TLS close_notify left to close() is lost when the process exits.)
     await this.#conn.closeWrite().catch(() => {});
+    await this.#acks;
     closeQuietly(this.#conn);
   }
 }
