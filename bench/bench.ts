@@ -422,6 +422,9 @@ async function measure(work: string, where: string, command: BenchCommand): Prom
   const subsets = new Map<string, Dataset>();
   if (!quick) subsets.set("small", await subset(sets[0], `${work}/small-200`, 200));
   const link = await measureLink({ work, sets, subsets }, command);
+  if (!link && command.skipLoopback) {
+    throw new Error("Nothing to measure: no shaped link, and --skip-loopback leaves out loopback");
+  }
   const bench: Bench = { work, ends: LOOPBACK };
   const idle = quick ? 1_000 : 10_000;
   const crowded = [undefined, SMALL_YOUNG_GENERATION].map((v8Flags) =>

@@ -14,6 +14,9 @@ needs=(
   "mount.exfat-fuse exfat-fuse"
   "losetup mount"
   "script bsdutils"            # a pseudo-terminal for the permission prompt
+  "rsync rsync"                # the benchmark's rsync daemon, which a CLI test runs
+  "ip iproute2"                # the benchmark's shaped link: network namespaces, veth
+  "tc iproute2"
 )
 
 missing=()
