@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 import { crc32 } from "node:zlib";
 import { timingSafeEqual } from "node:crypto";
 import { Answers } from "../protocol/answers.ts";
@@ -343,7 +344,7 @@ export class Session {
    */
   async #yieldNow(): Promise<void> {
     if (performance.now() - this.#yielded < YIELD_AFTER_MS) return;
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    await new Promise((resolve) => setImmediate(resolve));
     this.#yielded = performance.now();
   }
 

@@ -421,11 +421,19 @@ Deno.test("a connection whose data is always there still lets accept() and the o
     idle() {},
     active() {},
   };
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { conn, read } = eagerQueries(50_000);
-  let readWhenTimerRan: number | undefined;
-  // Any other connection's read, or accept(), completes in such a turn of the event loop.
-  setTimeout(() => readWhenTimerRan = read(), 0);
+  let readWhenAccepted: number | undefined;
+  const accepting = listener.accept().then((accepted) => {
+    readWhenAccepted = read();
+    accepted.close();
+  });
+  // A newcomer in the kernel's backlog, connected while this thread blocks:
+  // only a turn of the event loop can hand it to the pending accept().
+  const newcomer = `import socket; socket.create_connection(("127.0.0.1", ${listener.addr.port}))`;
+  assert.ok(new Deno.Command("python3", { args: ["-c", newcomer] }).outputSync().success);
   await new Session(conn, host).run();
+  await accepting;
   folder.close();
-  assert.ok(readWhenTimerRan !== undefined && readWhenTimerRan < 1, "no turn until it ended");
+  assert.ok(readWhenAccepted! < 1, "accept() waited until the busy connection ended");
 });
