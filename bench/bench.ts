@@ -382,6 +382,7 @@ async function measureLink(
     const tls = await makeCertificate(work, link.host);
     const systems: System[] = [
       ours(bench, {}),
+      ours(bench, { sendAll: true }),
       ours(bench, { base64: true }),
       ours(bench, { tls }),
       tarNc(bench),

@@ -73,6 +73,7 @@ Deno.test({
       [...new Set(systems)],
       [
         "ours",
+        "ours --send-all",
         "ours --base64",
         "ours --tls",
         "tar c \\| nc",
