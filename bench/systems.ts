@@ -371,20 +371,28 @@ async function pipeline(bench: Bench, out: string, port: number, commands: Pipel
   }
 }
 
-/** `tar c | nc` into `nc -l | tar x`: the hand-made way to move a folder. */
-export function tarNc(bench: Bench): System {
-  const { host } = bench.ends;
+/** What a pipeline's two commands need: where the set goes, the port, the set. */
+interface PipelineRun {
+  out: string;
+  port: number;
+  set: Dataset;
+}
+
+/** A system whose receiver and sender are shell commands, delivering into a fresh folder. */
+function pipelineSystem(
+  bench: Bench,
+  label: string,
+  commands: (run: PipelineRun) => Promise<Omit<Pipeline, "label">>,
+): System {
   return {
-    label: "tar c | nc",
+    label,
     async run(set) {
-      const out = await Deno.makeTempDir({ dir: bench.work, prefix: "tar-" });
+      const out = await Deno.makeTempDir({ dir: bench.work, prefix: "pipe-" });
       const port = freePort();
       try {
         const times = await pipeline(bench, out, port, {
-          label: "tar | nc",
-          receiver: ["sh", ["-c", `nc -l ${host} ${port} | tar x -C '${out}'`]],
-          sender: ["sh", ["-c", `tar c -C '${set.dir}' . | nc -N ${host} ${port}`]],
-          doneAt: "receiver",
+          label,
+          ...await commands({ out, port, set }),
         });
         const intact = await countSet(out, set);
         return { ...times, files: set.files, bytes: set.bytes, intact };
@@ -395,45 +403,44 @@ export function tarNc(bench: Bench): System {
   };
 }
 
+/** `tar c | nc` into `nc -l | tar x`: the hand-made way to move a folder. */
+export function tarNc(bench: Bench): System {
+  const { host } = bench.ends;
+  return pipelineSystem(bench, "tar c | nc", ({ out, port, set }) =>
+    Promise.resolve({
+      receiver: ["sh", ["-c", `nc -l ${host} ${port} | tar x -C '${out}'`]],
+      sender: ["sh", ["-c", `tar c -C '${set.dir}' . | nc -N ${host} ${port}`]],
+      doneAt: "receiver",
+    }));
+}
+
 /**
  * An rsync daemon for one connection, taking `rsync -a --whole-file` to
  * `rsync://`: rsync's own fastest way between two machines without ssh.
  */
 export function rsyncDaemon(bench: Bench): System {
   const { host } = bench.ends;
-  return {
-    label: "rsync daemon",
-    async run(set) {
-      const out = await Deno.makeTempDir({ dir: bench.work, prefix: "rsync-" });
-      const port = freePort();
-      const config = `${out}.conf`;
-      // As root the daemon would otherwise write as nobody; no chroot, nothing to escape.
-      await Deno.writeTextFile(
-        config,
-        `use chroot = false\nuid = 0\ngid = 0\n[up]\npath = ${out}\nread only = false\n`,
-      );
-      try {
-        const times = await pipeline(bench, out, port, {
-          label: "rsync",
-          // One connection, then the daemon exits, so its waited children's CPU is counted.
-          receiver: ["sh", [
-            "-c",
-            `rsync --daemon --no-detach --config='${config}' --address=${host} --port=${port} & pid=$!; ` +
-            `while [ ! -e '${out}.done' ]; do sleep 0.05; done; kill $pid; wait $pid; exit 0`,
-          ]],
-          sender: ["sh", [
-            "-c",
-            `rsync -a --whole-file '${set.dir}/' rsync://${host}:${port}/up/ && touch '${out}.done'`,
-          ]],
-          doneAt: "sender",
-        });
-        const intact = await countSet(out, set);
-        return { ...times, files: set.files, bytes: set.bytes, intact };
-      } finally {
-        await Deno.remove(out, { recursive: true });
-      }
-    },
-  };
+  return pipelineSystem(bench, "rsync daemon", async ({ out, port, set }) => {
+    const config = `${out}.conf`;
+    // As root the daemon would otherwise write as nobody; no chroot, nothing to escape.
+    await Deno.writeTextFile(
+      config,
+      `use chroot = false\nuid = 0\ngid = 0\n[up]\npath = ${out}\nread only = false\n`,
+    );
+    return {
+      // Stopped once the sender is done, so that the CPU of the children it waited for is counted.
+      receiver: ["sh", [
+        "-c",
+        `rsync --daemon --no-detach --config='${config}' --address=${host} --port=${port} & pid=$!; ` +
+        `while [ ! -e '${out}.done' ]; do sleep 0.05; done; kill $pid; wait $pid; exit 0`,
+      ]],
+      sender: ["sh", [
+        "-c",
+        `rsync -a --whole-file '${set.dir}/' rsync://${host}:${port}/up/ && touch '${out}.done'`,
+      ]],
+      doneAt: "sender",
+    };
+  });
 }
 
 /** One connection with nothing else done: what loopback carries at most. */

@@ -148,7 +148,7 @@ Deno.test("bench/bench.ts says in one line why it cannot go on, exits 1 and leav
       env: { PATH: `${dir}/bin:/usr/local/bin:/usr/bin:/bin` },
     });
     assert.equal((await broken.wait()).code, 1);
-    assert.match(broken.stderr, /intact\nbench: tar \| nc failed: tar: broken on purpose\n$/);
+    assert.match(broken.stderr, /intact\nbench: tar c \| nc failed: tar: broken on purpose\n$/);
     assert.deepEqual([...Deno.readDirSync(dir)].map((entry) => entry.name), ["bin"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
