@@ -936,7 +936,8 @@ Deno.test("tools/setup.sh, not run as root, names in one line what the tests lac
     `${ROOT}tools/setup.sh`,
   ], { env: { PATH: bin } });
   assert.equal((await setup.wait()).code, 1);
-  const packages = "python3 openssl strace netcat-openbsd exfatprogs exfat-fuse mount bsdutils";
+  const packages =
+    "python3 openssl strace netcat-openbsd exfatprogs exfat-fuse mount bsdutils rsync iproute2";
   assert.equal(
     setup.stderr,
     `setup: the tests need ${packages}: run as root, or apt-get install ${packages}\n`,

@@ -22,7 +22,8 @@ needs=(
 missing=()
 for need in "${needs[@]}"; do
   read -r command package _ <<<"$need"
-  command -v "$command" >/dev/null 2>&1 || missing+=("$package")
+  command -v "$command" >/dev/null 2>&1 && continue
+  [[ " ${missing[*]} " == *" $package "* ]] || missing+=("$package")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
