@@ -27,7 +27,7 @@ import {
   rephrase,
 } from "../protocol/errors.ts";
 import { type FrameHead, FrameReader, type FrameReaderOptions } from "../protocol/frame_reader.ts";
-import { closeQuietly, concatBytes, withDeadline } from "../protocol/io.ts";
+import { type ByteSource, closeQuietly, concatBytes, withDeadline } from "../protocol/io.ts";
 import { HEADER_SIZE, NAME_SIZE } from "../protocol/limits.ts";
 import { parseName } from "../protocol/name.ts";
 import type { FrameSlots } from "./admission.ts";
@@ -211,6 +211,41 @@ const LINGER_MS = 2_000;
 
 /** Milliseconds a connection may run without a turn of the event loop. */
 const YIELD_AFTER_MS = 10;
+/** A read that took longer waited for the kernel, and so let the event loop turn. */
+const WAITED_MS = 1;
+
+/**
+ * A connection's reads that let accept() and the other connections run
+ * once this one has held the thread for a while. Deno completes a read at
+ * once when the kernel holds data, without a turn of the event loop: a
+ * client that kept queries coming (four batches ahead) held accept() back
+ * for the whole 170 ms of a 2,000-file query run, its own upload
+ * connections with it, and a large frame could do the same. Only a timer
+ * frees them on the shaped link (setImmediate() and a MessageChannel did
+ * not: 1.20 s against 1.13 s for that upload); every 10 ms, it costs a lone
+ * large upload on loopback about 1%.
+ */
+class TakingTurns implements ByteSource {
+  readonly #source: ByteSource;
+  /** When the event loop last turned while this connection read. */
+  #turned = performance.now();
+
+  constructor(source: ByteSource) {
+    this.#source = source;
+  }
+
+  async read(buffer: Uint8Array): Promise<number | null> {
+    if (performance.now() - this.#turned >= YIELD_AFTER_MS) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      this.#turned = performance.now();
+    }
+    const started = performance.now();
+    const n = await this.#source.read(buffer);
+    const now = performance.now();
+    if (now - started > WAITED_MS) this.#turned = now;
+    return n;
+  }
+}
 
 /** Largest data of a query or token frame; anything larger is refused. */
 const MAX_CONTROL_DATA = 1368;
@@ -266,8 +301,6 @@ export class Session {
   #rawBytes = false;
   /** Bytes read already added to the host's count. */
   #counted = 0;
-  /** When this connection last let the event loop run: see {@linkcode Session.#yieldNow}. */
-  #yielded = performance.now();
 
   /**
    * Creates the session; {@linkcode Session.run} serves it.
@@ -282,7 +315,7 @@ export class Session {
     const addr = conn.remoteAddr as Deno.NetAddr;
     this.#address = addr.hostname;
     this.#peer = formatAddress(addr.hostname, addr.port);
-    this.reader = new FrameReader(conn, readerOptions);
+    this.reader = new FrameReader(new TakingTurns(conn), readerOptions);
     this.#answers = new Answers(conn, host.idleTimeout);
     this.#authenticated = host.token === undefined;
   }
@@ -317,7 +350,6 @@ export class Session {
 
   /** Waits for the next frame's head, as an idle connection when nothing is on its way. */
   async #nextHead(): Promise<FrameHead | null> {
-    await this.#yieldNow();
     if (this.#host.stopping) return null;
     this.busy = false;
     // A client that waits for each answer before its next frame gets it at once.
@@ -332,22 +364,6 @@ export class Session {
     } finally {
       this.#host.active(this);
     }
-  }
-
-  /**
-   * Lets accept() and the other connections run once this one has held the
-   * thread for a while. Deno completes a read at once when the kernel holds
-   * data, without a turn of the event loop: a client that keeps queries
-   * coming (four batches ahead) held accept() back for the whole 170 ms of
-   * a 2,000-file query run, and its own upload connections with it.
-   * Only a timer frees them on the shaped link (setImmediate() and a
-   * MessageChannel did not: 1.20 s against 1.13 s for that upload); every
-   * 10 ms, it costs a lone large upload on loopback about 1%.
-   */
-  async #yieldNow(): Promise<void> {
-    if (performance.now() - this.#yielded < YIELD_AFTER_MS) return;
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    this.#yielded = performance.now();
   }
 
   /** Reads one frame's body and says what to answer. */

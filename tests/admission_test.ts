@@ -379,12 +379,9 @@ Deno.test("FrameSlots.close() turns every waiting frame away", async () => {
 
 /**
  * A connection whose every read completes at once, as Deno's do while the
- * kernel holds data: `queries` queries, then the end.
+ * kernel holds data: these bytes, then the end.
  */
-function eagerQueries(queries: number): { conn: Deno.Conn; read: () => number } {
-  const bytes = concatBytes(
-    Array.from({ length: queries }, (_, i) => encodeQuery(`absent-${i}`, 1000)),
-  );
+function eagerConn(bytes: Uint8Array): { conn: Deno.Conn; read: () => number } {
   let offset = 0;
   const conn = {
     remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },
@@ -402,38 +399,48 @@ function eagerQueries(queries: number): { conn: Deno.Conn; read: () => number } 
   return { conn: conn as unknown as Deno.Conn, read: () => offset / bytes.length };
 }
 
-Deno.test("a connection whose data is always there still lets accept() and the other connections run", async () => {
-  await using temporary = new TempDirs();
-  const folder = await Folder.open(await temporary.make());
-  const stats = { files: 0, duplicates: 0, bytes: 0, errors: 0, received: 0, kept: 0, shed: 0 };
-  const host: SessionHost = {
-    folder,
-    stats,
-    quarantine: undefined,
-    raw: false,
-    fsync: false,
-    token: undefined,
-    rawFrames: true,
-    slots: new FrameSlots({ max: 8, perAddress: 8, timeout: 1000 }),
-    idleTimeout: 1000,
-    stopping: false,
-    emit() {},
-    idle() {},
-    active() {},
-  };
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { conn, read } = eagerQueries(50_000);
-  let readWhenAccepted: number | undefined;
-  const accepting = listener.accept().then((accepted) => {
-    readWhenAccepted = read();
-    accepted.close();
+const alwaysThere: [string, () => Uint8Array][] = [
+  [
+    "50,000 queries",
+    () => concatBytes(Array.from({ length: 50_000 }, (_, i) => encodeQuery(`absent-${i}`, 1000))),
+  ],
+  ["one frame of 64 MiB", () => encodeFrame("large", fakeJpeg(64 * 1024 * 1024))],
+];
+for (const [what, bytes] of alwaysThere) {
+  Deno.test(`a connection whose data is always there (${what}) still lets accept() run`, async () => {
+    await using temporary = new TempDirs();
+    const folder = await Folder.open(await temporary.make());
+    const stats = { files: 0, duplicates: 0, bytes: 0, errors: 0, received: 0, kept: 0, shed: 0 };
+    const host: SessionHost = {
+      folder,
+      stats,
+      quarantine: undefined,
+      raw: false,
+      fsync: false,
+      token: undefined,
+      rawFrames: true,
+      slots: new FrameSlots({ max: 8, perAddress: 8, timeout: 1000 }),
+      idleTimeout: 1000,
+      stopping: false,
+      emit() {},
+      idle() {},
+      active() {},
+    };
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const { conn, read } = eagerConn(bytes());
+    let readWhenAccepted: number | undefined;
+    const accepting = listener.accept().then((accepted) => {
+      readWhenAccepted = read();
+      accepted.close();
+    });
+    // A newcomer in the kernel's backlog, connected while this thread blocks:
+    // only a turn of the event loop can hand it to the pending accept().
+    const newcomer =
+      `import socket; socket.create_connection(("127.0.0.1", ${listener.addr.port}))`;
+    assert.ok(new Deno.Command("python3", { args: ["-c", newcomer] }).outputSync().success);
+    await new Session(conn, host).run();
+    await accepting;
+    folder.close();
+    assert.ok(readWhenAccepted! < 1, "accept() waited until the busy connection ended");
   });
-  // A newcomer in the kernel's backlog, connected while this thread blocks:
-  // only a turn of the event loop can hand it to the pending accept().
-  const newcomer = `import socket; socket.create_connection(("127.0.0.1", ${listener.addr.port}))`;
-  assert.ok(new Deno.Command("python3", { args: ["-c", newcomer] }).outputSync().success);
-  await new Session(conn, host).run();
-  await accepting;
-  folder.close();
-  assert.ok(readWhenAccepted! < 1, "accept() waited until the busy connection ended");
-});
+}
