@@ -103,23 +103,15 @@ export class ShapedLink implements Ends {
     ];
     for (const [namespace] of ends) await run("ip", ["netns", "add", namespace]);
     await run("ip", ["link", "add", ends[0][1], "type", "veth", "peer", "name", ends[1][1]]);
-    // A tick's worth of bytes at least, and a queue of 20 ms, like a switch port's.
+    // Two timer ticks' worth of bytes (tbf needs one at least), and a queue of 20 ms.
     const burst = Math.max(16_384, Math.ceil(this.bitsPerSecond / 8 / HZ) * 2);
     for (const [namespace, device, address] of ends) {
       await run("ip", ["link", "set", device, "netns", namespace]);
       await run("ip", ["-n", namespace, "address", "add", `${address}/30`, "dev", device]);
       await run("ip", ["-n", namespace, "link", "set", "lo", "up"]);
       await run("ip", ["-n", namespace, "link", "set", device, "up"]);
-      await run("tc", [
-        ..."-n NS qdisc add dev DEV root tbf".replace("NS", namespace).replace("DEV", device)
-          .split(" "),
-        "rate",
-        this.rate,
-        "burst",
-        String(burst),
-        "latency",
-        "20ms",
-      ]);
+      const shape = ["rate", this.rate, "burst", String(burst), "latency", "20ms"];
+      await run("tc", ["-n", namespace, "qdisc", "add", "dev", device, "root", "tbf", ...shape]);
     }
   }
 
@@ -134,14 +126,21 @@ export class ShapedLink implements Ends {
   }
 }
 
+function running(pid: string): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Removes the namespaces of benchmarks that no longer run, such as one killed with SIGKILL. */
 async function removeLeftovers(): Promise<void> {
   for (const name of await namespaces()) {
     const pid = name.match(new RegExp(`^${PREFIX}-(\\d+)-[sc]$`))?.[1];
-    if (pid === undefined || pid === String(Deno.pid)) continue;
-    try {
-      Deno.statSync(`/proc/${pid}`);
-    } catch {
+    // Ours too: a killed benchmark may have had our process id, and we have made none yet.
+    if (pid !== undefined && (pid === String(Deno.pid) || !running(pid))) {
       await removeNamespace(name);
     }
   }
