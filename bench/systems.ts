@@ -124,6 +124,29 @@ function base64Size(bytes: number): number {
   return Math.ceil(bytes / 3) * 4;
 }
 
+/**
+ * A run's figures once the upload is done: the client's from GNU time, the
+ * server's from /proc, counted from just before the upload. Nothing counted
+ * as intact yet.
+ */
+function sampleOf(set: Dataset, run: {
+  seconds: number;
+  client: { kiB: number; cpu: number };
+  server: Proc;
+  serverCpuBefore: number;
+}): Sample {
+  return {
+    seconds: run.seconds,
+    files: set.files,
+    bytes: set.bytes,
+    intact: 0,
+    clientKiB: run.client.kiB,
+    serverKiB: run.server.peakKiB(),
+    clientCpu: run.client.cpu,
+    serverCpu: run.server.cpuSeconds() - run.serverCpuBefore,
+  };
+}
+
 /** How to run our pair: `allowAll` measures what Deno's per-path permission checks cost. */
 export interface OursOptions {
   /** Connections of the client; its own default when not given. */
@@ -242,24 +265,15 @@ export function ours(bench: Bench, options: OursOptions): System {
         // From its first connection to the last confirmation, as the client measures it.
         const elapsed = client.report.match(/ in ([0-9.]+) (ms|s),/);
         if (!elapsed) throw new Error(`no time in the client's summary: ${client.report}`);
-        const serverKiB = server.peakKiB();
-        const serverCpu = server.cpuSeconds() - serverCpuBefore;
-        const intact = raw
+        const seconds = Number(elapsed[1]) / (elapsed[2] === "ms" ? 1000 : 1);
+        const sample = sampleOf(set, { seconds, client, server, serverCpuBefore });
+        sample.intact = raw
           ? await countIntact(
             out,
             (name) => /^\d+$/.test(name) ? 32 + base64Size(set.bytes / set.files) : undefined,
           )
           : await countSet(out, set);
-        return {
-          seconds: Number(elapsed[1]) / (elapsed[2] === "ms" ? 1000 : 1),
-          files: set.files,
-          bytes: set.bytes,
-          intact,
-          clientKiB: client.kiB,
-          serverKiB,
-          clientCpu: client.cpu,
-          serverCpu,
-        };
+        return sample;
       } finally {
         await crowd?.stop("SIGTERM");
         await server.stop("SIGTERM");
@@ -306,21 +320,11 @@ export function original(bench: Bench, subsets: Map<string, Dataset>): System {
           600_000,
         );
         const seconds = (performance.now() - started) / 1000;
-        const serverKiB = server.peakKiB();
-        const serverCpu = server.cpuSeconds() - serverCpuBefore;
+        const sample = sampleOf(set, { seconds, client, server, serverCpuBefore });
         // The original stores each body (name + base64) as a numbered file.
         const body = 32 + base64Size(set.bytes / set.files);
-        const intact = await countIntact(out, () => body);
-        return {
-          seconds,
-          files: set.files,
-          bytes: set.bytes,
-          intact,
-          clientKiB: client.kiB,
-          serverKiB,
-          clientCpu: client.cpu,
-          serverCpu,
-        };
+        sample.intact = await countIntact(out, () => body);
+        return sample;
       } finally {
         await server.stop("SIGKILL");
         await Deno.remove(out, { recursive: true });
