@@ -17,6 +17,8 @@
  * - `protocol/control.ts`: acknowledgements, queries and tokens;
  * - `protocol/errors.ts`: `ProtocolError`, the error classifier, exit codes;
  * - `protocol/io.ts`: byte sources, deadlines, whole writes;
+ * - `protocol/proxy_header.ts`: the PROXY protocol header a load balancer
+ *   puts before a connection's stream (`--proxy-protocol`);
  * - `lib/`: what is not the wire format: command-line values, log output,
  *   formatting, addresses, image types, files, and the receiver's folder,
  *   quarantine and admission.
@@ -57,6 +59,7 @@ export { encodeName, type NameSplit, parseName, splitName } from "./protocol/nam
 // Reading frames and answer lines.
 export { type FrameHead, FrameReader, type FrameReaderOptions } from "./protocol/frame_reader.ts";
 export { LineReader } from "./protocol/line_reader.ts";
+export { ProxiedConn, type ProxyHeader, readProxyHeader } from "./protocol/proxy_header.ts";
 
 // The frames and answers beyond the tutorial's.
 export {
@@ -117,8 +120,10 @@ export {
   checkNetPermission,
   isOlderThanMinDeno,
   MIN_DENO,
+  missingFolderPermission,
   parseByteSize,
   parseCount,
+  parseFrameSize,
   parseHost,
   parsePort,
   parseSeconds,

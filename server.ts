@@ -15,6 +15,7 @@ import {
   DEFAULT_LISTEN_HOST,
   DEFAULT_MAX_FRAME_SIZE,
   DEFAULT_PORT,
+  describeError,
   descriptorRoom,
   eventLine,
   Folder,
@@ -24,15 +25,19 @@ import {
   type FrameReaderOptions,
   FrameSlots,
   inAnyCidr,
-  NAME_SIZE,
+  missingFolderPermission,
   parseByteSize,
   parseCidr,
   parseCount,
+  parseFrameSize,
   parseHost,
   parsePort,
   parseSeconds,
+  ProxiedConn,
+  type ProxyHeader,
   QUARANTINE,
   Quarantine,
+  readProxyHeader,
   readTokenFile,
   rephrase,
   ScriptOutput,
@@ -166,6 +171,15 @@ export interface ServerOptions {
    */
   allow?: Cidr[];
   /**
+   * Every connection starts with a PROXY protocol header, v1 or v2, as a
+   * load balancer sends it (HAProxy's `send-proxy-v2`): the client address
+   * it names is the one `allow`, the per-address caps and the events see.
+   * A connection without a valid header within `headerTimeout` is refused.
+   * Not with `tls`: Deno's TLS listener reads no byte before its handshake.
+   * @default {false}
+   */
+  proxyProtocol?: boolean;
+  /**
    * Milliseconds allowed for a frame's header and name to arrive.
    * @default {SERVER_DEFAULTS.headerTimeout}
    */
@@ -267,6 +281,9 @@ class Server implements UploadServer, SessionHost {
   readonly emit: (event: ServerEvent) => void;
   readonly #listener: Deno.Listener;
   readonly #allow: Cidr[] | undefined;
+  readonly #proxyProtocol: boolean;
+  /** Connections whose PROXY header is still awaited, closed if the server stops first. */
+  readonly #unproxied = new Set<Deno.Conn>();
   readonly #maxConnections: number;
   readonly #headerTimeout: number;
   readonly #readerOptions: FrameReaderOptions;
@@ -299,6 +316,7 @@ class Server implements UploadServer, SessionHost {
     this.token = options.token;
     this.emit = parts.emit;
     this.#allow = options.allow;
+    this.#proxyProtocol = options.proxyProtocol ?? false;
     this.#maxConnections = options.maxConnections ?? SERVER_DEFAULTS.maxConnections;
     this.idleTimeout = options.idleTimeout ?? SERVER_DEFAULTS.idleTimeout;
     this.#headerTimeout = options.headerTimeout ?? SERVER_DEFAULTS.headerTimeout;
@@ -428,8 +446,34 @@ class Server implements UploadServer, SessionHost {
         await withDeadline(this.#nextChange(), 100).catch(() => {});
         continue;
       }
-      await this.#admit(conn);
+      if (this.#proxyProtocol) void this.#unwrap(conn);
+      else await this.#admit(conn);
     }
+  }
+
+  /**
+   * Reads a connection's PROXY header without holding up accept(), then
+   * admits it as the client the header names.
+   */
+  async #unwrap(conn: Deno.Conn): Promise<void> {
+    this.#unproxied.add(conn);
+    let header: ProxyHeader | null;
+    try {
+      header = await readProxyHeader(conn, this.#headerTimeout);
+    } catch (error) {
+      if (!this.#stopping) {
+        const { hostname, port } = conn.remoteAddr as Deno.NetAddr;
+        const peer = formatAddress(hostname, port);
+        this.emit({ type: "refused", peer, message: describeError(error) });
+      }
+      closeQuietly(conn);
+      return;
+    } finally {
+      this.#unproxied.delete(conn);
+    }
+    // Ended before a byte: a health check that only connects.
+    if (header === null) closeQuietly(conn);
+    else await this.#admit(new ProxiedConn(conn, header) as unknown as Deno.Conn);
   }
 
   /**
@@ -472,6 +516,7 @@ class Server implements UploadServer, SessionHost {
     this.#listener.close();
     this.#wake();
     await this.#accepting;
+    for (const conn of this.#unproxied) closeQuietly(conn);
     for (const [conn, session] of this.#sessions) if (!session.busy) closeQuietly(conn);
     await withDeadline(Promise.all(this.#handlers), drainMs).catch(() => {});
     this.slots.close();
@@ -544,6 +589,10 @@ Options:
   --tls-cert FILE          serve TLS with this PEM certificate chain (needs
                            --tls-key, and --allow-read for both files)
   --tls-key FILE           the certificate's PEM private key
+  --proxy-protocol         every connection starts with a PROXY header (v1 or
+                           v2), as HAProxy's send-proxy-v2 sends it; its client
+                           address is the one --allow, the caps and the log
+                           see; let only the balancer reach the port
   --header-timeout SEC     time allowed for a frame header to arrive (default ${FLAG.headerTimeout})
   --idle-timeout SEC       time allowed without data inside a frame (default ${FLAG.idleTimeout})
   --drain-timeout SEC      on SIGINT/SIGTERM, time frames in progress may
@@ -565,22 +614,20 @@ async function readToken(path: string): Promise<string> {
   return token;
 }
 
-/** The largest frame body to accept: at least the name field, or no frame could pass. */
-function parseFrameSize(text: string): number {
-  const size = parseByteSize(text);
-  if (size < NAME_SIZE) {
-    throw new RangeError(
-      `Invalid --max-frame-size: every frame body holds a ${NAME_SIZE}-byte name, got ${size} bytes`,
-    );
-  }
-  return size;
-}
-
-/** The TLS files named on the command line: both or neither. */
-function tlsFiles(cert?: string, key?: string): { cert: string; key: string } | undefined {
+/** The TLS files named on the command line: both or neither, and not behind a PROXY header. */
+function tlsFiles(
+  cert: string | undefined,
+  key: string | undefined,
+  proxyProtocol: boolean,
+): { cert: string; key: string } | undefined {
   if (cert === undefined && key === undefined) return undefined;
   if (cert === undefined || key === undefined) {
     throw new TypeError("Missing TLS file: --tls-cert and --tls-key go together");
+  }
+  if (proxyProtocol) {
+    throw new TypeError(
+      "Cannot serve TLS with --proxy-protocol: let the balancer end TLS, or drop --proxy-protocol",
+    );
   }
   return { cert, key };
 }
@@ -644,6 +691,7 @@ function parseServerArgs(args: string[]): ServerCommand | "help" {
       "token-file": { type: "string" },
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
+      "proxy-protocol": { type: "boolean", default: false },
       "header-timeout": { type: "string", default: FLAG.headerTimeout },
       "idle-timeout": { type: "string", default: FLAG.idleTimeout },
       "drain-timeout": { type: "string", default: FLAG.drainTimeout },
@@ -666,32 +714,14 @@ function parseServerArgs(args: string[]): ServerCommand | "help" {
     queueTimeout: parseSeconds(values["queue-timeout"], "--queue-timeout"),
     quarantineSize: parseByteSize(values["quarantine-size"]),
     allow: values.allow?.map(parseCidr),
-    tlsFiles: tlsFiles(values["tls-cert"], values["tls-key"]),
+    tlsFiles: tlsFiles(values["tls-cert"], values["tls-key"], values["proxy-protocol"]),
+    proxyProtocol: values["proxy-protocol"],
     tokenFile: values["token-file"],
     headerTimeout: parseSeconds(values["header-timeout"], "--header-timeout"),
     idleTimeout: parseSeconds(values["idle-timeout"], "--idle-timeout"),
     drainTimeout: parseSeconds(values["drain-timeout"], "--drain-timeout", 0),
     quiet: values.quiet,
   };
-}
-
-/**
- * Names the permission the folder lacks, as one line with the flags that
- * grant it. On a terminal Deno asks the user first, as it would for any
- * file call; without one there is no one to ask.
- */
-async function missingFolderPermission(out: string): Promise<string | undefined> {
-  const ask = Deno.stdin.isTerminal() && Deno.stderr.isTerminal();
-  for (const name of ["read", "write"] as const) {
-    const descriptor = { name, path: out };
-    const { state } = ask
-      ? await Deno.permissions.request(descriptor)
-      : await Deno.permissions.query(descriptor);
-    if (state !== "granted") {
-      return `Missing ${name} permission for ${out}: add --allow-read=${out} --allow-write=${out}`;
-    }
-  }
-  return undefined;
 }
 
 /** Starts the server the command asks for: reads its TLS files and token first. */

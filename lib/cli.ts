@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { NAME_SIZE } from "../protocol/limits.ts";
 import { parseAddress } from "./net.ts";
 
 const SIZE_UNITS: Record<string, number> = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
@@ -238,4 +239,60 @@ export async function checkNetPermission(...targets: string[]): Promise<void> {
       `Requires net access to ${missing.join(" and ")}: add --allow-net=${missing.join(",")}`,
     );
   }
+}
+
+/**
+ * The largest frame body a server accepts, as `--max-frame-size` writes it:
+ * at least the 32-byte name field, or no frame could pass.
+ *
+ * @throws {RangeError} Below the name field; {SyntaxError} as {@linkcode parseByteSize}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseFrameSize } from "../protocol.ts";
+ *
+ * assert.equal(parseFrameSize("64M"), 64 * 1024 ** 2);
+ * assert.throws(() => parseFrameSize("10"), /holds a 32-byte name, got 10 bytes/);
+ * ```
+ */
+export function parseFrameSize(text: string): number {
+  const size = parseByteSize(text);
+  if (size < NAME_SIZE) {
+    throw new RangeError(
+      `Invalid --max-frame-size: every frame body holds a ${NAME_SIZE}-byte name, got ${size} bytes`,
+    );
+  }
+  return size;
+}
+
+/**
+ * Names the permission a folder lacks, as one line with the flags that
+ * grant it. On a terminal Deno asks the user first, as it would for any
+ * file call; without one there is no one to ask.
+ *
+ * @returns The line to print, or undefined when both are granted.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { missingFolderPermission } from "../protocol.ts";
+ *
+ * const folder = await Deno.makeTempDir();
+ * assert.equal(await missingFolderPermission(folder), undefined);
+ * await Deno.remove(folder);
+ * ```
+ */
+export async function missingFolderPermission(out: string): Promise<string | undefined> {
+  const ask = Deno.stdin.isTerminal() && Deno.stderr.isTerminal();
+  for (const name of ["read", "write"] as const) {
+    const descriptor = { name, path: out };
+    const { state } = ask
+      ? await Deno.permissions.request(descriptor)
+      : await Deno.permissions.query(descriptor);
+    if (state !== "granted") {
+      return `Missing ${name} permission for ${out}: add --allow-read=${out} --allow-write=${out}`;
+    }
+  }
+  return undefined;
 }

@@ -195,6 +195,11 @@ const serverUsageErrors: [string, string[], RegExp][] = [
     /^server\.ts: Invalid --max-frame-size: every frame body holds a 32-byte name, got 10 bytes\n/,
   ],
   ["an empty --host", ["--host", ""], /^server\.ts: Cannot parse host: expected a host name/],
+  [
+    "--proxy-protocol with TLS, whose listener reads no byte before its handshake",
+    ["--proxy-protocol", "--tls-cert", "cert.pem", "--tls-key", "key.pem"],
+    /^server\.ts: Cannot serve TLS with --proxy-protocol: let the balancer end TLS/,
+  ],
 ];
 for (const [what, args, message] of serverUsageErrors) {
   Deno.test(`server.ts refuses ${what} with exit 2`, async () => {
@@ -937,7 +942,7 @@ Deno.test("tools/setup.sh, not run as root, names in one line what the tests lac
   ], { env: { PATH: bin } });
   assert.equal((await setup.wait()).code, 1);
   const packages =
-    "python3 openssl strace netcat-openbsd exfatprogs exfat-fuse mount bsdutils rsync iproute2";
+    "python3 openssl strace netcat-openbsd exfatprogs exfat-fuse mount bsdutils rsync iproute2 haproxy";
   assert.equal(
     setup.stderr,
     `setup: the tests need ${packages}: run as root, or apt-get install ${packages}\n`,

@@ -17,6 +17,7 @@ needs=(
   "rsync rsync"                # the benchmark's rsync daemon, which a CLI test runs
   "ip iproute2"                # the benchmark's shaped link: network namespaces, veth
   "tc iproute2"
+  "haproxy haproxy"            # a real balancer sending PROXY headers
 )
 
 missing=()
