@@ -16,13 +16,16 @@ import { HEADER_SIZE } from "../protocol/limits.ts";
 
 const TEMP_PREFIX = ".upload-";
 const TEMP_SUFFIX = ".part";
+const LOCK_SUFFIX = ".lock";
+/** A server's lock file (`.upload-ID.lock`) or temporary file (`.upload-ID-UUID.part`). */
+const OWNED = /^\.upload-([0-9a-f]{16})(?:\.lock|-[0-9a-f-]{36}\.part)$/;
 
 /** Names a server keeps in memory at most; past that it looks each query up on disk. */
 const MAX_INDEXED_NAMES = 100_000;
 
-/** A fresh temporary file name in a folder, of the kind a restart removes. */
-function temporaryPath(folder: string): string {
-  return joinPath(folder, `${TEMP_PREFIX}${crypto.randomUUID()}${TEMP_SUFFIX}`);
+/** A fresh temporary file name in a folder, marked as the server `owner`'s. */
+function temporaryPath(folder: string, owner: string): string {
+  return joinPath(folder, `${TEMP_PREFIX}${owner}-${crypto.randomUUID()}${TEMP_SUFFIX}`);
 }
 
 /**
@@ -72,10 +75,13 @@ interface Scan {
 }
 
 /**
- * A server's output folder, held with a lock so that no second server takes
- * its temporary files for stale ones. A file is written to a temporary name
- * and linked to its final name only when complete, so a final name never
- * shows a partial file and never replaces another file.
+ * A server's output folder, which several servers may share. A file is
+ * written to a temporary name and linked to its final name only when
+ * complete, so a final name never shows a partial file and never replaces
+ * another file, whichever server saved it. Each server holds a lock file of
+ * its own as long as it runs, and its temporary files carry its mark: a
+ * server that starts removes only those of servers whose lock is free,
+ * because they were killed.
  *
  * @example Commit a file, then the same bytes again
  * ```ts
@@ -104,7 +110,12 @@ export class Folder {
   readonly hardLinks: boolean;
   readonly #raw: boolean;
   readonly #fsync: boolean;
+  /** The folder itself: shared by servers that decode, held alone by a `--raw` one. */
   readonly #lock: Deno.FsFile;
+  /** This server's mark on its temporary files, and the lock file that says it runs. */
+  readonly #owner: { id: string; lock: Deno.FsFile };
+  /** Whether another server has shared the folder: names may then be saved behind our back. */
+  #shared: boolean;
   /**
    * The names in the folder at start and those saved since, so that a query
    * for a missing file costs no look-up on disk; `undefined` once there are
@@ -115,15 +126,17 @@ export class Folder {
   #names: Set<string> | undefined;
   #rawIndex: number;
 
-  private constructor(path: string, lock: Deno.FsFile, scan: Scan, options: FolderOptions) {
+  private constructor(path: string, locks: Locks, scan: Scan, options: FolderOptions) {
     this.path = path;
-    this.#lock = lock;
+    this.#lock = locks.folder;
+    this.#owner = locks.owner;
     this.removed = scan.removed;
     this.#names = scan.names;
     this.#rawIndex = scan.nextRawIndex;
     this.#raw = options.raw ?? false;
     this.#fsync = options.fsync ?? false;
-    this.hardLinks = makesHardLinks(path);
+    this.#shared = false;
+    this.hardLinks = locks.hardLinks;
   }
 
   /**
@@ -143,22 +156,30 @@ export class Folder {
       }
       throw error;
     });
-    const lock = Deno.openSync(path);
-    if (!lock.tryLockSync(true)) {
-      lock.close();
-      throw new Deno.errors.Busy(`Folder in use: another server is saving to ${path}`);
-    }
+    const raw = options.raw ?? false;
+    const folder = await lockFolder(path, raw);
+    let owner: { id: string; lock: Deno.FsFile } | undefined;
     try {
-      return new Folder(path, lock, await scan(path, options.raw ?? false), options);
+      owner = takeOwnerLock(path);
+      const hardLinks = makesHardLinks(path, owner.id);
+      // Without hard links a commit looks, then renames: only a server alone can do that safely.
+      if (!hardLinks && !raw && !folder.tryLockSync(true)) {
+        throw new Deno.errors.Busy(
+          `Folder in use: another server is saving to ${path}, and its file system makes no hard links, which sharing needs`,
+        );
+      }
+      const locks = { folder, owner, hardLinks };
+      return new Folder(path, locks, await scan(path, raw, owner.id), options);
     } catch (error) {
-      lock.close();
+      if (owner) releaseOwner(path, owner);
+      folder.close();
       throw error;
     }
   }
 
-  /** A fresh temporary file name in the folder, of the kind a restart removes. */
+  /** A fresh temporary file name in the folder, marked as this server's. */
   temporaryPath(): string {
-    return temporaryPath(this.path);
+    return temporaryPath(this.path, this.#owner.id);
   }
 
   /**
@@ -216,6 +237,7 @@ export class Folder {
 
   /** The file saved under a queried name with the queried size, if any. */
   heldAs(query: { name: string; bytes: number }): Held | undefined {
+    this.#noticeOthers();
     // A name never saved here is missing under every extension: ~5 µs of probes each.
     if (this.#names !== undefined && !this.#names.has(query.name)) return undefined;
     for (const extension of EXTENSIONS) {
@@ -237,23 +259,119 @@ export class Folder {
     return undefined;
   }
 
-  /** Gives up the folder's lock. */
+  /**
+   * Stops trusting the names kept once another server shares the folder: it
+   * saves files this one does not hear of. Whether one does is whether the
+   * folder's lock can be had alone, for a moment (two calls, ~2 µs).
+   */
+  #noticeOthers(): void {
+    // Held alone: raw, or without hard links.
+    if (this.#shared || this.#raw || !this.hardLinks) return;
+    // A failed upgrade drops the shared lock (flock converts by unlocking first): take it again.
+    const alone = this.#lock.tryLockSync(true);
+    this.#lock.lockSync(false);
+    if (alone) return;
+    this.#shared = true;
+    this.#names = undefined;
+  }
+
+  /** Gives up the folder's lock and this server's own. */
   close(): void {
+    releaseOwner(this.path, this.#owner);
     this.#lock.close();
   }
 }
 
+/** The locks a server holds on a folder it saves to. */
+interface Locks {
+  folder: Deno.FsFile;
+  owner: { id: string; lock: Deno.FsFile };
+  /** Whether the folder's file system makes hard links, found under those locks. */
+  hardLinks: boolean;
+}
+
 /**
- * Lists the folder once: removes the temporary files an earlier run left when
- * it was killed in the middle of a frame (one server per folder: another's
- * would be removed too), and notes what a raw or a decoding server needs.
+ * Locks the folder itself: shared among servers that decode, alone for a
+ * `--raw` one, whose numbered names no other server can share. A moment's
+ * exclusive hold (another server's look at whether it is alone) is waited out.
  */
-async function scan(out: string, raw: boolean): Promise<Scan> {
+async function lockFolder(path: string, raw: boolean): Promise<Deno.FsFile> {
+  const folder = Deno.openSync(path);
+  for (let attempt = 0; attempt < 50; attempt++) {
+    if (folder.tryLockSync(raw)) return folder;
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  folder.close();
+  const holder = raw
+    ? "another server is saving to"
+    : "a server that holds it alone (--raw, or no hard links) is saving to";
+  throw new Deno.errors.Busy(`Folder in use: ${holder} ${path}`);
+}
+
+/**
+ * This server's mark, and its lock file, held until it closes the folder or
+ * dies. The file is locked before it takes its name, so that another
+ * server's start never finds it free; a start that removed it first, as an
+ * unowned temporary file, makes this one try another mark.
+ */
+function takeOwnerLock(path: string): { id: string; lock: Deno.FsFile } {
+  for (let attempt = 0;; attempt++) {
+    const id = [...crypto.getRandomValues(new Uint8Array(8))]
+      .map((byte) => byte.toString(16).padStart(2, "0")).join("");
+    const unnamed = temporaryPath(path, id);
+    Deno.writeFileSync(unnamed, new Uint8Array(), { createNew: true });
+    let lock: Deno.FsFile | undefined;
+    try {
+      // Read-only, so that the file system can still be remounted read-only under the server.
+      lock = Deno.openSync(unnamed);
+      lock.lockSync(true);
+      Deno.renameSync(unnamed, joinPath(path, `${TEMP_PREFIX}${id}${LOCK_SUFFIX}`));
+      return { id, lock };
+    } catch (error) {
+      lock?.close();
+      if (!(error instanceof Deno.errors.NotFound) || attempt === 4) throw error;
+    }
+  }
+}
+
+function releaseOwner(path: string, owner: { id: string; lock: Deno.FsFile }): void {
+  removeQuietly(joinPath(path, `${TEMP_PREFIX}${owner.id}${LOCK_SUFFIX}`));
+  owner.lock.close();
+}
+
+/** Whether the server that marked files `id` still runs: its lock file is held. */
+function running(path: string, id: string): boolean {
+  let lock: Deno.FsFile;
+  try {
+    lock = Deno.openSync(joinPath(path, `${TEMP_PREFIX}${id}${LOCK_SUFFIX}`));
+  } catch {
+    return false;
+  }
+  try {
+    return !lock.tryLockSync(true);
+  } finally {
+    lock.close();
+  }
+}
+
+/**
+ * Lists the folder once: removes the temporary files and lock files of
+ * servers killed in the middle of a frame, keeps those of servers that run,
+ * and notes what a raw or a decoding server needs.
+ */
+async function scan(out: string, raw: boolean, self: string): Promise<Scan> {
   const found: Scan = { removed: 0, names: raw ? undefined : new Set(), nextRawIndex: 0 };
+  // Only the living are remembered: a server that starts meanwhile is dead only until it runs.
+  const alive = new Set<string>([self]);
+  const isAlive = (id: string) => alive.has(id) || (running(out, id) && !!alive.add(id));
   for await (const { isFile, name } of Deno.readDir(out)) {
-    if (isFile && name.startsWith(TEMP_PREFIX) && name.endsWith(TEMP_SUFFIX)) {
-      await Deno.remove(joinPath(out, name));
-      found.removed++;
+    if (isFile && name.startsWith(TEMP_PREFIX)) {
+      const owner = OWNED.exec(name)?.[1];
+      // Unmarked: left by a version that held the folder alone, so by none that runs.
+      if (owner !== undefined && isAlive(owner)) continue;
+      if (!name.endsWith(TEMP_SUFFIX) && !name.endsWith(LOCK_SUFFIX)) continue;
+      await Deno.remove(joinPath(out, name)).catch(() => {});
+      if (name.endsWith(TEMP_SUFFIX)) found.removed++;
     } else if (raw) {
       if (/^[0-9]{5,15}$/.test(name)) {
         found.nextRawIndex = Math.max(found.nextRawIndex, Number(name) + 1);
@@ -284,8 +402,8 @@ function tooManyFilesIsBusy<T>(call: () => T): T {
  * Tells whether the folder's file system makes hard links, by making one
  * between two temporary files (which a restart would remove if left).
  */
-function makesHardLinks(out: string): boolean {
-  const [probe, link] = [temporaryPath(out), temporaryPath(out)];
+function makesHardLinks(out: string, owner: string): boolean {
+  const [probe, link] = [temporaryPath(out, owner), temporaryPath(out, owner)];
   try {
     Deno.writeFileSync(probe, new Uint8Array(), { createNew: true });
   } catch (error) {
@@ -308,8 +426,8 @@ function makesHardLinks(out: string): boolean {
 /**
  * Renames a file to a name that must be free, where no hard link can keep
  * the rename from replacing a file. Only another program could take the name
- * between the look and the rename: one server per folder, and this server's
- * own commits never interleave, as neither call waits.
+ * between the look and the rename: such a folder is held by one server
+ * alone, and its own commits never interleave, as neither call waits.
  */
 function renameToFreeName(from: string, to: string): void {
   try {

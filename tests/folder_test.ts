@@ -47,7 +47,14 @@ Deno.test("Folder in raw mode numbers bodies after the numbered files already th
   }
 });
 
-Deno.test("Folder removes what a killed run left, and keeps a second opener out", async () => {
+/** The names in a folder that are temporary files or lock files of servers. */
+async function serverFiles(out: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const { name } of Deno.readDir(out)) if (name.startsWith(".upload-")) names.push(name);
+  return names.sort();
+}
+
+Deno.test("Folder removes an unmarked temporary file that a run of an earlier version left", async () => {
   await using temporary = new TempDirs();
   const out = await temporary.make();
   await Deno.writeFile(`${out}/.upload-left.part`, new Uint8Array(10));
@@ -55,11 +62,91 @@ Deno.test("Folder removes what a killed run left, and keeps a second opener out"
   try {
     assert.equal(folder.removed, 1);
     assert.deepEqual(await listFolder(out), []);
-    await assert.rejects(Folder.open(out), Deno.errors.Busy, "Folder in use");
   } finally {
     folder.close();
   }
-  (await Folder.open(out)).close();
+  assert.deepEqual(await serverFiles(out), []);
+});
+
+Deno.test("two Folders share a folder, and neither takes the other's temporary file for stale", async () => {
+  await using temporary = new TempDirs();
+  const out = await temporary.make();
+  const first = await Folder.open(out);
+  const temp = first.temporaryPath();
+  first.createWith(temp, new Uint8Array([1]));
+  const second = await Folder.open(out);
+  try {
+    assert.equal(second.removed, 0);
+    assert.deepEqual(await Deno.readFile(temp), new Uint8Array([1]));
+  } finally {
+    second.close();
+    first.close();
+  }
+});
+
+Deno.test("Folder removes the temporary file and the lock of a server killed mid-frame", async () => {
+  await using temporary = new TempDirs();
+  const out = await temporary.make();
+  const running = await Folder.open(out);
+  // Another process opens the folder, starts a file and dies without a word.
+  const script = `
+    import { Folder } from "${new URL("../protocol.ts", import.meta.url)}";
+    const folder = await Folder.open(${JSON.stringify(out)});
+    folder.createWith(folder.temporaryPath(), new Uint8Array([1, 2, 3]));
+    Deno.exit(0);
+  `;
+  const killed = await new Deno.Command(Deno.execPath(), { args: ["eval", script] }).output();
+  assert.ok(killed.success, new TextDecoder().decode(killed.stderr));
+  assert.equal((await serverFiles(out)).length, 3);
+  const mine = running.temporaryPath();
+  running.createWith(mine, new Uint8Array([4]));
+  const restarted = await Folder.open(out);
+  try {
+    assert.equal(restarted.removed, 1);
+    // Left: the running server's lock and its file in progress, and the restarted one's lock.
+    const left = await serverFiles(out);
+    assert.equal(left.length, 3);
+    assert.ok(left.includes(mine.slice(out.length + 1)));
+  } finally {
+    restarted.close();
+    running.close();
+  }
+});
+
+Deno.test("a --raw Folder holds the folder alone, and a decoding one shares it only with its kind", async () => {
+  await using temporary = new TempDirs();
+  const out = await temporary.make();
+  const decoding = await Folder.open(out);
+  await assert.rejects(
+    Folder.open(out, { raw: true }),
+    Deno.errors.Busy,
+    "Folder in use: another server",
+  );
+  decoding.close();
+  const raw = await Folder.open(out, { raw: true });
+  await assert.rejects(
+    Folder.open(out),
+    Deno.errors.Busy,
+    "Folder in use: a server that holds it alone",
+  );
+  raw.close();
+});
+
+Deno.test("Folder answers from the disk once another server shares the folder", async () => {
+  await using temporary = new TempDirs();
+  const out = await temporary.make();
+  const first = await Folder.open(out);
+  const second = await Folder.open(out);
+  try {
+    const bytes = new Uint8Array([0xff, 0xd8, 0xff]);
+    await save(second, bytes, "cat.jpg");
+    second.remember("cat");
+    // The first never heard of cat.jpg; its list of names no longer speaks for the folder.
+    assert.equal(first.heldAs({ name: "cat", bytes: 3 })?.file, "cat.jpg");
+  } finally {
+    second.close();
+    first.close();
+  }
 });
 
 Deno.test("Folder answers a query only for a file of that name and size", async () => {

@@ -118,10 +118,15 @@ export function closedPort(): number {
   return listener.addr.port;
 }
 
-/** Lists a folder's file names, sorted. */
+/**
+ * Lists a folder's file names, sorted, but a running server's lock file
+ * (`.upload-ID.lock`), which says that it runs and goes when it stops.
+ */
 export async function listFolder(folder: string): Promise<string[]> {
   const names: string[] = [];
-  for await (const entry of Deno.readDir(folder)) names.push(entry.name);
+  for await (const entry of Deno.readDir(folder)) {
+    if (!/^\.upload-[0-9a-f]{16}\.lock$/.test(entry.name)) names.push(entry.name);
+  }
   return names.sort();
 }
 

@@ -350,7 +350,8 @@ Deno.test("a read-only or vanished output folder gets an error answer naming no 
         "Cannot save a: Read-only file system (os error 30)",
       );
       assert.ok((await remount("rw")).success);
-      await Deno.remove(out);
+      // Gone with all it held, the server's own lock file included.
+      await Deno.remove(out, { recursive: true });
       const vanished = await send(port, encodeFrame("b", fakeJpeg(1000)));
       assert.equal(
         vanished.ok ? "" : vanished.message,
@@ -871,4 +872,45 @@ Deno.test("a client killed mid-run and run again as it was completes the set, no
       assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
     }
   });
+});
+
+/** The temporary files of servers in a folder. */
+async function partFiles(out: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const { name } of Deno.readDir(out)) if (name.endsWith(".part")) names.push(name);
+  return names.sort();
+}
+
+Deno.test("of two servers on one folder, one killed mid-frame: the other finishes its frame, and the restarted one removes only the dead one's file", async () => {
+  await using temporary = new TempDirs();
+  const out = await temporary.make();
+  const { server: alive, port: alivePort } = await spawnServer(out, ["--quiet"]);
+  await using _alive = alive;
+  const { server: doomed, port: doomedPort } = await spawnServer(out, ["--quiet"]);
+  await using _doomed = doomed;
+  const image = fakeJpeg(256 * 1024);
+  const frame = (name: string) => encodeFrame(name, image);
+  const half = frame("slow").length >> 1;
+  // A frame half sent to each: each server holds a temporary file.
+  using slow = await Deno.connect({ hostname: "127.0.0.1", port: alivePort });
+  await slow.write(frame("slow").subarray(0, half));
+  using cut = await Deno.connect({ hostname: "127.0.0.1", port: doomedPort });
+  await cut.write(frame("cut").subarray(0, half));
+  const deadline = Date.now() + 10_000;
+  while ((await partFiles(out)).length < 2) {
+    assert.ok(Date.now() < deadline, "no temporary file of each server");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  for (const name of await partFiles(out)) assert.match(name, /^\.upload-[0-9a-f]{16}-/);
+  await doomed.stop("SIGKILL");
+  const { server: restarted } = await spawnServer(out, ["--quiet"]);
+  await using _restarted = restarted;
+  assert.match(restarted.stdout, /removed 1 temporary file left by an earlier run/);
+  assert.equal((await partFiles(out)).length, 1);
+  // The running server's frame was never touched: it completes.
+  await slow.write(frame("slow").subarray(half));
+  const answer = await new LineReader(slow, MAX_ACK_SIZE).readLine(5000);
+  assert.ok(parseAck(answer!).ok, new TextDecoder().decode(answer!));
+  assert.deepEqual(await Deno.readFile(`${out}/slow.jpg`), image);
+  assert.deepEqual(await listFolder(out), ["slow.jpg"]);
 });

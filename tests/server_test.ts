@@ -9,6 +9,7 @@ import {
   LineReader,
   MAX_ACK_SIZE,
   parseAck,
+  parseHave,
 } from "../protocol.ts";
 import { type ServerEvent, type ServerOptions, startServer } from "../server.ts";
 import { concat, fakeJpeg, listFolder, quarantined, TempDirs, utf8 } from "./helpers.ts";
@@ -100,20 +101,36 @@ Deno.test("startServer() refuses an output folder that is a file, naming it", as
   });
 });
 
-Deno.test("startServer() refuses a folder another server is saving to, until that one stops", async () => {
+/** Sends a frame on a new connection and returns the server's answer line. */
+async function answerTo(port: number, frame: Uint8Array): Promise<string> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(frame);
+  const line = await new LineReader(conn, MAX_ACK_SIZE).readLine(5000);
+  return new TextDecoder().decode(line!);
+}
+
+Deno.test("two servers save to one folder: a name is taken once, and each knows what the other saved", async () => {
   await using temporary = new TempDirs();
   const out = await temporary.make();
-  const first = await startServer({ host: "127.0.0.1", port: 0, out });
-  try {
-    await assert.rejects(startServer({ host: "127.0.0.1", port: 0, out }), {
-      name: "Busy",
-      message: `Folder in use: another server is saving to ${out}`,
-    });
-  } finally {
-    await first.shutdown(1000);
-  }
-  const second = await startServer({ host: "127.0.0.1", port: 0, out });
-  await second.shutdown(1000);
+  await using first = await startServer({ host: "127.0.0.1", port: 0, out });
+  await using second = await startServer({ host: "127.0.0.1", port: 0, out });
+  const [a, b] = [fakeJpeg(5000), fakeJpeg(6000)];
+  // The same name, different bytes, through both at once: one wins whole, the other is refused.
+  const answers = await Promise.all([
+    answerTo(first.addr.port, encodeFrame("cat", a)),
+    answerTo(second.addr.port, encodeFrame("cat", b)),
+  ]);
+  assert.deepEqual(answers.map((line) => line.slice(0, 3)).sort(), ["ERR", "OK "]);
+  assert.match(answers.find((line) => line.startsWith("ERR"))!, /a different file of that name/);
+  const kept = await Deno.readFile(`${out}/cat.jpg`);
+  assert.deepEqual(kept, answers[0].startsWith("OK") ? a : b);
+  // A file saved through one is held for a query to the other.
+  assert.match(await answerTo(second.addr.port, encodeFrame("dog", a)), /^OK /);
+  const held = await answerTo(first.addr.port, encodeQuery("dog", a.length));
+  assert.equal(parseHave(utf8(held))?.file, "dog.jpg");
+  // The refused one is not lost: kept whole, as any frame that cannot be saved under its name.
+  assert.deepEqual(await listFolder(out), [".quarantine", "cat.jpg", "dog.jpg"]);
+  assert.equal((await quarantined(out)).length, 1);
 });
 
 Deno.test("startServer() names the address it cannot listen on", async () => {
