@@ -465,6 +465,8 @@ export class Session {
     const stats = this.#host.stats;
     try {
       const saved = await this.#receive(head, tempPath);
+      // Gone before it is reported: whoever reads the log then finds only the saved file.
+      removeQuietly(tempPath);
       stats.files++;
       stats.bytes += saved.bytes;
       if (saved.duplicate) stats.duplicates++;
