@@ -166,7 +166,14 @@ async function processesMentioning(text: string, except: number): Promise<string
 Deno.test("bench/bench.ts stopped by SIGINT ends what it started, removes its data and exits 1", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    await using bench = denoScript("bench/bench.ts", ["--allow-all"], ["--quick", "--dir", dir]);
+    // On loopback: tests/bench_link_test.ts stops one on the shaped link.
+    await using bench = denoScript("bench/bench.ts", ["--allow-all"], [
+      "--quick",
+      "--link",
+      "off",
+      "--dir",
+      dir,
+    ]);
     await bench.waitFor(/round 1, small, ours -c 1: /, "stderr");
     // Signalled while one of its servers, clients or senders runs, which only it can end.
     const started = () => processesMentioning(dir, bench.child.pid);
