@@ -471,8 +471,10 @@ class Server implements UploadServer, SessionHost {
     } finally {
       this.#unproxied.delete(conn);
     }
-    // Ended before a byte: a health check that only connects.
-    if (header === null) closeQuietly(conn);
+    // A health check: one that only connects, or the balancer's own (LOCAL) from outside --allow.
+    const { hostname } = conn.remoteAddr as Deno.NetAddr;
+    const own = header?.source === undefined && this.#allow && !inAnyCidr(this.#allow, hostname);
+    if (header === null || own) closeQuietly(conn);
     else await this.#admit(new ProxiedConn(conn, header) as unknown as Deno.Conn);
   }
 

@@ -166,6 +166,8 @@ Deno.test("server with proxyProtocol lets in by the header's address, and refuse
   assert.match((await sendRaw(port, concatBytes([from("192.0.2.7"), frame("cat")])))!, /^OK /);
   assert.equal(await sendRaw(port, concatBytes([from("10.0.0.1"), frame("cow")])), null);
   assert.equal(await sendRaw(port, frame("dog")), null);
+  // The balancer's own connection (LOCAL), as HAProxy's health checks send: closed without a word.
+  assert.equal(await sendRaw(port, v2({ local: true })), null);
   assert.deepEqual(await listFolder(out), ["cat.jpg"]);
   const lines = events.flatMap((event) =>
     event.type === "refused" ? [`${event.peer}: ${event.message}`] : []
