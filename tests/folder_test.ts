@@ -1,7 +1,7 @@
 /** The receiver's folder and quarantine (lib/folder.ts). */
 import assert from "node:assert/strict";
 import { Folder, Quarantine } from "../protocol.ts";
-import { listFolder, TempDirs } from "./helpers.ts";
+import { listFolder, serverFiles, TempDirs } from "./helpers.ts";
 
 /** Writes `bytes` to a fresh temporary file of the folder and commits it. */
 async function save(folder: Folder, bytes: Uint8Array, name?: string) {
@@ -46,13 +46,6 @@ Deno.test("Folder in raw mode numbers bodies after the numbered files already th
     folder.close();
   }
 });
-
-/** The names in a folder that are temporary files or lock files of servers. */
-async function serverFiles(out: string): Promise<string[]> {
-  const names: string[] = [];
-  for await (const { name } of Deno.readDir(out)) if (name.startsWith(".upload-")) names.push(name);
-  return names.sort();
-}
 
 Deno.test("Folder removes an unmarked temporary file that a run of an earlier version left", async () => {
   await using temporary = new TempDirs();

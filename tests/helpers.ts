@@ -352,3 +352,30 @@ export async function assertProtocolError(
     return true;
   });
 }
+
+/** A loopback port free a moment ago, for a program that must be told its port (HAProxy). */
+export function freePort(): number {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return listener.addr.port;
+}
+
+/** Waits until something accepts on the loopback port, failing with `child`'s stderr after 10 s. */
+export async function waitForListener(port: number, child: Spawned): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch {
+      assert.ok(Date.now() < deadline, `nothing listens on ${port}: ${child.stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+/** The names in a folder that are servers' own: lock files and temporary files, sorted. */
+export async function serverFiles(out: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const { name } of Deno.readDir(out)) if (name.startsWith(".upload-")) names.push(name);
+  return names.sort();
+}

@@ -20,12 +20,14 @@ import {
 import { type ServerEvent, startServer } from "../server.ts";
 import {
   fakeJpeg,
+  freePort,
   listFolder,
   spawnClient,
   Spawned,
   spawnServer,
   TempDirs,
   utf8,
+  waitForListener,
 } from "./helpers.ts";
 
 /** A version 2 header: PROXY over TCP and IPv4 (or LOCAL), with `tlvs` bytes of TLVs after. */
@@ -227,22 +229,3 @@ Deno.test("client.ts through Debian's HAProxy with send-proxy-v2 reaches a serve
   assert.doesNotMatch(server.stdout + server.stderr, /127\.0\.0\.5/);
   assert.match(server.stdout, /127\.0\.0\.1:\d+/);
 });
-
-function freePort(): number {
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  return listener.addr.port;
-}
-
-/** Waits until something accepts on the port, failing with HAProxy's output after 10 s. */
-async function waitForListener(port: number, haproxy: Spawned): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return;
-    } catch {
-      assert.ok(Date.now() < deadline, `HAProxy did not listen: ${haproxy.stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}

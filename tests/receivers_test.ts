@@ -6,7 +6,17 @@
  * (tools/setup.sh installs it).
  */
 import assert from "node:assert/strict";
-import { fakeJpeg, listFolder, spawnClient, Spawned, spawnServer, TempDirs } from "./helpers.ts";
+import {
+  fakeJpeg,
+  freePort,
+  listFolder,
+  serverFiles,
+  spawnClient,
+  Spawned,
+  spawnServer,
+  TempDirs,
+  waitForListener,
+} from "./helpers.ts";
 
 /** HAProxy in front of `ports`, round robin, each server checked every 200 ms. */
 function haproxyConfig(front: number, ports: number[]): string {
@@ -29,32 +39,6 @@ backend receivers
   balance roundrobin
 ${servers.join("\n")}
 `;
-}
-
-function freePort(): number {
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  return listener.addr.port;
-}
-
-/** Waits until something accepts on the port, failing with HAProxy's output after 10 s. */
-async function waitForListener(port: number, haproxy: Spawned): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return;
-    } catch {
-      assert.ok(Date.now() < deadline, `HAProxy did not listen: ${haproxy.stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
-
-/** The names in a folder that are servers' lock files or temporary files. */
-async function serverFiles(out: string): Promise<string[]> {
-  const names: string[] = [];
-  for await (const { name } of Deno.readDir(out)) if (name.startsWith(".upload-")) names.push(name);
-  return names.sort();
 }
 
 Deno.test("three servers on one folder behind HAProxy, one killed mid-run: four clients lose no file (haproxy)", async () => {

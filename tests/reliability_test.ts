@@ -14,6 +14,7 @@ import {
   makeImages,
   quarantined,
   random,
+  serverFiles,
   spawnClient,
   Spawned,
   spawnServer,
@@ -874,13 +875,6 @@ Deno.test("a client killed mid-run and run again as it was completes the set, no
   });
 });
 
-/** The temporary files of servers in a folder. */
-async function partFiles(out: string): Promise<string[]> {
-  const names: string[] = [];
-  for await (const { name } of Deno.readDir(out)) if (name.endsWith(".part")) names.push(name);
-  return names.sort();
-}
-
 Deno.test("of two servers on one folder, one killed mid-frame: the other finishes its frame, and the restarted one removes only the dead one's file", async () => {
   await using temporary = new TempDirs();
   const out = await temporary.make();
@@ -891,22 +885,25 @@ Deno.test("of two servers on one folder, one killed mid-frame: the other finishe
   const image = fakeJpeg(256 * 1024);
   const frame = (name: string) => encodeFrame(name, image);
   const half = frame("slow").length >> 1;
+  const parts = async () => (await serverFiles(out)).filter((name) => name.endsWith(".part"));
   // A frame half sent to each: each server holds a temporary file.
   using slow = await Deno.connect({ hostname: "127.0.0.1", port: alivePort });
   await slow.write(frame("slow").subarray(0, half));
   using cut = await Deno.connect({ hostname: "127.0.0.1", port: doomedPort });
   await cut.write(frame("cut").subarray(0, half));
   const deadline = Date.now() + 10_000;
-  while ((await partFiles(out)).length < 2) {
+  while ((await parts()).length < 2) {
     assert.ok(Date.now() < deadline, "no temporary file of each server");
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  for (const name of await partFiles(out)) assert.match(name, /^\.upload-[0-9a-f]{16}-/);
+  for (const name of await parts()) {
+    assert.match(name, /^\.upload-[0-9a-f]{16}-/);
+  }
   await doomed.stop("SIGKILL");
   const { server: restarted } = await spawnServer(out, ["--quiet"]);
   await using _restarted = restarted;
   assert.match(restarted.stdout, /removed 1 temporary file left by an earlier run/);
-  assert.equal((await partFiles(out)).length, 1);
+  assert.equal((await parts()).length, 1);
   // The running server's frame was never touched: it completes.
   await slow.write(frame("slow").subarray(half));
   const answer = await new LineReader(slow, MAX_ACK_SIZE).readLine(5000);
