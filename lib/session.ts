@@ -462,17 +462,9 @@ export class Session {
   async #fileFrame(head: FrameHead): Promise<Uint8Array> {
     const started = performance.now();
     const tempPath = this.#host.folder.temporaryPath();
-    const stats = this.#host.stats;
+    let saved: Saved;
     try {
-      const saved = await this.#receive(head, tempPath);
-      // Gone before it is reported: whoever reads the log then finds only the saved file.
-      removeQuietly(tempPath);
-      stats.files++;
-      stats.bytes += saved.bytes;
-      if (saved.duplicate) stats.duplicates++;
-      const ms = performance.now() - started;
-      this.#host.emit({ type: "saved", peer: this.#peer, ...saved, ms });
-      return encodeAck({ ok: true, file: saved.file, bytes: saved.bytes, crc32: saved.crc32 });
+      saved = await this.#receive(head, tempPath);
     } catch (error) {
       // A lost connection or a stream out of step ends the connection, not just the frame.
       if (isDisconnect(error) || error instanceof ProtocolError && !error.recoverable) {
@@ -480,8 +472,16 @@ export class Session {
       }
       return await this.#refuse(head, tempPath, error);
     } finally {
+      // Gone before a save is reported: whoever reads the log then finds only the saved file.
       removeQuietly(tempPath);
     }
+    const stats = this.#host.stats;
+    stats.files++;
+    stats.bytes += saved.bytes;
+    if (saved.duplicate) stats.duplicates++;
+    const ms = performance.now() - started;
+    this.#host.emit({ type: "saved", peer: this.#peer, ...saved, ms });
+    return encodeAck({ ok: true, file: saved.file, bytes: saved.bytes, crc32: saved.crc32 });
   }
 
   /** Refuses a frame for a bad name or data, or a file that cannot be saved: this frame only. */
@@ -525,7 +525,7 @@ export class Session {
    * Receives one body into the temporary file and commits it. The caller
    * removes the temporary file, which holds what was decoded if this throws.
    */
-  async #receive(head: FrameHead, tempPath: string) {
+  async #receive(head: FrameHead, tempPath: string): Promise<Saved> {
     const raw = this.#host.raw;
     const name = raw ? "" : parseName(head.nameField);
     try {
@@ -586,6 +586,14 @@ export class Session {
     }
     return { bytes, crc, head: sniffed.subarray(0, Math.min(bytes, sniffed.length)) };
   }
+}
+
+/** A frame saved: under which name, whether it was already there, and what the answer reports. */
+interface Saved {
+  file: string;
+  duplicate: boolean;
+  bytes: number;
+  crc32: number;
 }
 
 /** What went into a temporary file. */
