@@ -18,9 +18,9 @@ import {
 } from "../protocol.ts";
 import { type ServerEvent, startServer } from "../server.ts";
 import {
-  closedPort,
   concat,
   fakeJpeg,
+  freePort,
   listFolder,
   makeImages,
   ROOT,
@@ -367,7 +367,7 @@ Deno.test("uploadFiles() reports a file it cannot read and still delivers the re
 });
 
 Deno.test("uploadFiles() fails every file with a reason when no server listens", async () => {
-  const port = closedPort();
+  const port = freePort();
   const report = await uploadFiles([{ path: "/dev/null", name: "a" }, {
     path: "/dev/null",
     name: "b",
@@ -575,7 +575,7 @@ Deno.test("uploadFiles() tries a refused connection again and delivers once the 
   await using temporary = new TempDirs();
   const input = await temporary.make();
   const out = await temporary.make();
-  const port = closedPort();
+  const port = freePort();
   let server: Awaited<ReturnType<typeof startServer>> | undefined;
   try {
     const images = await makeImages(input, [100, 200, 300]);
@@ -598,7 +598,7 @@ Deno.test("uploadFiles() tries a refused connection again and delivers once the 
 });
 
 Deno.test("uploadFiles() reports a transient failure once its retries are spent", async () => {
-  const port = closedPort();
+  const port = freePort();
   const results: FileResult[] = [];
   const report = await uploadFiles([{ path: "/dev/null", name: "a" }], {
     port,

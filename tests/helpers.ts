@@ -112,8 +112,12 @@ export async function withServerAndImages(
   }
 }
 
-/** A loopback port that was free a moment ago: nothing listens there, so connections are refused. */
-export function closedPort(): number {
+/**
+ * A loopback port that was free a moment ago: nothing listens there, so
+ * connections are refused, and a program that must be told its port (HAProxy)
+ * can bind it.
+ */
+export function freePort(): number {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   return listener.addr.port;
 }
@@ -351,12 +355,6 @@ export async function assertProtocolError(
     if (message) assert.match(error.message, message);
     return true;
   });
-}
-
-/** A loopback port free a moment ago, for a program that must be told its port (HAProxy). */
-export function freePort(): number {
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  return listener.addr.port;
 }
 
 /** Waits until something accepts on the loopback port, failing with `child`'s stderr after 10 s. */
