@@ -5,6 +5,8 @@ import {
   type ByteSource,
   concatBytes,
   FrameReader,
+  LineReader,
+  MAX_ACK_SIZE,
   parseName,
   ProtocolError,
   type ProtocolErrorCode,
@@ -376,4 +378,15 @@ export async function serverFiles(out: string): Promise<string[]> {
   const names: string[] = [];
   for await (const { name } of Deno.readDir(out)) if (name.startsWith(".upload-")) names.push(name);
   return names.sort();
+}
+
+/**
+ * Sends `bytes` on a new connection to the loopback port and returns the
+ * server's first answer line, or null when it closes without one.
+ */
+export async function answerTo(port: number, bytes: Uint8Array): Promise<string | null> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(bytes);
+  const line = await new LineReader(conn, MAX_ACK_SIZE).readLine(5000);
+  return line && new TextDecoder().decode(line);
 }

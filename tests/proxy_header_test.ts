@@ -11,14 +11,13 @@ import {
   bytesSource,
   concatBytes,
   encodeFrame,
-  LineReader,
-  MAX_ACK_SIZE,
   parseCidr,
   ProtocolError,
   readProxyHeader,
 } from "../protocol.ts";
 import { type ServerEvent, startServer } from "../server.ts";
 import {
+  answerTo,
   fakeJpeg,
   freePort,
   listFolder,
@@ -141,14 +140,6 @@ Deno.test("readProxyHeader() gives up on a header that never comes, at its deadl
   });
 });
 
-/** Sends `bytes` on a new connection from 127.0.0.1 and returns the server's first answer line. */
-async function sendRaw(port: number, bytes: Uint8Array): Promise<string | null> {
-  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  await conn.write(bytes);
-  const line = await new LineReader(conn, MAX_ACK_SIZE).readLine(5000);
-  return line && new TextDecoder().decode(line);
-}
-
 Deno.test("server with proxyProtocol lets in by the header's address, and refuses a connection without one", async () => {
   await using temporary = new TempDirs();
   const out = await temporary.make();
@@ -165,11 +156,11 @@ Deno.test("server with proxyProtocol lets in by the header's address, and refuse
   const { port } = server.addr;
   const frame = (name: string) => encodeFrame(name, fakeJpeg(100));
   const from = (client: string) => utf8(`PROXY TCP4 ${client} 127.0.0.1 51234 9999\r\n`);
-  assert.match((await sendRaw(port, concatBytes([from("192.0.2.7"), frame("cat")])))!, /^OK /);
-  assert.equal(await sendRaw(port, concatBytes([from("10.0.0.1"), frame("cow")])), null);
-  assert.equal(await sendRaw(port, frame("dog")), null);
+  assert.match((await answerTo(port, concatBytes([from("192.0.2.7"), frame("cat")])))!, /^OK /);
+  assert.equal(await answerTo(port, concatBytes([from("10.0.0.1"), frame("cow")])), null);
+  assert.equal(await answerTo(port, frame("dog")), null);
   // The balancer's own connection (LOCAL), as HAProxy's health checks send: closed without a word.
-  assert.equal(await sendRaw(port, v2({ local: true })), null);
+  assert.equal(await answerTo(port, v2({ local: true })), null);
   assert.deepEqual(await listFolder(out), ["cat.jpg"]);
   const lines = events.flatMap((event) =>
     event.type === "refused" ? [`${event.peer}: ${event.message}`] : []
@@ -222,7 +213,7 @@ Deno.test("client.ts through Debian's HAProxy with send-proxy-v2 reaches a serve
     assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
   }
   // Straight to the server, with no header: refused, and said so.
-  assert.equal(await sendRaw(port, encodeFrame("direct", fakeJpeg(10))), null);
+  assert.equal(await answerTo(port, encodeFrame("direct", fakeJpeg(10))), null);
   await server.waitFor(/Invalid PROXY header: "0000/, "stderr");
   assert.equal(await listFolder(out).then((names) => names.length), 30);
   // HAProxy's health checks only connect, from 127.0.0.5: none of them is logged.

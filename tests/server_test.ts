@@ -12,7 +12,7 @@ import {
   parseHave,
 } from "../protocol.ts";
 import { type ServerEvent, type ServerOptions, startServer } from "../server.ts";
-import { concat, fakeJpeg, listFolder, quarantined, TempDirs, utf8 } from "./helpers.ts";
+import { answerTo, concat, fakeJpeg, listFolder, quarantined, TempDirs, utf8 } from "./helpers.ts";
 
 /** Starts a server on a free loopback port in a new temporary folder. */
 async function withServer(
@@ -101,14 +101,6 @@ Deno.test("startServer() refuses an output folder that is a file, naming it", as
   });
 });
 
-/** Sends a frame on a new connection and returns the server's answer line. */
-async function answerTo(port: number, frame: Uint8Array): Promise<string> {
-  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  await conn.write(frame);
-  const line = await new LineReader(conn, MAX_ACK_SIZE).readLine(5000);
-  return new TextDecoder().decode(line!);
-}
-
 Deno.test("two servers save to one folder: a name is taken once, and each knows what the other saved", async () => {
   await using temporary = new TempDirs();
   const out = await temporary.make();
@@ -119,14 +111,14 @@ Deno.test("two servers save to one folder: a name is taken once, and each knows 
   const answers = await Promise.all([
     answerTo(first.addr.port, encodeFrame("cat", a)),
     answerTo(second.addr.port, encodeFrame("cat", b)),
-  ]);
+  ]) as string[];
   assert.deepEqual(answers.map((line) => line.slice(0, 3)).sort(), ["ERR", "OK "]);
   assert.match(answers.find((line) => line.startsWith("ERR"))!, /a different file of that name/);
   const kept = await Deno.readFile(`${out}/cat.jpg`);
   assert.deepEqual(kept, answers[0].startsWith("OK") ? a : b);
   // A file saved through one is held for a query to the other.
-  assert.match(await answerTo(second.addr.port, encodeFrame("dog", a)), /^OK /);
-  const held = await answerTo(first.addr.port, encodeQuery("dog", a.length));
+  assert.match((await answerTo(second.addr.port, encodeFrame("dog", a)))!, /^OK /);
+  const held = (await answerTo(first.addr.port, encodeQuery("dog", a.length)))!;
   assert.equal(parseHave(utf8(held))?.file, "dog.jpg");
   // The refused one is not lost: kept whole, as any frame that cannot be saved under its name.
   assert.deepEqual(await listFolder(out), [".quarantine", "cat.jpg", "dog.jpg"]);
