@@ -19,18 +19,20 @@ import {
   DEFAULT_PEER_HOST,
   DEFAULT_PORT,
   EXTENSIONS,
+  failuresByReason,
   FileQueue,
   type FileResult,
   formatAddress,
-  formatBytes,
-  formatDuration,
   FrameWriter,
   isTransient,
   nameFor,
   parseCount,
   parseHost,
   parsePort,
+  parseRate,
   parseSeconds,
+  Progress,
+  RateLimiter,
   readTokenFile,
   ScriptOutput,
   type Selection,
@@ -40,7 +42,7 @@ import {
   type UploadFile,
 } from "./protocol.ts";
 
-export { collectFiles, nameFor };
+export { collectFiles, failuresByReason, nameFor };
 export type { CollectOptions, FileResult, Selection, UploadFile };
 
 /**
@@ -117,6 +119,18 @@ export interface UploadOptions {
    */
   rawFrames?: boolean;
   /**
+   * Offer our server path frames, and send each file with a `remote` path
+   * (as {@linkcode collectFiles} gives with `paths`) under it, with its
+   * mtime, where it agrees; queries then ask by path. Not with `legacy`.
+   * @default {true}
+   */
+  paths?: boolean;
+  /**
+   * Bytes per second sent at most, across all connections.
+   * @default {undefined}
+   */
+  limitRate?: number;
+  /**
    * Connect with TLS; `caCerts` (PEM) are trusted as well as the system's.
    * @default {undefined}
    */
@@ -171,6 +185,8 @@ class Upload {
   #retired = 0;
   /** Connections for the next pass. */
   #width: number;
+  /** The cap on bytes per second every connection shares, if any. */
+  readonly #limiter: RateLimiter | undefined;
 
   constructor(options: UploadOptions) {
     this.#options = options;
@@ -179,6 +195,7 @@ class Upload {
     this.#target = { hostname: host, port, tls: options.tls };
     this.#timeout = options.timeout ?? CLIENT_DEFAULTS.timeout;
     this.#width = options.concurrency ?? CLIENT_DEFAULTS.concurrency;
+    this.#limiter = options.limitRate ? new RateLimiter(options.limitRate) : undefined;
   }
 
   /** Sends every file, in rounds and passes, and returns the totals. */
@@ -253,7 +270,7 @@ class Upload {
   }
 
   async #legacyWorker(): Promise<void> {
-    const writer = new FrameWriter(this.#timeout);
+    const writer = new FrameWriter(this.#timeout, this.#limiter);
     for (let entry; (entry = await this.#queue.take()) !== undefined;) {
       try {
         const bytes = await writer.sendToOriginal(this.#target, entry);
@@ -303,6 +320,8 @@ class Upload {
         onResult: this.#onResult,
         token: this.#options.token,
         rawFrames: this.#options.rawFrames ?? true,
+        paths: this.#options.paths ?? true,
+        limiter: this.#limiter,
       });
       this.#open++;
       return uploader;
@@ -336,6 +355,7 @@ class Upload {
       target: this.#target,
       timeout: this.#timeout,
       token: this.#options.token,
+      paths: this.#options.paths ?? true,
       onHeld: (result) => this.#record(result),
       onMissing: missing,
     });
@@ -379,47 +399,22 @@ export function uploadFiles(
   return new Upload(options).run(files);
 }
 
-/** Splits files into the first of each name and, when there are any, the others; order kept. */
+/**
+ * Splits files into the first of each name (or path, for those sent under
+ * one) and, when there are any, the others; order kept.
+ */
 function firstOfEachNameThenTheRest(files: UploadFile[]): UploadFile[][] {
   const names = new Set<string>();
   const [firsts, rest]: UploadFile[][] = [[], []];
   for (const file of files) {
-    if (names.has(file.name)) rest.push(file);
+    const key = file.remote ?? file.name;
+    if (names.has(key)) rest.push(file);
     else {
-      names.add(file.name);
+      names.add(key);
       firsts.push(file);
     }
   }
   return rest.length > 0 ? [firsts, rest] : [firsts];
-}
-
-/**
- * Counts failed files by their reason, most common first, so that thousands
- * of files failed for one reason read as one line after the list.
- *
- * @param failed The failed files, each with its message.
- * @param limit The most reasons listed one by one; any more are counted together.
- * @returns Lines of a count and a reason, or none when no two files failed
- * for the same reason (the list of files already says it all).
- */
-export function failuresByReason(failed: readonly FileResult[], limit = 5): string[] {
-  const counts = new Map<string, number>();
-  for (const { message = "no reason given" } of failed) {
-    counts.set(message, (counts.get(message) ?? 0) + 1);
-  }
-  // Stable: reasons of equal count keep the order they first came in.
-  const reasons = [...counts].sort((a, b) => b[1] - a[1]);
-  if (reasons.length === 0 || reasons[0][1] < 2) return [];
-  const shown = reasons.length > limit + 1 ? reasons.slice(0, limit) : reasons;
-  const others = reasons.slice(shown.length);
-  const width = String(reasons[0][1]).length;
-  const line = (count: number, text: string) => `  ${String(count).padStart(width)} ${text}`;
-  return [
-    ...shown.map(([reason, count]) => line(count, reason)),
-    ...(others.length === 0 ? [] : [
-      line(others.reduce((sum, [, count]) => sum + count, 0), `for ${others.length} other reasons`),
-    ]),
-  ];
 }
 
 const USAGE = `Usage: deno run --allow-net --allow-read client.ts [options] DIR|FILE...
@@ -432,8 +427,9 @@ Options:
   --port PORT          server port (default ${CLIENT_DEFAULTS.port})
   --ext LIST           extensions to pick from folders, comma-separated
                        (default ${CLIENT_DEFAULTS.extensions.join(",")})
-  -r, --recursive      descend into sub-folders (a link to a folder is reported,
-                       not followed)
+  -r, --recursive      descend into sub-folders; our server keeps the tree, each
+                       file's path relative to the folder named (a link to a
+                       folder is reported, not followed)
   --start N            skip the first N files (default ${CLIENT_DEFAULTS.start})
   --batch-size N       files per batch, as the original (default ${CLIENT_DEFAULTS.batchSize})
   --max-batch N        send at most N batches (default ${CLIENT_DEFAULTS.maxBatch})
@@ -444,6 +440,8 @@ Options:
   --retries N          tries again, after 0.5 s, 1 s, 2 s, ..., files that failed
                        for a transient reason: refused, reset, timed out, server
                        busy (default ${CLIENT_DEFAULTS.retries})
+  --limit-rate RATE    send at most RATE bytes a second over all connections,
+                       such as 500K or 10M (K = 1024)
   --legacy             talk to the original Python server: one file per
                        connection, no acknowledgement
   --base64             send file data as base64 even to a server that takes it
@@ -505,6 +503,30 @@ function refuseConflicts(
   }
 }
 
+/** The client's flags, for `parseArgs`. */
+const CLIENT_FLAGS = {
+  host: { type: "string", default: CLIENT_DEFAULTS.host },
+  port: { type: "string", default: String(CLIENT_DEFAULTS.port) },
+  ext: { type: "string", default: CLIENT_DEFAULTS.extensions.join(",") },
+  recursive: { type: "boolean", short: "r", default: false },
+  start: { type: "string", default: String(CLIENT_DEFAULTS.start) },
+  "batch-size": { type: "string", default: String(CLIENT_DEFAULTS.batchSize) },
+  "max-batch": { type: "string", default: String(CLIENT_DEFAULTS.maxBatch) },
+  concurrency: { type: "string", short: "c", default: String(CLIENT_DEFAULTS.concurrency) },
+  timeout: { type: "string", default: String(CLIENT_DEFAULTS.timeout / 1000) },
+  retries: { type: "string", default: String(CLIENT_DEFAULTS.retries) },
+  "limit-rate": { type: "string" },
+  legacy: { type: "boolean", default: false },
+  tls: { type: "boolean", default: false },
+  resume: { type: "boolean", default: false },
+  "send-all": { type: "boolean", default: false },
+  base64: { type: "boolean", default: false },
+  "token-file": { type: "string" },
+  ca: { type: "string" },
+  verbose: { type: "boolean", short: "v", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
 /**
  * Turns the command line into what to send and how.
  *
@@ -512,31 +534,10 @@ function refuseConflicts(
  * @throws {TypeError | RangeError} Naming the flag at fault.
  */
 function parseClientArgs(args: string[]): ClientCommand | "help" {
-  const d = CLIENT_DEFAULTS;
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: {
-      host: { type: "string", default: d.host },
-      port: { type: "string", default: String(d.port) },
-      ext: { type: "string", default: d.extensions.join(",") },
-      recursive: { type: "boolean", short: "r", default: false },
-      start: { type: "string", default: String(d.start) },
-      "batch-size": { type: "string", default: String(d.batchSize) },
-      "max-batch": { type: "string", default: String(d.maxBatch) },
-      concurrency: { type: "string", short: "c", default: String(d.concurrency) },
-      timeout: { type: "string", default: String(d.timeout / 1000) },
-      retries: { type: "string", default: String(d.retries) },
-      legacy: { type: "boolean", default: false },
-      tls: { type: "boolean", default: false },
-      resume: { type: "boolean", default: false },
-      "send-all": { type: "boolean", default: false },
-      base64: { type: "boolean", default: false },
-      "token-file": { type: "string" },
-      ca: { type: "string" },
-      verbose: { type: "boolean", short: "v", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
+    options: CLIENT_FLAGS,
   });
   if (values.help) return "help";
   if (positionals.length === 0) {
@@ -548,6 +549,8 @@ function parseClientArgs(args: string[]): ClientCommand | "help" {
     collect: {
       extensions: parseExtensions(values.ext),
       recursive: values.recursive,
+      // Our server takes paths and long names; the original only 32-byte names.
+      paths: !values.legacy,
       start: parseCount(values.start, "--start", 0),
       batchSize: parseCount(values["batch-size"], "--batch-size"),
       maxBatch: parseCount(values["max-batch"], "--max-batch"),
@@ -558,6 +561,9 @@ function parseClientArgs(args: string[]): ClientCommand | "help" {
       concurrency: parseCount(values.concurrency, "--concurrency"),
       timeout: parseSeconds(values.timeout, "--timeout"),
       retries: parseCount(values.retries, "--retries", 0),
+      limitRate: values["limit-rate"] === undefined
+        ? undefined
+        : parseRate(values["limit-rate"], "--limit-rate"),
       legacy: values.legacy,
       rawFrames: !values.base64,
       // Asking first is the default toward our server; the original answers no query.
@@ -587,101 +593,6 @@ async function prepare(command: ClientCommand): Promise<Selection> {
     upload.tls = { caCerts: [ca] };
   }
   return await collectFiles(command.paths, command.collect);
-}
-
-/**
- * The tally of a run and its report: a progress line redrawn on a terminal,
- * a line per failed file, the reasons counted, and the summary.
- */
-class Progress {
-  readonly #script: ScriptOutput;
-  readonly #total: number;
-  readonly #legacy: boolean;
-  readonly #verbose: boolean;
-  readonly #started = performance.now();
-  readonly #ticker: ReturnType<typeof setInterval> | undefined;
-  #confirmed = 0;
-  #bytes = 0;
-  #already = 0;
-  /** The files failed so far; the selected files that cannot be sent count among them. */
-  readonly #failures: FileResult[];
-
-  constructor(script: ScriptOutput, selection: Selection, command: ClientCommand) {
-    this.#script = script;
-    this.#failures = [...selection.skipped];
-    this.#total = selection.files.length + selection.skipped.length;
-    this.#legacy = command.upload.legacy ?? false;
-    this.#verbose = command.verbose;
-    const tty = Deno.stdout.isTerminal();
-    this.#ticker = tty ? setInterval(() => this.#draw(), 250) : undefined;
-  }
-
-  /** Whether every selected file was confirmed. */
-  get complete(): boolean {
-    return this.#confirmed === this.#total;
-  }
-
-  /** Counts one file's fate, and says it when it failed or with `--verbose`. */
-  onResult(result: FileResult): void {
-    if (!result.ok) {
-      this.#failures.push(result);
-      this.#clear();
-      this.#script.stderr.line(`failed ${result.path}: ${result.message}`);
-      return;
-    }
-    this.#confirmed++;
-    this.#bytes += result.bytes;
-    if (result.alreadyThere) this.#already++;
-    if (this.#verbose) {
-      this.#clear();
-      const saved = result.savedAs ? ` as ${result.savedAs}` : "";
-      const verb = result.alreadyThere ? "already there:" : "sent";
-      this.#script.stdout.line(`${verb} ${result.path}${saved}`);
-    }
-  }
-
-  /** Stops the progress line and prints the reasons and the summary, with `suffix` after it. */
-  finish(suffix = ""): void {
-    clearInterval(this.#ticker);
-    this.#clear();
-    const lines = failuresByReason(this.#failures);
-    if (lines.length > 0) this.#script.stderr.line(["failed, by reason:", ...lines].join("\n"));
-    this.#script.stdout.line(this.#summary() + suffix);
-  }
-
-  /** Files neither confirmed nor failed yet. */
-  get unsettled(): number {
-    return this.#total - this.#confirmed - this.#failures.length;
-  }
-
-  #draw(): void {
-    const done = this.#confirmed + this.#failures.length;
-    const seconds = (performance.now() - this.#started) / 1000;
-    const rate = this.#bytes / seconds;
-    const eta = done > 0 ? (seconds / done) * (this.#total - done) * 1000 : NaN;
-    const line = `${done}/${this.#total} files  ${formatBytes(this.#bytes)}  ${
-      formatBytes(rate)
-    }/s  ETA ${Number.isFinite(eta) ? formatDuration(eta) : "?"}`;
-    this.#script.stdout.text(`\r\x1b[K${line}`);
-  }
-
-  #clear(): void {
-    if (this.#ticker !== undefined) this.#script.stdout.text("\r\x1b[K");
-  }
-
-  #summary(): string {
-    const elapsed = performance.now() - this.#started;
-    const bytes = formatBytes(this.#bytes);
-    const already = this.#already > 0 ? ` (${this.#already} already there, not sent)` : "";
-    const failed = this.#failures.length > 0
-      ? `; ${this.#failures.length} failed (listed above)`
-      : "";
-    return `${this.#legacy ? "sent" : "confirmed"} ${this.#confirmed} of ${
-      counted(this.#total, "file")
-    } (${bytes}) in ${formatDuration(elapsed)}, ${
-      formatBytes(this.#bytes / (elapsed / 1000))
-    }/s${already}${failed}`;
-  }
 }
 
 /** Says why there is nothing to send, and exits 0. */
@@ -772,7 +683,13 @@ async function main(): Promise<void> {
   if (selection.files.length + selection.skipped.length === 0) {
     nothingToSend(script, selection, command);
   }
-  const progress = new Progress(script, selection, command);
+  const progress = new Progress(script, {
+    total: selection.files.length + selection.skipped.length,
+    skipped: selection.skipped,
+    legacy: command.upload.legacy ?? false,
+    verbose: command.verbose,
+    cap: command.upload.limitRate,
+  });
   // Frames in flight are not waited for: the server keeps each one that
   // arrived whole, and the next run's queries find it there.
   for (const signal of ["SIGINT", "SIGTERM"] as const) {

@@ -15,6 +15,8 @@
  * - `protocol/frame_reader.ts`, `line_reader.ts`: reading frames and answer
  *   lines, each read with a byte limit and a deadline;
  * - `protocol/control.ts`: acknowledgements, queries and tokens;
+ * - `protocol/path.ts`: relative paths and modification times, between our
+ *   own peers;
  * - `protocol/errors.ts`: `ProtocolError`, the error classifier, exit codes;
  * - `protocol/io.ts`: byte sources, deadlines, whole writes;
  * - `protocol/proxy_header.ts`: the PROXY protocol header a load balancer
@@ -80,12 +82,26 @@ export {
   parseHave,
   parseHello,
   parseQuery,
+  type QueryOptions,
   RAW_BYTES,
   readTokenFile,
   type Refusal,
   refusalOf,
   REFUSALS,
 } from "./protocol/control.ts";
+
+// Relative paths and modification times, between our own peers.
+export {
+  checkPath,
+  encodePathHead,
+  type FileMeta,
+  isPathFrame,
+  MAX_PART_BYTES,
+  MAX_PATH_BYTES,
+  MAX_PATH_LINE,
+  parsePathLine,
+  PATHS,
+} from "./protocol/path.ts";
 
 // Answering: acknowledgements owed on a connection, in batches.
 export { Answers } from "./protocol/answers.ts";
@@ -126,6 +142,7 @@ export {
   parseFrameSize,
   parseHost,
   parsePort,
+  parseRate,
   parseSeconds,
 } from "./lib/cli.ts";
 export { LogOutput, type LogOutputOptions, ScriptOutput } from "./lib/log.ts";
@@ -160,18 +177,23 @@ export {
   type Selection,
   SELECTION_DEFAULTS,
 } from "./lib/selection.ts";
+export { askHeld, type AskOptions } from "./lib/queries.ts";
 export {
-  askHeld,
-  type AskOptions,
+  ANSWER,
   connectWithin,
   type FileResult,
+  type FrameFormat,
   FrameWriter,
   type Sent,
   type Target,
   Uploader,
   type UploaderOptions,
   type UploadFile,
+  writeWithin,
 } from "./lib/uploader.ts";
+
+export { RateLimiter, type RateLimiterOptions } from "./lib/rate.ts";
+export { failuresByReason, Progress, type ProgressOptions } from "./lib/progress.ts";
 
 export {
   eventLine,

@@ -44,6 +44,37 @@ export function parseByteSize(text: string): number {
 }
 
 /**
+ * Parses a rate in bytes per second, as `--limit-rate` takes it: a size as
+ * {@linkcode parseByteSize} reads it (`500K`, `10M`), `/s` allowed after it.
+ *
+ * @param text The rate.
+ * @param flag The flag it came with, for the error.
+ * @returns Bytes per second.
+ * @throws {SyntaxError} If the text is no such rate.
+ * @throws {RangeError} If it is zero.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseRate } from "../protocol.ts";
+ *
+ * assert.equal(parseRate("20M", "--limit-rate"), 20 * 1024 ** 2);
+ * assert.equal(parseRate("500k/s", "--limit-rate"), 500 * 1024);
+ * assert.throws(() => parseRate("0", "--limit-rate"), RangeError);
+ * ```
+ */
+export function parseRate(text: string, flag: string): number {
+  let rate: number;
+  try {
+    rate = parseByteSize(text.replace(/\/s$/i, ""));
+  } catch (error) {
+    throw new SyntaxError(`Invalid ${flag}: ${(error as Error).message}`, { cause: error });
+  }
+  if (rate === 0) throw new RangeError(`Invalid ${flag}: a rate of 0 sends nothing`);
+  return rate;
+}
+
+/**
  * Parses a TCP or UDP port number.
  *
  * @param text The port, up to 65535.

@@ -9,10 +9,13 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { crc32OfFile, joinPath, removeQuietly, writeAllSync } from "./files.ts";
 import { EXTENSIONS } from "./images.ts";
-import { osReason } from "../protocol/errors.ts";
+import { quoteName } from "./format.ts";
+import { osReason, ProtocolError } from "../protocol/errors.ts";
 import type { Held } from "../protocol/control.ts";
 import type { FrameHead, FrameReader } from "../protocol/frame_reader.ts";
 import { HEADER_SIZE } from "../protocol/limits.ts";
+
+const encoder = new TextEncoder();
 
 const TEMP_PREFIX = ".upload-";
 const TEMP_SUFFIX = ".part";
@@ -104,6 +107,8 @@ interface Scan {
 export class Folder {
   /** The folder's absolute path. */
   readonly path: string;
+  /** The same, with the links above it resolved, as a commit's check finds it. */
+  readonly #realPath: string;
   /** Temporary files an earlier run left when it was killed, removed at open. */
   readonly removed: number;
   /** Whether its file system makes hard links; FAT and exFAT make none. */
@@ -128,6 +133,7 @@ export class Folder {
 
   private constructor(path: string, locks: Locks, scan: Scan, options: FolderOptions) {
     this.path = path;
+    this.#realPath = Deno.realPathSync(path);
     this.#lock = locks.folder;
     this.#owner = locks.owner;
     this.removed = scan.removed;
@@ -208,13 +214,17 @@ export class Folder {
     tempPath: string,
     finalName: string | undefined,
   ): Promise<{ file: string; duplicate: boolean }> {
+    // A path's folders are made, or found to be folders and not links, first.
+    const slash = finalName?.lastIndexOf("/") ?? -1;
+    const folder = slash === -1 ? this.path : this.#subFolder(finalName!.slice(0, slash), true)!;
     for (;;) {
       const file = finalName ?? String(this.#rawIndex++).padStart(5, "0");
-      const path = joinPath(this.path, file);
+      const path = joinPath(folder, file.slice(slash + 1));
       try {
         if (this.hardLinks) Deno.linkSync(tempPath, path);
         else renameToFreeName(tempPath, path);
-        if (this.#fsync) await syncFolder(this.path);
+        if (folder !== this.path) this.#confirmInside(folder, path);
+        if (this.#fsync) await syncFolder(folder);
         return { file, duplicate: false };
       } catch (error) {
         if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
@@ -228,6 +238,54 @@ export class Folder {
         );
       }
     }
+  }
+
+  /**
+   * The absolute path of a folder inside this one, walked part by part with
+   * `lstat`: a link at any part is refused, never followed, and with
+   * `create` each missing part is made with `mkdir`, which never replaces
+   * what another made meanwhile.
+   *
+   * @returns The folder, or undefined when a part is missing and not to be made.
+   * @throws {ProtocolError} `name`, when a part is a link or not a folder.
+   */
+  #subFolder(relative: string, create: boolean): string | undefined {
+    let folder = this.path;
+    for (const part of relative.split("/")) {
+      folder = joinPath(folder, part);
+      let info = lstatIfAny(folder);
+      if (info === undefined) {
+        if (!create) return undefined;
+        try {
+          Deno.mkdirSync(folder);
+        } catch (error) {
+          if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+        }
+        info = Deno.lstatSync(folder);
+      }
+      if (!info.isDirectory) {
+        const what = info.isSymlink ? "a link, which is not followed" : "not a folder";
+        const inside = quoteName(encoder.encode(folder.slice(this.path.length + 1)));
+        throw new ProtocolError("name", `Cannot save under ${inside}: it is ${what}`);
+      }
+    }
+    return folder;
+  }
+
+  /**
+   * Checks, after a commit into a sub-folder, that the folder is still the
+   * one walked: a link swapped in for one of its parts after the walk would
+   * have taken the file elsewhere. Such a file is removed again.
+   */
+  #confirmInside(folder: string, path: string): void {
+    if (Deno.realPathSync(folder) === this.#realPath + folder.slice(this.path.length)) return;
+    removeQuietly(path);
+    throw new ProtocolError(
+      "name",
+      `Cannot save under ${
+        quoteName(encoder.encode(folder.slice(this.path.length + 1)))
+      }: a link replaced one of its folders`,
+    );
   }
 
   /** Notes a name saved, or gives up the list once it passes {@linkcode MAX_INDEXED_NAMES}. */
@@ -260,6 +318,26 @@ export class Folder {
   }
 
   /**
+   * The file saved at a queried path with the queried size, if any, found
+   * without following a link at any part of the path.
+   */
+  heldAt(query: { name: string; bytes: number }): Held | undefined {
+    const slash = query.name.lastIndexOf("/");
+    let folder: string | undefined;
+    try {
+      folder = slash === -1 ? this.path : this.#subFolder(query.name.slice(0, slash), false);
+    } catch (error) {
+      if (error instanceof ProtocolError) return undefined;
+      throw error;
+    }
+    if (folder === undefined) return undefined;
+    const path = joinPath(folder, query.name.slice(slash + 1));
+    const info = lstatIfAny(path);
+    if (!info?.isFile || info.size !== query.bytes) return undefined;
+    return { file: query.name, bytes: info.size, crc32: crc32OfFile(path) };
+  }
+
+  /**
    * Stops trusting the names kept once another server shares the folder: it
    * saves files this one does not hear of. Whether one does is whether the
    * folder's lock can be had alone, for a moment (two calls, ~2 µs).
@@ -279,6 +357,16 @@ export class Folder {
   close(): void {
     releaseOwner(this.path, this.#owner);
     this.#lock.close();
+  }
+}
+
+/** A path's `lstat`, or undefined when nothing is there. */
+function lstatIfAny(path: string): Deno.FileInfo | undefined {
+  try {
+    return Deno.lstatSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
   }
 }
 
@@ -475,8 +563,6 @@ function sameContent(pathA: string, pathB: string): boolean {
     for (let i = words << 2; i < n; i++) if (chunkA[i] !== chunkB[i]) return false;
   }
 }
-
-const encoder = new TextEncoder();
 
 /**
  * Where {@linkcode Quarantine.keep} finds what was received of a frame.

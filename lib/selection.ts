@@ -6,6 +6,7 @@
  */
 import type { FileResult, UploadFile } from "./uploader.ts";
 import { encodeName } from "../protocol/name.ts";
+import { checkPath } from "../protocol/path.ts";
 
 /**
  * The defaults of {@linkcode collectFiles}, as the original script has them.
@@ -47,6 +48,13 @@ export interface CollectOptions {
    * @default {false}
    */
   recursive?: boolean;
+  /**
+   * Give each file its path relative to the folder named (its file name,
+   * for a file named), checked as a path, for a server that takes paths;
+   * otherwise check the 32-byte name, as the original server takes it.
+   * @default {false}
+   */
+  paths?: boolean;
   /**
    * Index of the first file to send, as the original's `start_idx`.
    * @default {SELECTION_DEFAULTS.start}
@@ -112,15 +120,21 @@ export interface Selection {
  * ```
  */
 export function nameFor(path: string): string {
-  const base = path.slice(path.lastIndexOf("/") + 1);
+  const base = nameOf(path);
   const dot = base.lastIndexOf(".");
   return dot > 0 ? base.slice(0, dot) : base;
 }
 
-/** A path found, and whether it is a regular file (or a link to one). */
+/** A path's last part: the file's name. */
+function nameOf(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}
+
+/** A path found, whether it is a regular file (or a link to one), and its path from its root. */
 interface Candidate {
   path: string;
   regular: boolean;
+  remote: string;
 }
 
 /**
@@ -134,9 +148,15 @@ interface Listing {
   hiddenFolders: string[];
 }
 
-async function listFolder(folder: string, recursive: boolean, into: Listing): Promise<void> {
+async function listFolder(
+  folder: string,
+  recursive: boolean,
+  into: Listing,
+  under = "",
+): Promise<void> {
   for await (const entry of Deno.readDir(folder)) {
     const path = folder.endsWith("/") ? folder + entry.name : `${folder}/${entry.name}`;
+    const remote = under + entry.name;
     // A camera card's ._ files, a phone's .thumbnails, a drive's .Trashes:
     // not photos to send, and a name starting with a dot cannot be sent anyway.
     if (entry.name.startsWith(".")) {
@@ -145,14 +165,14 @@ async function listFolder(folder: string, recursive: boolean, into: Listing): Pr
       continue;
     }
     if (entry.isDirectory) {
-      if (recursive) await listFolder(path, recursive, into);
+      if (recursive) await listFolder(path, recursive, into, `${remote}/`);
     } else if (entry.isSymlink) {
       // Only links need a stat; the listing already tells files from the rest.
       const target = await Deno.stat(path).catch(() => undefined);
       if (recursive && target?.isDirectory) into.linkedFolders.push(path);
-      else into.files.push({ path, regular: target?.isFile ?? false });
+      else into.files.push({ path, regular: target?.isFile ?? false, remote });
     } else {
-      into.files.push({ path, regular: entry.isFile });
+      into.files.push({ path, regular: entry.isFile, remote });
     }
   }
 }
@@ -210,7 +230,7 @@ export async function collectFiles(
       throw new TypeError(`No such file or folder: ${path}`, { cause: error });
     });
     if (!info.isDirectory) {
-      candidates.push({ path, regular: info.isFile });
+      candidates.push({ path, regular: info.isFile, remote: nameOf(path) });
       continue;
     }
     const found: Listing = { files: [], linkedFolders, hiddenFiles, hiddenFolders };
@@ -241,13 +261,14 @@ export async function collectFiles(
     hidden: hidden.size,
     unmatched: byExtension(new Set(unmatched.map(samePathKey))),
   };
-  for (const { path, regular } of unique.slice(start, start + count)) {
+  for (const { path, regular, remote } of unique.slice(start, start + count)) {
     const name = nameFor(path);
     try {
       // Opening a FIFO would wait for a writer: such paths are never opened.
       if (!regular) throw new TypeError("Cannot send: not a regular file");
-      encodeName(name);
-      selection.files.push({ path, name });
+      if (options.paths) checkPath(remote);
+      else encodeName(name);
+      selection.files.push(options.paths ? { path, name, remote } : { path, name });
     } catch (error) {
       selection.skipped.push({ path, ok: false, bytes: 0, message: (error as Error).message });
     }

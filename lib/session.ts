@@ -30,6 +30,13 @@ import { type FrameHead, FrameReader, type FrameReaderOptions } from "../protoco
 import { type ByteSource, closeQuietly, concatBytes, withDeadline } from "../protocol/io.ts";
 import { HEADER_SIZE, NAME_SIZE } from "../protocol/limits.ts";
 import { parseName } from "../protocol/name.ts";
+import {
+  type FileMeta,
+  isPathFrame,
+  MAX_PATH_LINE,
+  parsePathLine,
+  PATHS,
+} from "../protocol/path.ts";
 import type { FrameSlots } from "./admission.ts";
 import type { Folder, Quarantine } from "./folder.ts";
 import { removeQuietly, writeAllSync } from "./files.ts";
@@ -299,6 +306,8 @@ export class Session {
   #authenticated: boolean;
   /** Whether this connection's file frames carry raw bytes, as agreed in a hello. */
   #rawBytes = false;
+  /** Whether its file frames may carry paths and mtimes, as agreed in a hello. */
+  #paths = false;
   /** Bytes read already added to the host's count. */
   #counted = 0;
 
@@ -431,27 +440,32 @@ export class Session {
   }
 
   /**
-   * Answers a hello: agrees to raw-byte frames when they are on, and not in
-   * raw mode, whose bodies are kept as the original's base64 ones.
+   * Answers a hello: agrees to raw-byte frames when they are on, and to
+   * paths; neither in raw mode, whose bodies are kept as the original's
+   * base64 ones under numbers.
    */
   async #hello(head: FrameHead): Promise<Uint8Array> {
     const offered = parseHello(await this.#smallData(head));
-    const agreed = offered.filter((capability) =>
-      capability === RAW_BYTES && this.#host.rawFrames && !this.#host.raw
-    );
+    const agreed = this.#host.raw
+      ? []
+      : offered.filter((capability) =>
+        (capability === RAW_BYTES && this.#host.rawFrames) || capability === PATHS
+      );
     this.#rawBytes = agreed.includes(RAW_BYTES);
+    this.#paths = agreed.includes(PATHS);
     // Only our client says hello, and it pads every name.
     this.reader.padNames();
     this.#account();
     return encodeHelloAnswer(agreed);
   }
 
-  /** Answers a query: the file saved under that name with that size, if any. */
+  /** Answers a query: the file saved under that name (or at that path) with that size, if any. */
   async #lookUp(head: FrameHead): Promise<Uint8Array> {
-    const query = parseQuery(await this.#smallData(head));
+    const query = parseQuery(await this.#smallData(head), { paths: this.#paths });
     // NONE would have the client send everything again, stored twice under new numbers.
     if (this.#host.raw) return encodeAck({ ok: false, message: RAW_QUERY_REFUSAL });
-    return encodeHave(this.#host.folder.heldAs(query));
+    const { folder } = this.#host;
+    return encodeHave(this.#paths ? folder.heldAt(query) : folder.heldAs(query));
   }
 
   /**
@@ -488,7 +502,9 @@ export class Session {
   async #refuse(head: FrameHead, tempPath: string, error: unknown): Promise<Uint8Array> {
     const reason = error instanceof Error ? error.message : String(error);
     this.#host.stats.errors++;
-    const keepable = error instanceof ProtocolError || error instanceof Deno.errors.AlreadyExists;
+    // Our own client, which sent a path, hears the refusal: only the original's frames are kept.
+    const keepable = !(this.#paths && isPathFrame(head.nameField)) &&
+      (error instanceof ProtocolError || error instanceof Deno.errors.AlreadyExists);
     const kept = keepable ? await this.#keep(head, tempPath) : undefined;
     if (typeof kept !== "string") {
       const message = kept === undefined ? reason : `${reason} (not kept: ${kept.reason})`;
@@ -527,12 +543,16 @@ export class Session {
    */
   async #receive(head: FrameHead, tempPath: string): Promise<Saved> {
     const raw = this.#host.raw;
-    const name = raw ? "" : parseName(head.nameField);
+    const meta = this.#paths && isPathFrame(head.nameField) ? await this.#pathLine() : undefined;
+    const name = raw ? "" : meta?.path ?? parseName(head.nameField);
     try {
       const body = raw ? await this.#writeBody(head, tempPath) : await this.#writeData(tempPath);
-      const finalName = raw ? undefined : `${name}.${sniffExtension(body.head)}`;
+      // Set before the file appears under its name, so that none sees it new.
+      if (meta) Deno.utimeSync(tempPath, new Date(), new Date(meta.mtime));
+      // A path names the file whole; a name is completed with the type its bytes show.
+      const finalName = raw ? undefined : meta ? name : `${name}.${sniffExtension(body.head)}`;
       const committed = await this.#host.folder.commit(tempPath, finalName);
-      if (!raw) this.#host.folder.remember(name);
+      if (!raw && !meta) this.#host.folder.remember(name);
       return { ...committed, bytes: body.bytes, crc32: body.crc };
     } catch (error) {
       const reason = osReason(error);
@@ -541,6 +561,11 @@ export class Session {
       }
       throw rephrase(error, `Cannot save ${raw ? "the frame" : name}: ${reason}`);
     }
+  }
+
+  /** Reads the path and mtime at the start of a path frame's data. */
+  async #pathLine(): Promise<FileMeta> {
+    return parsePathLine(await this.reader.readBodyLine(MAX_PATH_LINE));
   }
 
   /** Writes a frame body byte for byte, name field included, as the original server does. */

@@ -9,16 +9,12 @@ import {
   type Ack,
   agreedIn,
   encodeHello,
-  encodeQuery,
   encodeToken,
-  type Held,
   MAX_ACK_SIZE,
   parseAck,
-  parseHave,
   RAW_BYTES,
   refusalOf,
 } from "../protocol/control.ts";
-import { crc32OfFile } from "./files.ts";
 import { classifyError, isTransient, ProtocolError } from "../protocol/errors.ts";
 import { base64Length, encodeHeader } from "../protocol/frame.ts";
 import { closeQuietly, concatBytes, withDeadline, writeAll } from "../protocol/io.ts";
@@ -27,6 +23,8 @@ import { LineReader } from "../protocol/line_reader.ts";
 import { encodeName } from "../protocol/name.ts";
 import { formatAddress } from "./format.ts";
 import { connectPinned } from "./pinned_tls.ts";
+import type { RateLimiter } from "./rate.ts";
+import { encodePathHead, MAX_PATH_LINE, PATHS } from "../protocol/path.ts";
 
 /**
  * A file chosen for upload.
@@ -43,6 +41,13 @@ export interface UploadFile {
   path: string;
   /** The name sent in the frame: the file name without its extension. */
   name: string;
+  /**
+   * Its path relative to the folder named (its file name, for a file
+   * named), sent with its mtime instead of `name` to a server that agrees to
+   * paths. Without it, `name` is sent.
+   * @default {undefined}
+   */
+  remote?: string;
 }
 
 /**
@@ -109,13 +114,35 @@ export interface UploaderOptions {
    * @default {false}
    */
   rawFrames?: boolean;
+  /**
+   * Offer path frames before the first file, and send each file that has a
+   * `remote` path under it, with its mtime, when the server agrees. Only
+   * toward our server.
+   * @default {false}
+   */
+  paths?: boolean;
+  /**
+   * The cap on bytes per second this connection shares with the others.
+   * @default {undefined}
+   */
+  limiter?: RateLimiter;
 }
 
 /** Bytes of file read per chunk: a multiple of 3, so chunks encode alone. */
 const CHUNK_SIZE = 3 * 65_536;
 
-/** What a client waits for after each frame, as a timeout names it. */
-const ANSWER = { waitingFor: "the server's answer" };
+/**
+ * What a client waits for after each frame, as a timeout names it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ANSWER } from "../protocol.ts";
+ *
+ * assert.equal(ANSWER.waitingFor, "the server's answer");
+ * ```
+ */
+export const ANSWER = { waitingFor: "the server's answer" } as const;
 
 /** Reads until `buffer` is full or the file ends. */
 function readFull(file: Deno.FsFile, buffer: Uint8Array): number {
@@ -145,8 +172,23 @@ export interface Target {
   tls?: { caCerts?: string[] };
 }
 
-/** Writes all of `bytes`, failing with a `timeout` error after `ms` milliseconds. */
-function writeWithin(conn: Deno.Conn, bytes: Uint8Array, ms: number): Promise<void> {
+/**
+ * Writes all of `bytes` to a peer, failing with a `timeout` error after `ms` milliseconds.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { writeWithin } from "../protocol.ts";
+ *
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const { port } = listener.addr as Deno.NetAddr;
+ * using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+ * using peer = await listener.accept();
+ * await writeWithin(conn, new Uint8Array([1, 2]), 1000);
+ * assert.equal(await peer.read(new Uint8Array(2)), 2);
+ * ```
+ */
+export function writeWithin(conn: Deno.Conn, bytes: Uint8Array, ms: number): Promise<void> {
   return withDeadline(writeAll(conn, bytes), ms, { waitingFor: "the server to read" });
 }
 
@@ -219,21 +261,29 @@ export async function connectWithin(target: Target, ms: number): Promise<Deno.Co
  */
 export class FrameWriter {
   readonly #raw = new Uint8Array(CHUNK_SIZE);
-  readonly #out = new Uint8Array(HEADER_SIZE + NAME_SIZE + base64Length(CHUNK_SIZE));
+  readonly #out = new Uint8Array(
+    HEADER_SIZE + NAME_SIZE + MAX_PATH_LINE + base64Length(CHUNK_SIZE),
+  );
   readonly #encoder = new TextEncoder();
   readonly #probe = new Uint8Array(1);
   readonly #timeout: number;
+  readonly #limiter: RateLimiter | undefined;
   /** Whether part of the last frame reached the wire. */
   started = false;
 
-  /** @param timeout Milliseconds each write may take. */
-  constructor(timeout: number) {
+  /**
+   * @param timeout Milliseconds each write may take.
+   * @param limiter The cap on bytes per second, if any.
+   */
+  constructor(timeout: number, limiter?: RateLimiter) {
     this.#timeout = timeout;
+    this.#limiter = limiter;
   }
 
   /**
-   * Sends one file, its data as base64, or with `rawBytes` as it is (a
-   * frame both of our peers agreed to in a hello).
+   * Sends one file, its data as base64, or with `rawBytes` as it is; with
+   * `paths`, under its `remote` path and with its mtime (frames both of our
+   * peers agreed to in a hello).
    *
    * @returns Bytes of file data sent, and the CRC-32 of that data and of the
    * frame body (what a `--raw` server saves).
@@ -241,7 +291,9 @@ export class FrameWriter {
    * sent; {@linkcode FrameWriter.started} tells whether part of the frame
    * was already written.
    */
-  async send(conn: Deno.Conn, entry: UploadFile, rawBytes = false): Promise<Sent> {
+  async send(conn: Deno.Conn, entry: UploadFile, format: FrameFormat = {}): Promise<Sent> {
+    const rawBytes = format.rawBytes ?? false;
+    const remote = format.paths ? entry.remote : undefined;
     this.started = false;
     using file = Deno.openSync(entry.path);
     // A short first chunk leaves 256 KiB after the header in every write,
@@ -257,16 +309,18 @@ export class FrameWriter {
       }
       throw error;
     }
-    // A file that ends within the first chunk gave its size by ending: no stat.
+    // A file that ends within the first chunk gave its size by ending: no
+    // stat, unless its mtime goes with it.
     let size = n;
-    if (n === want) {
+    let mtime = 0;
+    if (n === want || remote !== undefined) {
       const info = file.statSync();
       if (!info.isFile) throw new TypeError("Cannot send: not a regular file");
-      size = info.size;
+      if (n === want) size = info.size;
+      mtime = info.mtime?.getTime() ?? Date.now();
     }
-    this.#out.set(encodeHeader(NAME_SIZE + (rawBytes ? size : base64Length(size))));
-    this.#out.set(encodeName(entry.name), HEADER_SIZE);
-    let offset = HEADER_SIZE + NAME_SIZE;
+    const dataLength = rawBytes ? size : base64Length(size);
+    let offset = this.#head(entry, { remote, mtime, dataLength });
     let sent = 0;
     let dataCrc = 0;
     let bodyCrc = 0;
@@ -283,12 +337,40 @@ export class FrameWriter {
       dataCrc = crc32(this.#raw.subarray(0, n), dataCrc);
       bodyCrc = crc32(sent === 0 ? chunk.subarray(HEADER_SIZE) : chunk, bodyCrc);
       this.started = true;
-      await writeWithin(conn, chunk, this.#timeout);
+      await this.#write(conn, chunk);
       sent = end;
       if (sent === size) return { bytes: size, dataCrc, bodyCrc };
       offset = 0;
       want = Math.min(CHUNK_SIZE, size - sent);
       n = readFull(file, this.#raw.subarray(0, want));
+    }
+  }
+
+  /**
+   * Puts a frame's header, name field and, for a path frame, its path line
+   * at the start of the output.
+   *
+   * @returns Where the data begins.
+   */
+  #head(entry: UploadFile, frame: { remote?: string; mtime: number; dataLength: number }): number {
+    if (frame.remote !== undefined) {
+      const head = encodePathHead({ path: frame.remote, mtime: frame.mtime }, frame.dataLength);
+      this.#out.set(head);
+      return head.length;
+    }
+    this.#out.set(encodeHeader(NAME_SIZE + frame.dataLength));
+    this.#out.set(encodeName(entry.name), HEADER_SIZE);
+    return HEADER_SIZE + NAME_SIZE;
+  }
+
+  /** Writes all of `bytes`, in pieces that each wait for their slot when the rate is capped. */
+  async #write(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+    if (this.#limiter === undefined) return await writeWithin(conn, bytes, this.#timeout);
+    const piece = this.#limiter.piece;
+    for (let at = 0; at < bytes.length; at += piece) {
+      const part = bytes.subarray(at, at + piece);
+      await this.#limiter.take(part.length);
+      await writeWithin(conn, part, this.#timeout);
     }
   }
 
@@ -333,6 +415,29 @@ export class FrameWriter {
       );
     }
   }
+}
+
+/**
+ * How {@linkcode FrameWriter.send} frames a file: what the connection agreed to.
+ *
+ * @example
+ * ```ts
+ * import type { FrameFormat } from "../protocol.ts";
+ *
+ * const agreed: FrameFormat = { rawBytes: true, paths: true };
+ * ```
+ */
+export interface FrameFormat {
+  /**
+   * The data as it is rather than as base64.
+   * @default {false}
+   */
+  rawBytes?: boolean;
+  /**
+   * A file with a `remote` path is sent under it, with its mtime.
+   * @default {false}
+   */
+  paths?: boolean;
 }
 
 /**
@@ -403,14 +508,14 @@ export class Uploader {
   #sending = true;
   /** The token to present before the first frame. */
   readonly #token: string | undefined;
-  /** Whether to offer raw-byte frames before the first frame. */
-  readonly #offerRaw: boolean;
+  /** The capabilities to offer in a hello before the first frame. */
+  readonly #offers: string[];
   /** The token and the hello, sent once before the first file; false when that failed. */
   #greeting: Promise<boolean> | undefined;
   /** Settles once the server has answered the hello, or the connection failed. */
   readonly #hello = Promise.withResolvers<void>();
-  /** Whether the server agreed to raw-byte frames. */
-  #rawBytes = false;
+  /** What the server agreed to in its answer to the hello. */
+  #format: FrameFormat = {};
   /** Why no more frames can be sent on this connection, once that is so. */
   broken: string | undefined;
   /** Whether no other connection could do better: the server refused this client itself. */
@@ -429,9 +534,12 @@ export class Uploader {
     this.#timeout = options.timeout;
     this.#window = options.window;
     this.#report = options.onResult;
-    this.#writer = new FrameWriter(options.timeout);
+    this.#writer = new FrameWriter(options.timeout, options.limiter);
     this.#token = options.token;
-    this.#offerRaw = options.rawFrames ?? false;
+    this.#offers = [
+      ...(options.rawFrames ? [RAW_BYTES] : []),
+      ...(options.paths ? [PATHS] : []),
+    ];
     this.#acks = this.#readAcks();
   }
 
@@ -474,8 +582,9 @@ export class Uploader {
       return;
     }
     if (control === "hello") {
-      // Anything but our server's answer agrees to nothing: base64, as ever.
-      this.#rawBytes = agreedIn(ack).includes(RAW_BYTES);
+      // Anything but our server's answer agrees to nothing: base64 and names, as ever.
+      const agreed = agreedIn(ack);
+      this.#format = { rawBytes: agreed.includes(RAW_BYTES), paths: agreed.includes(PATHS) };
       this.#hello.resolve();
       return;
     }
@@ -540,7 +649,7 @@ export class Uploader {
     if (this.broken || !await (this.#greeting ??= this.#greet())) return false;
     let sent: Sent;
     try {
-      sent = await this.#writer.send(this.#conn, entry, this.#rawBytes);
+      sent = await this.#writer.send(this.#conn, entry, this.#format);
     } catch (error) {
       // The answers failed and closed the connection under this write: it failed as they did.
       if (this.broken) return false;
@@ -569,7 +678,7 @@ export class Uploader {
   }
 
   /**
-   * Presents the token and offers raw-byte frames, once, before the first
+   * Presents the token and offers raw-byte frames and paths, once, before the first
    * file, and waits for the answer to the offer: each file's frame depends
    * on it.
    *
@@ -578,7 +687,7 @@ export class Uploader {
   async #greet(): Promise<boolean> {
     const frames: [Uint8Array, "token" | "hello"][] = [];
     if (this.#token !== undefined) frames.push([encodeToken(this.#token), "token"]);
-    if (this.#offerRaw) frames.push([encodeHello([RAW_BYTES]), "hello"]);
+    if (this.#offers.length > 0) frames.push([encodeHello(this.#offers), "hello"]);
     if (frames.length === 0) return true;
     try {
       await writeWithin(this.#conn, concatBytes(frames.map(([frame]) => frame)), this.#timeout);
@@ -589,7 +698,7 @@ export class Uploader {
     }
     for (const [, control] of frames) this.#pending.push({ ...NO_FILE, control });
     this.#wake.resolve();
-    if (this.#offerRaw) await this.#hello.promise;
+    if (this.#offers.length > 0) await this.#hello.promise;
     return this.broken === undefined;
   }
 
@@ -606,154 +715,4 @@ export class Uploader {
     await this.#acks;
     closeQuietly(this.#conn);
   }
-}
-
-/**
- * Options for {@linkcode askHeld}.
- *
- * @example
- * ```ts
- * import type { AskOptions } from "../protocol.ts";
- *
- * const options: AskOptions = {
- *   target: { hostname: "127.0.0.1", port: 9999 },
- *   timeout: 50_000,
- *   onHeld: (result) => console.log(`already there: ${result.path}`),
- *   onMissing: (file) => console.log(`to send: ${file.path}`),
- * };
- * ```
- */
-export interface AskOptions {
-  /** The server. */
-  target: Target;
-  /** Milliseconds allowed to connect, for each write and each answer. */
-  timeout: number;
-  /**
-   * The server's token, presented first.
-   * @default {undefined}
-   */
-  token?: string;
-  /** Called for each file the server already holds, as confirmed. */
-  onHeld: (result: FileResult) => void;
-  /** Called for each file the server does not hold, as soon as it says so. */
-  onMissing: (file: UploadFile) => void;
-}
-
-/** Queries sent in one write. */
-const QUERY_BATCH = 64;
-/**
- * Batches of queries written before the first one's answers are read: enough
- * that the server always has the next batch, few enough (some 20 KB of
- * answers) that neither side's socket buffers fill up.
- */
-const QUERY_BATCHES_IN_FLIGHT = 4;
-
-/**
- * Asks the server about each file, 64 queries a write and up to four writes
- * ahead of the answers. Each file it already holds with the same size and
- * CRC-32 goes to `onHeld`; each other to `onMissing`, as its answer comes,
- * so that sending can begin before the last answer.
- *
- * @returns The files no answer settled, when the queries failed; with
- * `refused`, why the server answers none (a `--raw` server).
- *
- * @example A file the server holds is not sent again
- * ```ts
- * import assert from "node:assert/strict";
- * import { askHeld, connectWithin, type UploadFile, Uploader } from "../protocol.ts";
- * import { startServer } from "../server.ts";
- *
- * const out = await Deno.makeTempDir();
- * const server = await startServer({ host: "127.0.0.1", port: 0, out });
- * const target = { hostname: "127.0.0.1", port: server.addr.port };
- * const input = await Deno.makeTempDir();
- * await Deno.writeFile(`${input}/cat.jpg`, new Uint8Array([0xff, 0xd8, 0xff, 0xe0]));
- * const file = { path: `${input}/cat.jpg`, name: "cat" };
- * const uploader = new Uploader(await connectWithin(target, 1000), {
- *   timeout: 1000,
- *   window: 4,
- *   onResult() {},
- * });
- * await uploader.send(file);
- * await uploader.close();
- * const missing: UploadFile[] = [];
- * const { unsettled } = await askHeld([file], {
- *   target,
- *   timeout: 1000,
- *   onHeld() {},
- *   onMissing: (file) => missing.push(file),
- * });
- * assert.deepEqual([missing, unsettled], [[], []]);
- * await server.shutdown();
- * for (const folder of [out, input]) await Deno.remove(folder, { recursive: true });
- * ```
- */
-export async function askHeld(
-  candidates: UploadFile[],
-  options: AskOptions,
-): Promise<{ unsettled: UploadFile[]; refused?: string }> {
-  const { target, timeout } = options;
-  /** Candidates settled so far: reported as held, or as missing. */
-  let settled = 0;
-  try {
-    using conn = await connectWithin(target, timeout);
-    const lines = new LineReader(conn, MAX_ACK_SIZE);
-    if (!await presentToken(conn, lines, options)) return { unsettled: candidates };
-    // Writing ahead keeps the server busy: waiting for each batch's answers
-    // left it a round trip idle per batch (bench/RESULTS.md).
-    const inFlight: { entry: UploadFile; size: number }[][] = [];
-    let queued = 0;
-    while (queued < candidates.length || inFlight.length > 0) {
-      while (queued < candidates.length && inFlight.length < QUERY_BATCHES_IN_FLIGHT) {
-        const batch = sized(candidates.slice(queued, queued + QUERY_BATCH));
-        queued += batch.length;
-        const frames = batch.filter(({ size }) => size >= 0)
-          .map(({ entry, size }) => encodeQuery(entry.name, size));
-        await writeWithin(conn, concatBytes(frames), timeout);
-        inFlight.push(batch);
-      }
-      for (const { entry, size } of inFlight.shift()!) {
-        const held = size >= 0 ? await readHave(lines, timeout) : undefined;
-        if (held?.bytes === size && held.crc32 === crc32OfFile(entry.path)) {
-          const savedAs = held.file;
-          options.onHeld({ path: entry.path, ok: true, bytes: size, savedAs, alreadyThere: true });
-        } else {
-          options.onMissing(entry);
-        }
-        settled++;
-      }
-    }
-    return { unsettled: [] };
-  } catch (error) {
-    const unsettled = candidates.slice(settled);
-    const refused = error instanceof ProtocolError && error.code === "refused";
-    return refused ? { unsettled, refused: error.message } : { unsettled };
-  }
-}
-
-/** Presents the token, if there is one; false when the server did not take it. */
-async function presentToken(
-  conn: Deno.Conn,
-  lines: LineReader,
-  options: AskOptions,
-): Promise<boolean> {
-  if (options.token === undefined) return true;
-  await writeWithin(conn, encodeToken(options.token), options.timeout);
-  const line = await lines.readLine(options.timeout, ANSWER);
-  return line !== null && parseAck(line).ok;
-}
-
-/** Each file with its size; -1 for what is no regular file, which is not asked about. */
-function sized(files: UploadFile[]): { entry: UploadFile; size: number }[] {
-  return files.map((entry) => {
-    const info = Deno.statSync(entry.path);
-    return { entry, size: info.isFile ? info.size : -1 };
-  });
-}
-
-/** Reads one answer to a query. */
-async function readHave(lines: LineReader, timeout: number): Promise<Held | undefined> {
-  const line = await lines.readLine(timeout, ANSWER);
-  if (line === null) throw new Error("the server closed the connection");
-  return parseHave(line);
 }

@@ -6,6 +6,7 @@
 import { NAME_SIZE } from "./limits.ts";
 import { ProtocolError } from "./errors.ts";
 import { checkName } from "./name.ts";
+import { checkPath } from "./path.ts";
 import { frameWith } from "./frame.ts";
 import { quoteBytes } from "../lib/format.ts";
 
@@ -192,13 +193,36 @@ function isMarked(nameField: Uint8Array, field: Uint8Array): boolean {
 }
 
 /**
+ * Options for {@linkcode encodeQuery} and {@linkcode parseQuery}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeQuery, parseQuery, type QueryOptions } from "../protocol.ts";
+ *
+ * const options: QueryOptions = { paths: true };
+ * const data = encodeQuery("cat/0001.jpg", 42, options).subarray(48);
+ * assert.equal(parseQuery(Uint8Array.fromBase64(new TextDecoder().decode(data)), options).name, "cat/0001.jpg");
+ * ```
+ */
+export interface QueryOptions {
+  /**
+   * The name is a path relative to the output folder, as a connection that
+   * agreed to {@linkcode PATHS} asks, held to the path rules rather than the name rules.
+   * @default {false}
+   */
+  paths?: boolean;
+}
+
+/**
  * Encodes a query frame asking our server whether it already holds a file:
  * a frame whose name field is `?` and whose data is `<bytes> <name>`. The
  * server answers it in order with the other frames (see
  * {@linkcode encodeHave}); the original server would store it as a file.
  *
- * @param name The name the file would be sent under.
+ * @param name The name the file would be sent under, or its path.
  * @param bytes The file's size.
+ * @param options Whether `name` is a path, on a connection that agreed to paths.
  * @returns The frame.
  *
  * @example Encode a query
@@ -210,8 +234,9 @@ function isMarked(nameField: Uint8Array, field: Uint8Array): boolean {
  * assert.ok(isQuery(frame.subarray(16, 48)));
  * ```
  */
-export function encodeQuery(name: string, bytes: number): Uint8Array {
-  checkName(name);
+export function encodeQuery(name: string, bytes: number, options: QueryOptions = {}): Uint8Array {
+  if (options.paths) checkPath(name);
+  else checkName(name);
   return frameWith(QUERY_FIELD, encoder.encode(`${bytes} ${name}`));
 }
 
@@ -298,6 +323,7 @@ export function isToken(nameField: Uint8Array): boolean {
  * Parses the decoded data of a query frame.
  *
  * @param data The query's data: `<bytes> <name>`.
+ * @param options Whether the name is a path.
  * @returns The name and size asked about.
  * @throws {ProtocolError} `name`, for anything else.
  *
@@ -309,7 +335,10 @@ export function isToken(nameField: Uint8Array): boolean {
  * assert.deepEqual(parseQuery(new TextEncoder().encode("42 cat")), { bytes: 42, name: "cat" });
  * ```
  */
-export function parseQuery(data: Uint8Array): { name: string; bytes: number } {
+export function parseQuery(
+  data: Uint8Array,
+  options: QueryOptions = {},
+): { name: string; bytes: number } {
   const match = /^(0|[1-9][0-9]{0,15}) (.+)$/.exec(utf8.decode(data));
   if (!match) {
     throw new ProtocolError(
@@ -317,7 +346,8 @@ export function parseQuery(data: Uint8Array): { name: string; bytes: number } {
       `Invalid query: expected <bytes> <name>, got ${quoteBytes(data)}`,
     );
   }
-  checkName(match[2]);
+  if (options.paths) checkPath(match[2]);
+  else checkName(match[2]);
   return { bytes: Number(match[1]), name: match[2] };
 }
 

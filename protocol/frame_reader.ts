@@ -387,6 +387,42 @@ export class FrameReader {
   }
 
   /**
+   * Reads the current body up to its first newline, as a path frame starts:
+   * the line is consumed, the data after it left for
+   * {@linkcode FrameReader.data} or {@linkcode FrameReader.raw}.
+   *
+   * @param maxBytes The longest line accepted, newline included.
+   * @returns The line, without its newline.
+   * @throws {ProtocolError} `name` when no newline comes within `maxBytes`
+   * or the body (nothing consumed: call {@linkcode FrameReader.skipBody});
+   * `truncated` or `timeout`.
+   */
+  async readBodyLine(maxBytes: number): Promise<Uint8Array> {
+    const limit = Math.min(maxBytes, this.#remaining);
+    for (let searched = 0;;) {
+      const seen = Math.min(this.buffered, limit);
+      const newline = this.#buffer.subarray(this.#start + searched, this.#start + seen).indexOf(
+        0x0a,
+      );
+      if (newline !== -1) {
+        const end = this.#start + searched + newline;
+        const line = this.#buffer.slice(this.#start, end);
+        this.#remaining -= end + 1 - this.#start;
+        this.#start = end + 1;
+        return line;
+      }
+      if (seen === limit) {
+        throw new ProtocolError(
+          "name",
+          `Invalid path line: no newline within ${limit} bytes of the frame's data`,
+        );
+      }
+      searched = seen;
+      await this.#fillBody();
+    }
+  }
+
+  /**
    * Yields the rest of the current body as it arrives, undecoded. Each chunk
    * is a view into the read buffer, valid until the next one is requested.
    *

@@ -458,7 +458,8 @@ Deno.test("client.ts exits 1 and names each file that was not confirmed", async 
   const input = await temporary.make();
   const out = await temporary.make();
   const images = await makeImages(input, [100, 100]);
-  await Deno.writeFile(`${input}/${"y".repeat(33)}.jpg`, fakeJpeg(10));
+  // A name no path may hold, as a file system allows it.
+  await Deno.writeFile(`${input}/line\nbreak.jpg`, fakeJpeg(10));
   const [taken] = images.keys();
   await Deno.writeFile(`${out}/${taken}.jpg`, utf8("someone else's"));
   const { server, port } = await spawnServer(out);
@@ -471,7 +472,10 @@ Deno.test("client.ts exits 1 and names each file that was not confirmed", async 
       `failed ${input}/${taken}\\.jpg: Refused by the server: Cannot save ${taken}\\.jpg: a different file of that name exists`,
     ),
   );
-  assert.match(client.stderr, /skipped .*y{33}\.jpg: Invalid name: it is 33 bytes, more than 32/);
+  assert.match(
+    client.stderr,
+    /skipped .*line\nbreak\.jpg: Invalid path: it contains a control character/,
+  );
   // Two reasons of one file each: the list says it all.
   assert.doesNotMatch(client.stderr, /by reason/);
   assert.match(client.stdout, /confirmed 1 of 3 files .*; 2 failed/);
@@ -500,6 +504,16 @@ const clientUsageErrors: [string, string[], RegExp][] = [
     /^client\.ts: Invalid --ca: \S+deno\.json holds no PEM certificate\n$/,
   ],
   ["with an empty --ext", ["--ext", " , ", "."], /^client\.ts: Invalid --ext: name at least one/],
+  [
+    "with a --limit-rate of 0",
+    ["--limit-rate", "0", "."],
+    /^client\.ts: Invalid --limit-rate: a rate of 0 sends nothing\n/,
+  ],
+  [
+    "with a --limit-rate that is no rate",
+    ["--limit-rate", "fast", "."],
+    /^client\.ts: Invalid --limit-rate: Cannot parse size: expected a number/,
+  ],
   [
     "with --resume for the original server",
     ["--legacy", "--resume", "."],
@@ -613,17 +627,21 @@ Deno.test("client.ts names the files it left out for their extension, and the --
 Deno.test("client.ts counts the same files at the start and in the summary, and shows a Chinese name as text", async () => {
   await using temporary = new TempDirs();
   const input = await temporary.make();
-  const long = "我的猫在花园里晒太阳的照片第二张";
-  for (const name of ["a.jpg", `${long}.jpg`]) {
-    await Deno.writeFile(`${input}/${name}`, fakeJpeg(10));
-  }
+  // Five folders of 240 bytes each: a path over 1,024 bytes.
+  const long = "我的猫在花园里晒太阳的照片第二张".repeat(5);
+  const deep = `${input}/${Array(5).fill(long).join("/")}`;
+  await Deno.mkdir(deep, { recursive: true });
+  for (const path of [`${input}/a.jpg`, `${deep}/b.jpg`]) await Deno.writeFile(path, fakeJpeg(10));
   const { server, port } = await spawnServer(await temporary.make());
   await using _server = server;
-  await using client = spawnClient(input, ["--port", String(port)]);
+  await using client = spawnClient(input, ["--port", String(port), "-r"]);
   assert.equal((await client.wait()).code, 1);
   assert.match(client.stdout, /^sending 1 of 2 files \(1 cannot be sent, listed above\) to /);
   assert.match(client.stdout, /\nconfirmed 1 of 2 files /);
-  assert.match(client.stderr, new RegExp(`skipped .*: Invalid name: .*"${long}"`));
+  assert.match(
+    client.stderr,
+    new RegExp(`skipped .*: Invalid path: it is 1210 bytes, more than 1024: "${long.slice(0, 20)}`),
+  );
 });
 
 Deno.test("client.ts stopped by SIGINT says how many files were confirmed and exits 1", async () => {
@@ -636,7 +654,8 @@ Deno.test("client.ts stopped by SIGINT says how many files were confirmed and ex
       const chunks: Uint8Array[] = [];
       for await (const chunk of reader.data()) chunks.push(chunk.slice());
       const data = concat(...chunks);
-      if (frame > 0) continue;
+      // The first frame is the hello, which this answer agrees to nothing.
+      if (frame > 1) continue;
       await conn.write(
         encodeAck({ ok: true, file: "a.jpg", bytes: data.length, crc32: crc32(data) }),
       );
@@ -645,7 +664,7 @@ Deno.test("client.ts stopped by SIGINT says how many files were confirmed and ex
   await using temporary = new TempDirs();
   const input = await temporary.make();
   await makeImages(input, [100, 200, 300]);
-  // This server answers no query (--send-all) and no hello (--base64).
+  // This server answers no query (--send-all), and its answer to the hello agrees to nothing.
   await using client = spawnClient(input, [
     "--port",
     String(listener.addr.port),
@@ -874,6 +893,23 @@ Deno.test("client.ts stopped by SIGINT says a re-run sends only what is missing,
   for (const [name, bytes] of images) {
     assert.deepEqual(await Deno.readFile(`${out}/${name}.jpg`), bytes);
   }
+});
+
+Deno.test("client.ts --limit-rate on a terminal shows the capped rate on its progress line", async () => {
+  await using temporary = new TempDirs();
+  const input = await temporary.make();
+  const out = await temporary.make();
+  await makeImages(input, [300_000, 300_000]);
+  const { server, port } = await spawnServer(out);
+  await using _server = server;
+  const command =
+    `exec ${Deno.execPath()} run --allow-net=127.0.0.1 --allow-read=${input} ${ROOT}client.ts --port ${port} --limit-rate 400K ${input}`;
+  await using client = new Spawned("script", ["-qefc", command, "/dev/null"], { env: {} });
+  assert.equal((await client.wait()).code, 0, client.stdout);
+  // The line is redrawn in place: a carriage return and an erase to the end of the line.
+  // deno-lint-ignore no-control-regex
+  assert.match(client.stdout, /\r\u001b\[K\d\/2 files .* \(cap 400\.0 KiB\/s\) {2}ETA /);
+  assert.match(client.stdout, /confirmed 2 of 2 files/);
 });
 
 /** Runs server.ts as the design card does, on a pseudo-terminal (util-linux script), in `cwd`. */

@@ -407,6 +407,50 @@ async function withExfat(body: (dir: string) => Promise<void>): Promise<void> {
   }
 }
 
+Deno.test("on exFAT, a tree sent with -r is renamed into place path by path, with its mtimes, and a rival at a path is refused", async () => {
+  await withExfat(async (dir) => {
+    await using temporary = new TempDirs();
+    const input = await temporary.make();
+    const sent = new Map<string, Uint8Array>();
+    for (
+      const path of [
+        "cat/1.jpg",
+        "cat/2.jpg",
+        "猫/1.jpg",
+        "dog/deep/IMG_20240501_123456_HDR_portrait.jpg",
+      ]
+    ) {
+      await Deno.mkdir(`${input}/${path.slice(0, path.lastIndexOf("/"))}`, { recursive: true });
+      const bytes = fakeJpeg(20_000);
+      await Deno.writeFile(`${input}/${path}`, bytes);
+      // Whole seconds: exFAT keeps times to 10 ms.
+      await Deno.utime(`${input}/${path}`, 1_600_000_000, 1_600_000_000 + sent.size);
+      sent.set(path, bytes);
+    }
+    const out = `${dir}/out`;
+    const server = await startServer({ host: "127.0.0.1", port: 0, out });
+    try {
+      const { files } = await collectFiles([input], { recursive: true, paths: true });
+      assert.equal((await uploadFiles(files, { port: server.addr.port })).confirmed, 4);
+      let second = 0;
+      for (const [path, bytes] of sent) {
+        assert.deepEqual(await Deno.readFile(`${out}/${path}`), bytes);
+        const mtime = (await Deno.stat(`${out}/${path}`)).mtime!.getTime();
+        assert.equal(mtime, (1_600_000_000 + second++) * 1000, path);
+      }
+      await Deno.writeFile(`${input}/cat/1.jpg`, fakeJpeg(20_000));
+      const again = await uploadFiles(files, { port: server.addr.port, resume: true });
+      assert.deepEqual(again.failed.map((f) => f.message), [
+        "Refused by the server: Cannot save cat/1.jpg: a different file of that name exists",
+      ]);
+      assert.deepEqual(await Deno.readFile(`${out}/cat/1.jpg`), sent.get("cat/1.jpg"));
+    } finally {
+      await server.shutdown(1000);
+    }
+    assert.deepEqual(await listFolder(out), ["cat", "dog", "猫"], "no temporary file left");
+  });
+});
+
 Deno.test("on exFAT, which makes no hard links, files are renamed into place whole and never replace another", async () => {
   await withExfat(async (dir) => {
     const events: ServerEvent[] = [];
