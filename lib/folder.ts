@@ -332,6 +332,8 @@ export class Folder {
     }
     if (folder === undefined) return undefined;
     const path = joinPath(folder, query.name.slice(slash + 1));
+    // A first upload asks about files that are all missing: existsSync() is a third of a throwing lstat.
+    if (!existsSync(path)) return undefined;
     const info = lstatIfAny(path);
     if (!info?.isFile || info.size !== query.bytes) return undefined;
     return { file: query.name, bytes: info.size, crc32: crc32OfFile(path) };
