@@ -258,7 +258,13 @@ export class Folder {
         if (!create) return undefined;
         try {
           Deno.mkdirSync(folder);
+          // Made through a link swapped in above it since its parent was walked: undone.
+          if (!this.#stillInside(folder)) {
+            removeQuietly(folder);
+            throw this.#swapped(folder);
+          }
         } catch (error) {
+          // Made by another meanwhile: looked at below, as any part found.
           if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
         }
         info = Deno.lstatSync(folder);
@@ -278,13 +284,21 @@ export class Folder {
    * have taken the file elsewhere. Such a file is removed again.
    */
   #confirmInside(folder: string, path: string): void {
-    if (Deno.realPathSync(folder) === this.#realPath + folder.slice(this.path.length)) return;
+    if (this.#stillInside(folder)) return;
     removeQuietly(path);
-    throw new ProtocolError(
+    throw this.#swapped(folder);
+  }
+
+  /** Whether a folder inside this one is where its path says, with no link above it. */
+  #stillInside(folder: string): boolean {
+    return Deno.realPathSync(folder) === this.#realPath + folder.slice(this.path.length);
+  }
+
+  #swapped(folder: string): ProtocolError {
+    const inside = quoteName(encoder.encode(folder.slice(this.path.length + 1)));
+    return new ProtocolError(
       "name",
-      `Cannot save under ${
-        quoteName(encoder.encode(folder.slice(this.path.length + 1)))
-      }: a link replaced one of its folders`,
+      `Cannot save under ${inside}: a link replaced one of its folders`,
     );
   }
 
