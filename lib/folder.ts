@@ -271,8 +271,7 @@ export class Folder {
       }
       if (!info.isDirectory) {
         const what = info.isSymlink ? "a link, which is not followed" : "not a folder";
-        const inside = quoteName(encoder.encode(folder.slice(this.path.length + 1)));
-        throw new ProtocolError("name", `Cannot save under ${inside}: it is ${what}`);
+        throw new ProtocolError("name", `Cannot save under ${this.#quoted(folder)}: it is ${what}`);
       }
     }
     return folder;
@@ -295,11 +294,15 @@ export class Folder {
   }
 
   #swapped(folder: string): ProtocolError {
-    const inside = quoteName(encoder.encode(folder.slice(this.path.length + 1)));
     return new ProtocolError(
       "name",
-      `Cannot save under ${inside}: a link replaced one of its folders`,
+      `Cannot save under ${this.#quoted(folder)}: a link replaced one of its folders`,
     );
+  }
+
+  /** A folder inside this one, as a message names it: its path from here, quoted. */
+  #quoted(folder: string): string {
+    return quoteName(encoder.encode(folder.slice(this.path.length + 1)));
   }
 
   /** Notes a name saved, or gives up the list once it passes {@linkcode MAX_INDEXED_NAMES}. */

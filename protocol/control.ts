@@ -3,11 +3,10 @@
  *
  * @module
  */
-import { NAME_SIZE } from "./limits.ts";
 import { ProtocolError } from "./errors.ts";
 import { checkName } from "./name.ts";
 import { checkPath } from "./path.ts";
-import { frameWith } from "./frame.ts";
+import { frameWith, isMarked, markerField } from "./frame.ts";
 import { quoteBytes } from "../lib/format.ts";
 
 const encoder = new TextEncoder();
@@ -176,21 +175,10 @@ export function refusalOf(message: string): Refusal {
   return "other";
 }
 
-/** A name field holding one marker character and NUL padding. */
-function markerField(marker: string): Uint8Array {
-  const field = new Uint8Array(NAME_SIZE);
-  field.set(encoder.encode(marker));
-  return field;
-}
-
 const QUERY_FIELD = markerField("?");
 const TOKEN_FIELD = markerField("!");
 // A name starting with ? is refused for files, so no file's field can be this one.
 const HELLO_FIELD = markerField("?+");
-
-function isMarked(nameField: Uint8Array, field: Uint8Array): boolean {
-  return nameField.length === NAME_SIZE && nameField.every((byte, i) => byte === field[i]);
-}
 
 /**
  * Options for {@linkcode encodeQuery} and {@linkcode parseQuery}.

@@ -197,3 +197,45 @@ export function frameWith(nameField: Uint8Array, data: Uint8Array): Uint8Array {
   encoder.encodeInto(base64, frame.subarray(HEADER_SIZE + NAME_SIZE));
   return frame;
 }
+
+/**
+ * A name field holding a marker, such as `?` for a query, and NUL padding:
+ * no file's name field, since a name may not start with `?` or `!`.
+ *
+ * @param marker The marker, a few ASCII characters.
+ * @returns The 32-byte field.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isMarked, markerField } from "./frame.ts";
+ *
+ * const field = markerField("?/");
+ * assert.deepEqual([...field.subarray(0, 3)], [0x3f, 0x2f, 0]);
+ * assert.ok(isMarked(field, markerField("?/")));
+ * ```
+ */
+export function markerField(marker: string): Uint8Array {
+  const field = new Uint8Array(NAME_SIZE);
+  field.set(encoder.encode(marker));
+  return field;
+}
+
+/**
+ * Tells whether a name field is a given marker field.
+ *
+ * @param nameField The name bytes read at the start of a body.
+ * @param field A field from {@linkcode markerField}.
+ * @returns True when they are the same 32 bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isMarked, markerField } from "./frame.ts";
+ *
+ * assert.equal(isMarked(new TextEncoder().encode("?"), markerField("?")), false);
+ * ```
+ */
+export function isMarked(nameField: Uint8Array, field: Uint8Array): boolean {
+  return nameField.length === NAME_SIZE && nameField.every((byte, i) => byte === field[i]);
+}

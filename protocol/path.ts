@@ -5,9 +5,9 @@
  *
  * @module
  */
-import { NAME_SIZE } from "./limits.ts";
+import { HEADER_SIZE, NAME_SIZE } from "./limits.ts";
 import { ProtocolError } from "./errors.ts";
-import { encodeHeader } from "./frame.ts";
+import { encodeHeader, isMarked, markerField } from "./frame.ts";
 import { quoteBytes, quoteName } from "../lib/format.ts";
 
 const encoder = new TextEncoder();
@@ -106,8 +106,7 @@ export function checkPath(path: string): Uint8Array {
 }
 
 /** The name field of a path frame: `?/` and NUL padding, which no file's name can be. */
-const PATH_FIELD = new Uint8Array(NAME_SIZE);
-PATH_FIELD.set(encoder.encode("?/"));
+const PATH_FIELD = markerField("?/");
 
 /**
  * Tells whether a name field marks a path frame.
@@ -121,7 +120,7 @@ PATH_FIELD.set(encoder.encode("?/"));
  * ```
  */
 export function isPathFrame(nameField: Uint8Array): boolean {
-  return nameField.length === NAME_SIZE && nameField.every((byte, i) => byte === PATH_FIELD[i]);
+  return isMarked(nameField, PATH_FIELD);
 }
 
 /**
@@ -178,10 +177,10 @@ export interface FileMeta {
 export function encodePathHead(meta: FileMeta, dataLength: number): Uint8Array {
   checkPath(meta.path);
   const line = encoder.encode(`${Math.trunc(meta.mtime)} ${meta.path}\n`);
-  const head = new Uint8Array(16 + NAME_SIZE + line.length);
+  const head = new Uint8Array(HEADER_SIZE + NAME_SIZE + line.length);
   head.set(encodeHeader(NAME_SIZE + line.length + dataLength));
-  head.set(PATH_FIELD, 16);
-  head.set(line, 16 + NAME_SIZE);
+  head.set(PATH_FIELD, HEADER_SIZE);
+  head.set(line, HEADER_SIZE + NAME_SIZE);
   return head;
 }
 
