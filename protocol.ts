@@ -22,8 +22,8 @@
  * - `protocol/proxy_header.ts`: the PROXY protocol header a load balancer
  *   puts before a connection's stream (`--proxy-protocol`);
  * - `lib/`: what is not the wire format: command-line values, log output,
- *   formatting, addresses, image types, files, and the receiver's folder,
- *   quarantine and admission.
+ *   formatting, addresses, image types, files, the receiver's folder,
+ *   quarantine and admission, and the UDP printer's lines and hand-over.
  *
  * @example Encode a frame and read it back
  * ```ts
@@ -155,6 +155,15 @@ export {
   quoteName,
 } from "./lib/format.ts";
 export { type Cidr, inAnyCidr, MAX_DATAGRAM_SIZE, parseCidr } from "./lib/net.ts";
+// The UDP printer: datagrams as safe lines, handed to a Worker that writes them.
+export { escapeControls, formatDatagram, LineBatch, withoutLineEnd } from "./lib/printer.ts";
+export {
+  DEFAULT_QUEUE_BYTES,
+  HandOver,
+  Printer,
+  type PrinterEnd,
+  type PrinterOptions,
+} from "./lib/hand_over.ts";
 export { EXTENSIONS, sniffExtension } from "./lib/images.ts";
 export { crc32OfFile, descriptorRoom } from "./lib/files.ts";
 

@@ -2,7 +2,8 @@
 /**
  * UDP datagram printer: prints every datagram it receives as one line of
  * text, like the original, but whole (up to 65,507 bytes, not 1,024) and
- * unable to drive the terminal.
+ * unable to drive the terminal. It receives on the main thread and prints
+ * from a Worker, so that a flood is not lost while lines are written.
  *
  * @module
  */
@@ -14,96 +15,20 @@ import {
   counted,
   DEFAULT_LISTEN_HOST,
   DEFAULT_PORT,
-  describeError,
+  DEFAULT_QUEUE_BYTES,
   exitCodeFor,
   formatAddress,
+  formatBytes,
   inAnyCidr,
   MAX_DATAGRAM_SIZE,
   parseCidr,
   parseHost,
   parsePort,
+  Printer,
   ScriptOutput,
 } from "./protocol.ts";
 
-const decoder = new TextDecoder();
-// C0 and C1 controls, DEL, line and paragraph separators, and bidirectional
-// overrides: everything that could move the cursor or reorder the line.
-// deno-lint-ignore no-control-regex
-const UNSAFE = /[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
-const NAMED: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
-
-/**
- * Turns a datagram into one printable line: UTF-8 decoded with invalid bytes
- * replaced by U+FFFD, control characters escaped as `\n`, `\x1b`, `\u202e`.
- *
- * @param bytes The datagram's payload.
- * @returns The line, without a newline.
- */
-export function formatDatagram(bytes: Uint8Array): string {
-  return decoder.decode(bytes).replace(UNSAFE, (c) => {
-    const code = c.charCodeAt(0);
-    return NAMED[c] ??
-      (code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16)}`);
-  });
-}
-
 const encoder = new TextEncoder();
-
-function isPrintableAscii(bytes: Uint8Array): boolean {
-  for (let i = 0; i < bytes.length; i++) {
-    if (bytes[i] < 0x20 || bytes[i] > 0x7e) return false;
-  }
-  return true;
-}
-
-/**
- * Collects printed lines in one buffer, so that a flood costs one write per
- * burst rather than one per datagram. Printable ASCII, the common case, is
- * copied as is; anything else goes through {@linkcode formatDatagram}.
- */
-export class LineBatch {
-  // A datagram prints as at most 4 bytes a byte (`\x1b`), plus the newline.
-  readonly #buffer = new Uint8Array(4 * 65_536 + 65_536);
-  readonly #write: (lines: Uint8Array) => void;
-  #length = 0;
-
-  /** @param write Takes the lines gathered so far, valid only during the call. */
-  constructor(write: (lines: Uint8Array) => void) {
-    this.#write = write;
-  }
-
-  /** Bytes waiting to be written. */
-  get length(): number {
-    return this.#length;
-  }
-
-  /**
-   * Adds one datagram as one line.
-   *
-   * @param payload The datagram's payload.
-   */
-  add(payload: Uint8Array): void {
-    if (this.#length + 4 * payload.length + 1 > this.#buffer.length) this.flush();
-    if (isPrintableAscii(payload)) {
-      this.#buffer.set(payload, this.#length);
-      this.#length += payload.length;
-    } else {
-      this.#length += encoder.encodeInto(
-        formatDatagram(payload),
-        this.#buffer.subarray(this.#length),
-      ).written;
-    }
-    this.#buffer[this.#length++] = 0x0a;
-  }
-
-  /** Writes what was gathered. */
-  flush(): void {
-    if (this.#length === 0) return;
-    const lines = this.#buffer.subarray(0, this.#length);
-    this.#length = 0;
-    this.#write(lines);
-  }
-}
 
 /** Options for {@linkcode startUdpServer}. */
 export interface UdpServerOptions {
@@ -231,8 +156,15 @@ export async function startUdpServer(
 
 const USAGE = `Usage: deno run --unstable-net --allow-net udp_server.ts [options]
 
-Prints every UDP datagram received as one line: UTF-8 text as is, invalid
-bytes as U+FFFD, control characters escaped (\\n, \\x1b, ...).
+Prints every UDP datagram received as one line: UTF-8 text as is, one
+trailing line end (\\n or \\r\\n) as the line's end, invalid bytes as U+FFFD,
+other control characters escaped (\\n, \\x1b, ...).
+
+Lines are written by a second thread, so receiving never waits for stdout.
+When stdout falls behind, up to ${
+  formatBytes(DEFAULT_QUEUE_BYTES)
+} of datagrams wait; what comes beyond
+that is dropped, and counted on stderr once a second and in the summary.
 
 --unstable-net (set by deno.json inside the project) lets it receive through
 Deno.listenDatagram, about four times as fast as through node:dgram, which it
@@ -248,26 +180,48 @@ Options:
 Exit status: 0 after SIGINT/SIGTERM, 1 on a runtime error, 2 on a usage error.
 Datagrams up to ${MAX_DATAGRAM_SIZE} bytes are printed whole.`;
 
-async function main(): Promise<void> {
-  const script: ScriptOutput = new ScriptOutput();
-  const stderr = script.stderr;
-  /** Writes to stdout, which is what this server is for: it stops when it cannot. */
-  const print = (text: Uint8Array | string) => {
-    const bytes = typeof text === "string" ? encoder.encode(`${text}\n`) : text;
-    try {
-      for (let offset = 0; offset < bytes.length;) {
-        offset += Deno.stdout.writeSync(bytes.subarray(offset));
-      }
-    } catch (error) {
-      // The reader went away (`| head`): nothing left to print to.
-      if (error instanceof Deno.errors.BrokenPipe) Deno.exit(0);
-      script.error(`Cannot print to stdout: ${describeError(error)}`);
-      Deno.exit(1);
+/** Writes to stdout, which is what this server is for: it stops when it cannot. */
+function print(script: ScriptOutput, text: string): void {
+  const bytes = encoder.encode(`${text}\n`);
+  try {
+    for (let offset = 0; offset < bytes.length;) {
+      offset += Deno.stdout.writeSync(bytes.subarray(offset));
     }
-  };
-  let host: string;
-  let port: number;
-  let allow: Cidr[] | undefined;
+  } catch (error) {
+    stopPrinting(script, error as Error);
+  }
+}
+
+function stopPrinting(script: ScriptOutput, error: { name: string; message: string }): never {
+  // The reader went away (`| head`): nothing left to print to.
+  if (error.name === "BrokenPipe") Deno.exit(0);
+  script.error(`Cannot print to stdout: ${error.message}`);
+  Deno.exit(1);
+}
+
+/** Says once a second how many datagrams the printer had no room for. */
+function reportDrops(script: ScriptOutput, printer: Printer): ReturnType<typeof setInterval> {
+  let reported = 0;
+  return setInterval(() => {
+    const dropped = printer.dropped - reported;
+    if (dropped === 0) return;
+    reported += dropped;
+    script.stderr.line(
+      `Dropped ${counted(dropped, "datagram")} in the last second: printing could not keep up`,
+    );
+  }, 1000);
+}
+
+/** The summary on a signal: received, printed, and what was dropped and why. */
+function summary(signal: Deno.Signal, server: UdpServer, printer: Printer): string {
+  const late = printer.dropped > 0 ? `, dropped ${printer.dropped} for want of time` : "";
+  const outside = server.dropped > 0 ? ` (${server.dropped} dropped by --allow)` : "";
+  return `${signal}: received ${
+    counted(server.received, "datagram")
+  }, printed ${printer.printed}${late}${outside}`;
+}
+
+function parseFlags(script: ScriptOutput): UdpServerOptions & { host: string; port: number } {
   try {
     const { values } = parseArgs({
       args: Deno.args,
@@ -279,49 +233,45 @@ async function main(): Promise<void> {
       },
     });
     if (values.help) {
-      print(USAGE);
+      print(script, USAGE);
       Deno.exit(0);
     }
-    host = parseHost(values.host);
-    port = parsePort(values.port);
-    allow = values.allow?.map(parseCidr);
+    return {
+      host: parseHost(values.host),
+      port: parsePort(values.port),
+      allow: values.allow?.map(parseCidr),
+    };
   } catch (error) {
     script.usage(error);
   }
+}
 
-  const batch = new LineBatch(print);
-  let flushTimer: ReturnType<typeof setTimeout> | undefined;
-  const flush = () => {
-    clearTimeout(flushTimer);
-    flushTimer = undefined;
-    batch.flush();
-  };
+async function main(): Promise<void> {
+  const script: ScriptOutput = new ScriptOutput();
+  const options = parseFlags(script);
+  const printer = new Printer();
+  void printer.ended.then(({ error }) => error && stopPrinting(script, error));
   let server: UdpServer;
   try {
-    server = await startUdpServer((payload) => {
-      batch.add(payload);
-      if (batch.length >= 65_536) flush();
-      else flushTimer ??= setTimeout(flush, 5);
-    }, { host, port, allow });
+    server = await startUdpServer((payload) => printer.print(payload), options);
   } catch (error) {
-    script.error(
-      `Cannot listen on ${formatAddress(host, port)}: ${(error as Error).message}`,
-    );
+    const where = formatAddress(options.host, options.port);
+    script.error(`Cannot listen on ${where}: ${(error as Error).message}`);
     Deno.exit(exitCodeFor(error));
   }
-  const { address, port: boundPort } = server.address;
-  print(`listening on ${formatAddress(address, boundPort)}`);
+  const { address, port } = server.address;
+  print(script, `listening on ${formatAddress(address, port)}`);
   if (listenDatagram === undefined) {
     script.error(
       "Receiving through node:dgram, about a quarter as fast as with --unstable-net: add the flag if floods may come",
     );
   }
-
+  const drops = reportDrops(script, printer);
   const shutdown = async (signal: Deno.Signal) => {
+    clearInterval(drops);
     await server.close();
-    flush();
-    const dropped = server.dropped > 0 ? ` (${server.dropped} dropped by --allow)` : "";
-    stderr.line(`${signal}: stopped after ${counted(server.received, "datagram")}${dropped}`);
+    await printer.close();
+    script.stderr.line(summary(signal, server, printer));
     Deno.exit(0);
   };
   for (const signal of ["SIGINT", "SIGTERM"] as const) {

@@ -715,7 +715,7 @@ Deno.test("udp_client.ts sends each piped line to udp_server.ts, which prints it
     server.stdout.replace(/^listening.*\n/, ""),
     "hello\n你好，世界\n\\x1b[2J\\x1b[31mred\ntrimmed\n\nafter the long one\n",
   );
-  assert.match(server.stderr, /SIGTERM: stopped after 6 datagrams/);
+  assert.match(server.stderr, /SIGTERM: received 6 datagrams, printed 6\n$/);
 });
 
 Deno.test("udp_client.ts sends a line that is not UTF-8 as its own bytes, trimmed of spaces", async () => {
@@ -992,4 +992,26 @@ Deno.test("tools/setup.sh, not run as root, names in one line what the tests lac
     setup.stderr,
     `setup: the tests need ${packages}: run as root, or apt-get install ${packages}\n`,
   );
+});
+
+Deno.test("udp_server.ts prints `printf 'hello\\n' | nc -u` and a CRLF line as plain lines (needs nc: netcat-openbsd)", async () => {
+  const { server, port } = await spawnUdpServer();
+  await using _server = server;
+  for (const line of ["hello\n", "from windows\r\n", "two\n\n", "bell\x07\n"]) {
+    const nc = new Deno.Command("nc", {
+      args: ["-u", "-w0", "127.0.0.1", String(port)],
+      stdin: "piped",
+    }).spawn();
+    const writer = nc.stdin.getWriter();
+    await writer.write(utf8(line));
+    await writer.close();
+    assert.equal((await nc.status).code, 0);
+  }
+  await server.waitFor(/bell/);
+  await server.stop();
+  assert.equal(
+    server.stdout.replace(/^listening.*\n/, ""),
+    "hello\nfrom windows\ntwo\\n\nbell\\x07\n",
+  );
+  assert.equal(server.stderr, "SIGTERM: received 4 datagrams, printed 4\n");
 });

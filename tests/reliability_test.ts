@@ -14,6 +14,7 @@ import {
   makeImages,
   quarantined,
   random,
+  ROOT,
   serverFiles,
   spawnClient,
   Spawned,
@@ -199,7 +200,7 @@ Deno.test("udp_server.ts --allow prints only datagrams from its blocks and never
   await server.waitFor(/from inside\n/);
   await server.stop();
   assert.equal(server.stdout.replace(/^listening.*\n/, ""), "from inside\n");
-  assert.match(server.stderr, /stopped after 1 datagram \(1 dropped by --allow\)/);
+  assert.match(server.stderr, /received 1 datagram, printed 1 \(1 dropped by --allow\)/);
   assert.deepEqual(replies, []);
 });
 
@@ -745,13 +746,13 @@ for i in range(100000): sk.sendto(b"flood %d " % i + b"x" * 1000, ("127.0.0.1", 
   }
   assert.equal((await flood.wait()).code, 0, flood.stderr);
   peak = Math.max(peak, await rss());
-  // 100 MB went by: the server keeps no backlog of its own; what it cannot take, the kernel drops.
+  // 100 MB went by: the server's queue to its printer is bounded; what it cannot take is dropped.
   assert.ok(
     peak < before + 64,
     `resident memory grew from ${before.toFixed(0)} to ${peak.toFixed(0)} MB`,
   );
   await server.stop();
-  assert.match(server.stderr, /stopped after \d+ datagrams?/);
+  assert.match(server.stderr, /received \d+ datagrams?, printed \d+/);
 });
 
 Deno.test("a server with a token writes nothing for a client without it or with a wrong one", async () => {
@@ -954,4 +955,52 @@ Deno.test("of two servers on one folder, one killed mid-frame: the other finishe
   assert.ok(parseAck(answer!).ok, new TextDecoder().decode(answer!));
   assert.deepEqual(await Deno.readFile(`${out}/slow.jpg`), image);
   assert.deepEqual(await listFolder(out), ["slow.jpg"]);
+});
+
+/** Sends `count` datagrams of `size` bytes to a local port, pausing now and then so the kernel keeps them. */
+async function sendPaced(port: number, count: number, size: number): Promise<void> {
+  const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const to = { transport: "udp" as const, hostname: "127.0.0.1", port };
+  try {
+    for (let i = 0; i < count; i++) {
+      await socket.send(new TextEncoder().encode(`${i} `.padEnd(size, "x")), to);
+      if (i % 100 === 99) await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  } finally {
+    socket.close();
+  }
+}
+
+Deno.test("udp_server.ts keeps receiving while nobody reads what it prints, and says what it dropped", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net=127.0.0.1", `${ROOT}udp_server.ts`, "--host=127.0.0.1", "--port=0"],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  await using _child = child;
+  const stderr = new Response(child.stderr).text();
+  // Read the listening line, then nothing more: the pipe fills and stdout blocks.
+  const stdout = child.stdout.getReader();
+  const first = new TextDecoder().decode((await stdout.read()).value);
+  const port = Number(first.match(/listening on 127\.0\.0\.1:(\d+)/)![1]);
+  const started = performance.now();
+  await sendPaced(port, 20_000, 1_000);
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  const seconds = (performance.now() - started) / 1000;
+  child.kill("SIGTERM");
+  assert.equal((await child.status).code, 0);
+  const said = await stderr;
+  const [, received, printed, dropped] = said.match(
+    /SIGTERM: received (\d+) datagrams, printed (\d+), dropped (\d+) for want of time\n$/,
+  )!.map(Number);
+  // 20 MB against 4 MiB of queue and a 64-KiB pipe: most is dropped, yet all is received.
+  assert.ok(received > 15_000, `received only ${received} of 20000: receiving waited`);
+  assert.ok(printed + dropped <= received && dropped > 5_000, said);
+  const reports = [
+    ...said.matchAll(/Dropped (\d+) datagrams in the last second: printing could not keep up\n/g),
+  ];
+  assert.ok(reports.length >= 1 && reports.length <= Math.ceil(seconds) + 1, said);
+  const reported = reports.reduce((sum, [, n]) => sum + Number(n), 0);
+  assert.ok(reported <= dropped, said);
+  await stdout.cancel();
 });

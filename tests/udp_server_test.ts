@@ -1,12 +1,17 @@
 import assert from "node:assert/strict";
-import { formatDatagram, LineBatch } from "../udp_server.ts";
+import { formatDatagram, HandOver, LineBatch } from "../protocol.ts";
 import { concat, random, utf8 } from "./helpers.ts";
 
 const datagrams: [string, Uint8Array, string][] = [
   ["plain text as is", utf8("hello world"), "hello world"],
   ["Chinese as is", utf8("你好，世界"), "你好，世界"],
   ["an empty datagram as an empty line", new Uint8Array(0), ""],
-  ["a newline escaped", utf8("a\nb"), "a\\nb"],
+  ["a newline inside escaped", utf8("a\nb"), "a\\nb"],
+  ["one trailing newline as the line's end", utf8("hello\n"), "hello"],
+  ["one trailing CRLF as the line's end", utf8("hello\r\n"), "hello"],
+  ["a second trailing newline escaped", utf8("hello\n\n"), "hello\\n"],
+  ["a lone trailing carriage return escaped", utf8("hello\r"), "hello\\r"],
+  ["a newline alone as an empty line", utf8("\n"), ""],
   ["a carriage return and a tab escaped", utf8("\r\t"), "\\r\\t"],
   ["an escape sequence escaped", utf8("\x1b[2J"), "\\x1b[2J"],
   ["DEL and C1 controls escaped", utf8("\x7f\u0085\u009b"), "\\x7f\\x85\\x9b"],
@@ -31,10 +36,15 @@ Deno.test("LineBatch writes exactly what formatDatagram() prints, one line each"
     return Uint8Array.from({ length }, () => anyByte ? next() * 256 : 0x20 + next() * 95);
   });
   const written: Uint8Array[] = [];
-  const batch = new LineBatch((lines) => written.push(lines.slice()));
+  let counted = 0;
+  const batch = new LineBatch((lines, count) => {
+    written.push(lines.slice());
+    counted += count;
+  });
   for (const payload of payloads) batch.add(payload);
   batch.flush();
   assert.ok(written.length > 1, "a full buffer is written before it overflows");
+  assert.equal(counted, payloads.length);
   const expected = payloads.map((p) => formatDatagram(p) + "\n").join("");
   assert.equal(new TextDecoder().decode(concat(...written)), expected);
 });
@@ -43,4 +53,62 @@ Deno.test("LineBatch writes nothing when nothing was added", () => {
   let writes = 0;
   new LineBatch(() => writes++).flush();
   assert.equal(writes, 0);
+});
+
+Deno.test("HandOver passes every datagram in order through many turns of a small ring", () => {
+  const next = random(11);
+  const writer = new HandOver(1000);
+  const reader = new HandOver(writer.buffer);
+  const sent: Uint8Array[] = [];
+  const taken: Uint8Array[] = [];
+  let refused = 0;
+  for (let round = 0; round < 2000; round++) {
+    const payload = Uint8Array.from({ length: Math.floor(next() * 300) }, () => next() * 256);
+    if (writer.put(payload)) sent.push(payload);
+    else refused++;
+    // The reader lags: it takes only now and then.
+    if (next() < 0.3) reader.take((bytes) => taken.push(bytes.slice()));
+  }
+  reader.take((bytes) => taken.push(bytes.slice()));
+  assert.ok(refused > 0, "the ring was full at times");
+  assert.ok(sent.length > 1000, `only ${sent.length} datagrams went through`);
+  assert.deepEqual(taken, sent);
+});
+
+Deno.test("HandOver refuses what does not fit, keeps what it holds, and takes again once read", () => {
+  const writer = new HandOver(64);
+  const reader = new HandOver(writer.buffer);
+  assert.equal(writer.put(new Uint8Array(61)), false, "4 bytes of length and 61 of data");
+  assert.ok(writer.put(utf8("first")));
+  assert.ok(writer.put(new Uint8Array(40)));
+  assert.equal(writer.put(utf8("no room")), false);
+  const taken: number[] = [];
+  assert.equal(reader.take((bytes) => taken.push(bytes.length)), 2);
+  assert.deepEqual(taken, [5, 40]);
+  assert.ok(writer.put(new Uint8Array(40)), "room again, at the start");
+  assert.equal(reader.take(() => {}), 1);
+});
+
+Deno.test("HandOver holds a largest datagram, 65,507 bytes", () => {
+  const writer = new HandOver(4 * 1024 * 1024);
+  const payload = random(3);
+  const big = Uint8Array.from({ length: 65_507 }, () => payload() * 256);
+  assert.ok(writer.put(big));
+  const taken: Uint8Array[] = [];
+  new HandOver(writer.buffer).take((bytes) => taken.push(bytes.slice()));
+  assert.deepEqual(taken, [big]);
+});
+
+Deno.test("HandOver counts what the reader printed and tells it the writer closed", () => {
+  const writer = new HandOver(64);
+  const reader = new HandOver(writer.buffer);
+  reader.addPrinted(3);
+  reader.addPrinted(2);
+  assert.equal(writer.printed, 5);
+  assert.equal(reader.closed, false);
+  writer.close();
+  assert.equal(reader.closed, true);
+  const started = performance.now();
+  reader.wait(5_000, true);
+  assert.ok(performance.now() - started < 1_000, "a closed ring does not put its reader to sleep");
 });
