@@ -100,6 +100,7 @@ print(count / (time.perf_counter() - started))
     if (!still) await sleep(300);
     return still;
   });
+  const peakKiB = server.peakKiB();
   await server.stop(ours ? "SIGTERM" : "SIGINT");
   const lines =
     server.output().split("\n").filter((line) => /^m-[A-Za-z]{14,62}$/.test(line)).length;
@@ -108,6 +109,7 @@ print(count / (time.perf_counter() - started))
     settle,
     rate: Number(Deno.readTextFileSync(senderLog).trim()),
     received: lines / count,
+    peakKiB,
   };
 }
 
@@ -315,7 +317,7 @@ async function runTcp(
 }
 
 /** Both printers under the same flood, alternating which meets it first. */
-async function runUdp(
+export async function runUdp(
   work: string,
   count: number,
   settles: number[],

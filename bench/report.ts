@@ -32,6 +32,8 @@ export interface UdpResult {
   rate: number;
   /** Share of the datagrams printed. */
   received: number;
+  /** The printer's peak resident memory, in KiB, from /proc. */
+  peakKiB?: number;
 }
 
 /** The runs across the shaped link. */

@@ -37,6 +37,7 @@ export class HandOver {
   readonly #printed: BigInt64Array;
   readonly #words: Int32Array;
   readonly #bytes: Uint8Array;
+  #tail = 0;
 
   /**
    * @param ring A size, for a new ring on its own buffer (bytes of records,
@@ -60,38 +61,39 @@ export class HandOver {
    * @returns False when the ring is too full to hold it: nothing was put.
    */
   put(payload: Uint8Array): boolean {
-    const size = this.#bytes.length;
     const need = 4 + Math.ceil(payload.length / 4) * 4;
     const head = this.#control[0];
-    const tail = Atomics.load(this.#control, 1);
-    // The head never catches up with the tail: equal means empty.
-    let start = head;
-    if (head < tail) {
-      if (head + need >= tail) return false;
-    } else if (head + need > size || (head + need === size && tail === 0)) {
-      if (need >= tail) return false;
-      this.#words[head >> 2] = -1;
-      start = 0;
+    // A tail read earlier is behind, so it only understates the room: look
+    // at the shared one, which the reader's core is writing, only when short.
+    let start = this.#start(head, this.#tail, need);
+    if (start === -1) {
+      this.#tail = Atomics.load(this.#control, 1);
+      start = this.#start(head, this.#tail, need);
+      if (start === -1) return false;
     }
+    if (start !== head) this.#words[head >> 2] = -1;
     this.#words[start >> 2] = payload.length;
     this.#bytes.set(payload, start + 4);
-    Atomics.store(this.#control, 0, (start + need) % size);
+    Atomics.store(this.#control, 0, (start + need) % this.#bytes.length);
     if (Atomics.load(this.#control, 2) === 1) this.#wake();
     return true;
   }
 
-  /**
-   * Passes every datagram waiting to `each`, freeing its room after the call
-   * (reader).
-   *
-   * @param each Takes a payload, valid only during the call.
-   * @returns How many were taken.
-   */
+  /** Where a record of `need` bytes goes, or -1 when it does not fit. */
+  #start(head: number, tail: number, need: number): number {
+    // The head never catches up with the tail: equal means empty.
+    const size = this.#bytes.length;
+    if (head < tail) return head + need < tail ? head : -1;
+    if (head + need < size || (head + need === size && tail > 0)) return head;
+    return need < tail ? 0 : -1;
+  }
+
   take(each: (payload: Uint8Array) => void): number {
     const size = this.#bytes.length;
     let tail = this.#control[1];
+    let head = Atomics.load(this.#control, 0);
     let taken = 0;
-    while (tail !== Atomics.load(this.#control, 0)) {
+    while (tail !== head) {
       const length = this.#words[tail >> 2];
       if (length === -1) {
         tail = 0;
@@ -100,7 +102,12 @@ export class HandOver {
         tail = (tail + 4 + Math.ceil(length / 4) * 4) % size;
         taken++;
       }
-      Atomics.store(this.#control, 1, tail);
+      // Shared words are touched in steps, not per datagram: the writer's
+      // core would otherwise wait for this one's at every datagram.
+      if (taken % 1024 === 0 || tail === head) {
+        Atomics.store(this.#control, 1, tail);
+        if (tail === head) head = Atomics.load(this.#control, 0);
+      }
     }
     return taken;
   }

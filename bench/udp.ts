@@ -1,0 +1,68 @@
+/**
+ * The UDP printers alone under the benchmark's flood: 200,000 datagrams of
+ * 16–64 bytes from one Python sender, to `udp_server.ts` and to the
+ * tutorial's server, in alternating rounds, each flood starting at once and
+ * one second after the printer listens. Prints, for each printer and start,
+ * the medians of the share printed and of the sender's rate, and the highest
+ * peak resident memory.
+ *
+ *   deno task bench:udp [--rounds N] [--count N]
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { runUdp } from "./bench.ts";
+import type { UdpResult } from "./report.ts";
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+};
+
+function table(results: UdpResult[], count: number): string[] {
+  const rows = [
+    "| UDP server | flood starts | datagrams | sender rate /s (median) | printed (median, min–max) | peak RSS |",
+    "| --- | --- | ---: | ---: | ---: | ---: |",
+  ];
+  const keys = [...new Set(results.map(({ label, settle }) => `${label}\t${settle}`))];
+  for (const key of keys) {
+    const runs = results.filter(({ label, settle }) => `${label}\t${settle}` === key);
+    const [label, settle] = key.split("\t");
+    const shares = runs.map(({ received }) => received * 100);
+    const peak = Math.max(...runs.map(({ peakKiB }) => peakKiB ?? 0)) / 1024;
+    rows.push(
+      `| ${label} | ${settle === "0" ? "at once" : `after ${settle} s`} | ${count} | ${
+        Math.round(median(runs.map(({ rate }) => rate)))
+      } | ${median(shares).toFixed(2)}% (${Math.min(...shares).toFixed(2)}–${
+        Math.max(...shares).toFixed(2)
+      }%) | ${peak.toFixed(0)} MB |`,
+    );
+  }
+  return rows;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      rounds: { type: "string", default: "5" },
+      count: { type: "string", default: "200000" },
+    },
+  });
+  const rounds = Number(values.rounds);
+  const count = Number(values.count);
+  if (!(rounds >= 1) || !(count >= 1)) {
+    console.error("Usage: deno task bench:udp [--rounds N] [--count N]");
+    Deno.exit(2);
+  }
+  const work = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "bench-udp-" });
+  try {
+    const results = await runUdp(work, count, [0, 1], rounds);
+    console.log(table(results, count).join("\n"));
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+}
+
+if (import.meta.main) await main();
