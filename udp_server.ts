@@ -54,7 +54,7 @@ export interface UdpServerOptions {
 export interface UdpServer {
   /** The address actually bound, with the real port. */
   readonly address: { address: string; port: number };
-  /** Datagrams printed so far. */
+  /** Datagrams received so far from allowed addresses, each passed to `onDatagram`. */
   readonly received: number;
   /** Datagrams dropped so far for coming from outside the allowed blocks. */
   readonly dropped: number;
@@ -154,6 +154,8 @@ export async function startUdpServer(
   });
 }
 
+const QUEUE = formatBytes(DEFAULT_QUEUE_BYTES);
+
 const USAGE = `Usage: deno run --unstable-net --allow-net udp_server.ts [options]
 
 Prints every UDP datagram received as one line: UTF-8 text as is, one
@@ -161,9 +163,7 @@ trailing line end (\\n or \\r\\n) as the line's end, invalid bytes as U+FFFD,
 other control characters escaped (\\n, \\x1b, ...).
 
 Lines are written by a second thread, so receiving never waits for stdout.
-When stdout falls behind, up to ${
-  formatBytes(DEFAULT_QUEUE_BYTES)
-} of datagrams wait; what comes beyond
+When stdout falls behind, up to ${QUEUE} of datagrams wait; what comes beyond
 that is dropped, and counted on stderr once a second and in the summary.
 
 --unstable-net (set by deno.json inside the project) lets it receive through
