@@ -213,12 +213,11 @@ function reportDrops(script: ScriptOutput, printer: Printer): ReturnType<typeof 
 }
 
 /** The summary on a signal: received, printed, and what was dropped and why. */
-function summary(signal: Deno.Signal, server: UdpServer, printer: Printer): string {
+function summary(signal: Deno.Signal, server: UdpServer | undefined, printer: Printer): string {
+  const received = counted(server?.received ?? 0, "datagram");
   const late = printer.dropped > 0 ? `, dropped ${printer.dropped} for want of time` : "";
-  const outside = server.dropped > 0 ? ` (${server.dropped} dropped by --allow)` : "";
-  return `${signal}: received ${
-    counted(server.received, "datagram")
-  }, printed ${printer.printed}${late}${outside}`;
+  const outside = server?.dropped ? ` (${server.dropped} dropped by --allow)` : "";
+  return `${signal}: received ${received}, printed ${printer.printed}${late}${outside}`;
 }
 
 function parseFlags(script: ScriptOutput): UdpServerOptions & { host: string; port: number } {
@@ -249,9 +248,22 @@ function parseFlags(script: ScriptOutput): UdpServerOptions & { host: string; po
 async function main(): Promise<void> {
   const script: ScriptOutput = new ScriptOutput();
   const options = parseFlags(script);
+  let server: UdpServer | undefined;
+  // Listening for signals before saying "listening": whoever reads that may stop us at once.
+  const shutdown = async (signal: Deno.Signal) => {
+    clearInterval(drops);
+    await server?.close();
+    await printer.close();
+    script.stderr.line(summary(signal, server, printer));
+    Deno.exit(0);
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => void shutdown(signal));
+  }
+  // Made after the listeners, synchronously: no signal is handled before they exist.
   const printer = new Printer();
   void printer.ended.then(({ error }) => error && stopPrinting(script, error));
-  let server: UdpServer;
+  const drops = reportDrops(script, printer);
   try {
     server = await startUdpServer((payload) => printer.print(payload), options);
   } catch (error) {
@@ -265,17 +277,6 @@ async function main(): Promise<void> {
     script.error(
       "Receiving through node:dgram, about a quarter as fast as with --unstable-net: add the flag if floods may come",
     );
-  }
-  const drops = reportDrops(script, printer);
-  const shutdown = async (signal: Deno.Signal) => {
-    clearInterval(drops);
-    await server.close();
-    await printer.close();
-    script.stderr.line(summary(signal, server, printer));
-    Deno.exit(0);
-  };
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, () => void shutdown(signal));
   }
 }
 
