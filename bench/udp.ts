@@ -12,13 +12,7 @@
  */
 import { parseArgs } from "node:util";
 import { runUdp } from "./bench.ts";
-import type { UdpResult } from "./report.ts";
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-};
+import { median, type UdpResult } from "./report.ts";
 
 function table(results: UdpResult[], count: number): string[] {
   const rows = [

@@ -1,14 +1,7 @@
 /**
- * The UDP printer's two halves: datagrams turned into safe lines, and the
- * hand-over from the receiving thread to a Worker that formats and writes
- * them, so that receiving never waits for printing.
- *
- * The hand-over is a ring in a `SharedArrayBuffer`: the receiver copies each
- * datagram in and moves the head; the Worker copies lines out and moves the
- * tail. When the ring is full the receiver drops the datagram and counts it,
- * so memory stays bounded whatever the flood. The Worker's code is built from
- * this module's functions as text and started from a `blob:` URL, which needs
- * no read permission and survives bundling into one file.
+ * Datagrams turned into safe lines for the UDP printer. `hand_over.ts`
+ * passes them to the Worker that writes them, and sends these functions to
+ * it as text, so they use nothing from outside themselves but each other.
  *
  * @module
  */
@@ -118,11 +111,6 @@ export class LineBatch {
    */
   constructor(write: (lines: Uint8Array, count: number) => void) {
     this.#write = write;
-  }
-
-  /** Lines waiting to be written. */
-  get lines(): number {
-    return this.#lines;
   }
 
   /**
