@@ -155,15 +155,23 @@ export {
   quoteName,
 } from "./lib/format.ts";
 export { type Cidr, inAnyCidr, MAX_DATAGRAM_SIZE, parseCidr } from "./lib/net.ts";
-// The UDP printer: datagrams as safe lines, handed to a Worker that writes them.
+// The UDP printer: datagrams as safe lines, written from a Worker for a
+// pipe or terminal, or on the receiving thread for a file.
 export { escapeControls, formatDatagram, LineBatch, withoutLineEnd } from "./lib/printer.ts";
 export {
   DEFAULT_QUEUE_BYTES,
   HandOver,
+  type LinePrinter,
   Printer,
   type PrinterEnd,
   type PrinterOptions,
 } from "./lib/hand_over.ts";
+export {
+  DirectPrinter,
+  type DirectPrinterOptions,
+  writesNeverWait,
+  writeStdout,
+} from "./lib/direct_printer.ts";
 export { EXTENSIONS, sniffExtension } from "./lib/images.ts";
 export { crc32OfFile, descriptorRoom } from "./lib/files.ts";
 

@@ -3,7 +3,8 @@
  * UDP datagram printer: prints every datagram it receives as one line of
  * text, like the original, but whole (up to 65,507 bytes, not 1,024) and
  * unable to drive the terminal. It receives on the main thread and prints
- * from a Worker, so that a flood is not lost while lines are written.
+ * from a Worker, so that a flood is not lost while a pipe or terminal is
+ * slow; to a file, which never keeps a write waiting, it prints directly.
  *
  * @module
  */
@@ -16,16 +17,20 @@ import {
   DEFAULT_LISTEN_HOST,
   DEFAULT_PORT,
   DEFAULT_QUEUE_BYTES,
+  DirectPrinter,
   exitCodeFor,
   formatAddress,
   formatBytes,
   inAnyCidr,
+  type LinePrinter,
   MAX_DATAGRAM_SIZE,
   parseCidr,
   parseHost,
   parsePort,
   Printer,
   ScriptOutput,
+  writesNeverWait,
+  writeStdout,
 } from "./protocol.ts";
 
 const encoder = new TextEncoder();
@@ -162,9 +167,11 @@ Prints every UDP datagram received as one line: UTF-8 text as is, one
 trailing line end (\\n or \\r\\n) as the line's end, invalid bytes as U+FFFD,
 other control characters escaped (\\n, \\x1b, ...).
 
-Lines are written by a second thread, so receiving never waits for stdout.
-When stdout falls behind, up to ${QUEUE} of datagrams wait; what comes beyond
-that is dropped, and counted on stderr once a second and in the summary.
+To a pipe or terminal, lines are written by a second thread, so receiving
+never waits for stdout. When stdout falls behind, up to ${QUEUE} of datagrams
+wait; what comes beyond that is dropped, and counted on stderr once a second
+and in the summary. To a file, which never keeps a write waiting, lines are
+written by the thread that receives: on a small machine that prints more.
 
 --unstable-net (set by deno.json inside the project) lets it receive through
 Deno.listenDatagram, about four times as fast as through node:dgram, which it
@@ -182,11 +189,8 @@ Datagrams up to ${MAX_DATAGRAM_SIZE} bytes are printed whole.`;
 
 /** Writes to stdout, which is what this server is for: it stops when it cannot. */
 function print(script: ScriptOutput, text: string): void {
-  const bytes = encoder.encode(`${text}\n`);
   try {
-    for (let offset = 0; offset < bytes.length;) {
-      offset += Deno.stdout.writeSync(bytes.subarray(offset));
-    }
+    writeStdout(encoder.encode(`${text}\n`));
   } catch (error) {
     stopPrinting(script, error as Error);
   }
@@ -200,7 +204,7 @@ function stopPrinting(script: ScriptOutput, error: { name: string; message: stri
 }
 
 /** Says once a second how many datagrams the printer had no room for. */
-function reportDrops(script: ScriptOutput, printer: Printer): ReturnType<typeof setInterval> {
+function reportDrops(script: ScriptOutput, printer: LinePrinter): ReturnType<typeof setInterval> {
   let reported = 0;
   return setInterval(() => {
     const dropped = printer.dropped - reported;
@@ -213,7 +217,7 @@ function reportDrops(script: ScriptOutput, printer: Printer): ReturnType<typeof 
 }
 
 /** The summary on a signal: received, printed, and what was dropped and why. */
-function summary(signal: Deno.Signal, server: UdpServer | undefined, printer: Printer): string {
+function summary(signal: Deno.Signal, server: UdpServer | undefined, printer: LinePrinter): string {
   const received = counted(server?.received ?? 0, "datagram");
   const late = printer.dropped > 0 ? `, dropped ${printer.dropped} for want of time` : "";
   const outside = server?.dropped ? ` (${server.dropped} dropped by --allow)` : "";
@@ -261,7 +265,8 @@ async function main(): Promise<void> {
     Deno.addSignalListener(signal, () => void shutdown(signal));
   }
   // Made after the listeners, synchronously: no signal is handled before they exist.
-  const printer = new Printer();
+  // A file never keeps a write waiting: no second thread needed, nor its cost.
+  const printer: LinePrinter = writesNeverWait(1) ? new DirectPrinter() : new Printer();
   void printer.ended.then(({ error }) => error && stopPrinting(script, error));
   const drops = reportDrops(script, printer);
   try {

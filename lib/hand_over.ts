@@ -181,6 +181,37 @@ export interface PrinterEnd {
 }
 
 /**
+ * What the UDP server needs of a printer: {@linkcode Printer}, which writes
+ * from a Worker, or `DirectPrinter`, which writes on the calling thread.
+ *
+ * @example Either printer, used the same way
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DirectPrinter, type LinePrinter, Printer } from "../protocol.ts";
+ *
+ * for (const printer of [new Printer(), new DirectPrinter({ write: () => {} })] as LinePrinter[]) {
+ *   printer.print(new TextEncoder().encode("hello"));
+ *   await printer.close();
+ *   assert.equal(printer.printed, 1);
+ * }
+ * ```
+ */
+export interface LinePrinter {
+  /** Prints a datagram's line, or counts it dropped; the payload is copied. */
+  print(payload: Uint8Array): void;
+  /** Datagrams given to `print`. */
+  readonly received: number;
+  /** Datagrams written. */
+  readonly printed: number;
+  /** Datagrams dropped for want of room to wait. */
+  readonly dropped: number;
+  /** Settles when printing stops: after `close`, or on an error. */
+  readonly ended: Promise<PrinterEnd>;
+  /** Prints what waits, then stops; waits `ms` at most for a stuck output. */
+  close(ms?: number): Promise<void>;
+}
+
+/**
  * The Worker's whole program: prints what the ring holds, a burst per write,
  * until the writer closes it. It runs from text, so it uses only the code
  * {@linkcode Printer} puts beside it.
@@ -261,7 +292,7 @@ export interface PrinterOptions {
  * assert.deepEqual([printer.received, printer.printed, printer.dropped], [2, 2, 0]);
  * ```
  */
-export class Printer {
+export class Printer implements LinePrinter {
   readonly #ring: HandOver;
   readonly #worker: Worker;
   readonly #url: string;

@@ -1004,3 +1004,49 @@ Deno.test("udp_server.ts keeps receiving while nobody reads what it prints, and 
   assert.ok(reported <= dropped, said);
   await stdout.cancel();
 });
+
+Deno.test("udp_server.ts > a file: the original client's lines and a burst are there while it runs, none dropped", async () => {
+  await using temporary = new TempDirs();
+  const log = `${await temporary.make()}/datagrams.log`;
+  const server = new Deno.Command("sh", {
+    args: [
+      "-c",
+      `exec "$0" run --allow-net=127.0.0.1 "$1" --host=127.0.0.1 --port=0 > "$2"`,
+      Deno.execPath(),
+      `${ROOT}udp_server.ts`,
+      log,
+    ],
+    stderr: "piped",
+  }).spawn();
+  await using _server = server;
+  const stderr = new Response(server.stderr).text();
+  const lines = async (count: number) => {
+    for (const deadline = performance.now() + 10_000; performance.now() < deadline;) {
+      const text = await Deno.readTextFile(log).catch(() => "");
+      if (text.split("\n").length > count) return text;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error(`Fewer than ${count} lines in ${log} after 10 s`);
+  };
+  const port = Number((await lines(1)).match(/listening on 127\.0\.0\.1:(\d+)/)![1]);
+  const client = new Deno.Command("python3", {
+    args: [`${ROOT}tests/original/udp_client.py`, String(port)],
+    stdin: "piped",
+    stdout: "null",
+  }).spawn();
+  const writer = client.stdin.getWriter();
+  await writer.write(new TextEncoder().encode("hello\n  数据 data  \nexit\n"));
+  await writer.close();
+  assert.equal((await client.status).code, 0);
+  await sendPaced(port, 5_000, 200);
+  // Read before the server stops, as `tail -f` would.
+  const printed = (await lines(5_003)).split("\n");
+  assert.deepEqual(printed.slice(1, 3), ["hello", "数据 data"]);
+  assert.deepEqual(
+    printed.slice(3, 5_003).map((line) => line.split(" ")[0]),
+    Array.from({ length: 5_000 }, (_, i) => String(i)),
+  );
+  server.kill("SIGINT");
+  assert.equal((await server.status).code, 0);
+  assert.equal(await stderr, "SIGINT: received 5002 datagrams, printed 5002\n");
+});

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { formatDatagram, HandOver, LineBatch } from "../protocol.ts";
+import { DirectPrinter, formatDatagram, HandOver, LineBatch } from "../protocol.ts";
 import { concat, random, utf8 } from "./helpers.ts";
 
 const datagrams: [string, Uint8Array, string][] = [
@@ -111,4 +111,78 @@ Deno.test("HandOver counts what the reader printed and tells it the writer close
   const started = performance.now();
   reader.wait(5_000, true);
   assert.ok(performance.now() - started < 1_000, "a closed ring does not put its reader to sleep");
+});
+
+Deno.test("DirectPrinter writes a burst in one write soon after its first line, without a close", async () => {
+  let wrote: (text: string) => void = () => {};
+  const written = new Promise<string>((resolve) => wrote = resolve);
+  const printer = new DirectPrinter({ write: (bytes) => wrote(new TextDecoder().decode(bytes)) });
+  const payloads = datagrams.map(([, payload]) => payload);
+  for (const payload of payloads) printer.print(payload);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const late = new Promise<string>((resolve) => timer = setTimeout(() => resolve("late"), 1_000));
+    assert.equal(
+      await Promise.race([written, late]),
+      datagrams.map(([, , line]) => `${line}\n`).join(""),
+      "a tail -f reader sees the lines while the server runs",
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+  assert.equal(printer.printed, payloads.length);
+  await printer.close();
+});
+
+Deno.test("DirectPrinter stops at the first failed write and says why when it ends", async () => {
+  let writes = 0;
+  const printer = new DirectPrinter({
+    write: () => {
+      writes++;
+      throw new Deno.errors.BrokenPipe("Broken pipe (os error 32)");
+    },
+  });
+  printer.print(utf8("one"));
+  await printer.close();
+  printer.print(utf8("two"));
+  await printer.close();
+  assert.deepEqual(await printer.ended, {
+    error: { name: "BrokenPipe", message: "Broken pipe (os error 32)" },
+  });
+  assert.deepEqual([writes, printer.received, printer.printed, printer.dropped], [1, 2, 0, 0]);
+});
+
+const outputs: [string, string, boolean][] = [
+  ["a file", '> "$1/out.txt"', true],
+  ["/dev/null", "> /dev/null", true],
+  ["a pipe", "| cat > /dev/null", false],
+];
+
+for (const [what, redirect, direct] of outputs) {
+  Deno.test(`writesNeverWait() says ${direct ? "yes" : "no"} for stdout to ${what}`, async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const code = `import { writesNeverWait } from "${new URL("../protocol.ts", import.meta.url)}";
+console.error(String(writesNeverWait(1)));`;
+      const { stderr, success } = await new Deno.Command("sh", {
+        args: ["-c", `"${Deno.execPath()}" eval --quiet '${code}' ${redirect}`, "sh", dir],
+        stderr: "piped",
+      }).output();
+      assert.ok(success);
+      assert.equal(new TextDecoder().decode(stderr), `${direct}\n`);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+Deno.test("writesNeverWait() says no for stdout to a terminal, which Ctrl-S stops (needs script: bsdutils)", async () => {
+  const code = `import { writesNeverWait } from "${new URL("../protocol.ts", import.meta.url)}";
+console.log(String(writesNeverWait(1)));`;
+  const { stdout, success } = await new Deno.Command("script", {
+    args: ["-qec", `"${Deno.execPath()}" eval --quiet '${code}'`, "/dev/null"],
+    stdout: "piped",
+  }).output();
+  assert.ok(success);
+  assert.equal(new TextDecoder().decode(stdout).trim(), "false");
 });
