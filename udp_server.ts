@@ -97,8 +97,10 @@ export async function startUdpServer(
   await checkNetPermission(formatAddress(host, port));
   let received = 0;
   let dropped = 0;
-  const count = (payload: Uint8Array, from: string) => {
-    if (options.allow && !inAnyCidr(options.allow, from)) {
+  const { allow } = options;
+  // The sender's address is read only for --allow: every step counts in a flood.
+  const count = (payload: Uint8Array, from: { hostname?: string; address?: string }) => {
+    if (allow !== undefined && !inAnyCidr(allow, from.hostname ?? from.address ?? "")) {
       dropped++;
       return;
     }
@@ -111,13 +113,16 @@ export async function startUdpServer(
     let closed = false;
     const receiving = (async () => {
       while (!closed) {
+        // Indexed rather than destructured, which iterates: a flood is counted in nanoseconds.
+        let datagram: [Uint8Array, Deno.Addr];
         try {
-          const [payload, from] = await listener.receive(buffer);
-          count(payload, (from as Deno.NetAddr).hostname);
+          datagram = await listener.receive(buffer);
         } catch (error) {
           // Closing interrupts the pending receive; other errors concern one datagram.
           if (closed || error instanceof Deno.errors.BadResource) return;
+          continue;
         }
+        count(datagram[0], datagram[1] as Deno.NetAddr);
       }
     })();
     const { hostname, port: boundPort } = listener.addr as Deno.NetAddr;
@@ -139,7 +144,7 @@ export async function startUdpServer(
   const socket = dgram.createSocket(host.includes(":") ? "udp6" : "udp4");
   socket.on(
     "message",
-    (payload: Uint8Array, from: { address: string }) => count(payload, from.address),
+    (payload: Uint8Array, from: { address: string }) => count(payload, from),
   );
   return await new Promise((resolve, reject) => {
     socket.once("error", reject);
