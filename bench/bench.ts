@@ -52,28 +52,49 @@ const MiB = 1024 * 1024;
  */
 const SMALL_YOUNG_GENERATION = "--max-semi-space-size=2";
 
+/** A UDP printer the flood is measured against, and how to read its count. */
+export interface UdpPrinter {
+  label: string;
+  /** The command, which prints "listening on HOST:PORT" first. */
+  command: string[];
+  /** What stops it in good order. */
+  signal: Deno.Signal;
+  /** How many of the flood's datagrams its output shows. */
+  count: (output: string) => number;
+}
+
+const floodLines = (output: string) =>
+  output.split("\n").filter((line) => /^m-[A-Za-z]{14,62}$/.test(line)).length;
+
+/** Our printer and the tutorial's: what `deno task bench` compares. */
+export const UDP_PRINTERS: UdpPrinter[] = [
+  {
+    label: "udp_server.ts",
+    command: [
+      Deno.execPath(),
+      ...["run", "--allow-net=127.0.0.1", `${ROOT}udp_server.ts`, "--host=127.0.0.1", "--port=0"],
+    ],
+    signal: "SIGTERM",
+    count: floodLines,
+  },
+  {
+    label: "original udp_server.py",
+    command: ["python3", `${ROOT}tests/original/udp_server.py`, "0"],
+    // The original flushes its block-buffered file only at exit.
+    signal: "SIGINT",
+    count: floodLines,
+  },
+];
+
 /**
  * Floods a UDP printer from one Python sender and counts the lines it
  * printed. The flood starts `settle` seconds after the printer says it
  * listens: at once, it also measures how fast the printer gets going.
  */
-async function udpFlood(
-  label: string,
-  count: number,
-  work: string,
-  ours: boolean,
-  settle: number,
-) {
-  const log = await Deno.makeTempFile({ dir: work, prefix: `udp-${ours ? "ours" : "original"}-` });
-  const server = ours
-    ? new Proc(Deno.execPath(), [
-      "run",
-      "--allow-net=127.0.0.1",
-      `${ROOT}udp_server.ts`,
-      "--host=127.0.0.1",
-      "--port=0",
-    ], log)
-    : new Proc("python3", [`${ROOT}tests/original/udp_server.py`, "0"], log);
+async function udpFlood(printer: UdpPrinter, count: number, work: string, settle: number) {
+  const log = await Deno.makeTempFile({ dir: work, prefix: "udp-" });
+  const [command, ...args] = printer.command;
+  const server = new Proc(command, args, log);
   const port = (await server.started(/listening on [^:]+:(\d+)/))[1];
   await sleep(settle * 1000);
   const sender = `
@@ -91,7 +112,7 @@ print(count / (time.perf_counter() - started))
   const sent = await new Proc("python3", ["-c", sender, String(count), port], senderLog).child
     .status;
   if (!sent.success) throw new Error(`UDP sender failed: ${Deno.readTextFileSync(senderLog)}`);
-  // Printed once the output stops growing; the original flushes only at exit.
+  // Printed once the output stops growing.
   let size = -1;
   await until("the UDP server to catch up", async () => {
     const now = (await Deno.stat(log)).size;
@@ -101,14 +122,12 @@ print(count / (time.perf_counter() - started))
     return still;
   });
   const peakKiB = server.peakKiB();
-  await server.stop(ours ? "SIGTERM" : "SIGINT");
-  const lines =
-    server.output().split("\n").filter((line) => /^m-[A-Za-z]{14,62}$/.test(line)).length;
+  await server.stop(printer.signal);
   return {
-    label,
+    label: printer.label,
     settle,
     rate: Number(Deno.readTextFileSync(senderLog).trim()),
-    received: lines / count,
+    received: printer.count(server.output()) / count,
     peakKiB,
   };
 }
@@ -316,21 +335,19 @@ async function runTcp(
   return samples;
 }
 
-/** Both printers under the same flood, alternating which meets it first. */
+/** The printers under the same flood, in an order reversed every other round. */
 export async function runUdp(
   work: string,
   count: number,
   settles: number[],
   rounds: number,
+  printers: UdpPrinter[] = UDP_PRINTERS,
 ): Promise<UdpResult[]> {
   const udp: UdpResult[] = [];
   for (let round = 0; round < rounds; round++) {
     for (const settle of settles) {
-      const pair = [
-        () => udpFlood("udp_server.ts", count, work, true, settle),
-        () => udpFlood("original udp_server.py", count, work, false, settle),
-      ];
-      for (const flood of round % 2 ? pair.reverse() : pair) udp.push(await flood());
+      const order = round % 2 ? printers.toReversed() : printers;
+      for (const printer of order) udp.push(await udpFlood(printer, count, work, settle));
     }
   }
   return udp;

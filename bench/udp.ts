@@ -1,17 +1,18 @@
 /**
  * The UDP printers alone under the benchmark's flood: 200,000 datagrams of
- * 16–64 bytes from one Python sender, to `udp_server.ts` and to the
- * tutorial's server, in alternating rounds, each flood starting at once and
- * one second after the printer listens. Prints, for each printer and start,
- * the medians of the share printed and of the sender's rate, and the highest
- * peak resident memory.
+ * 16–64 bytes from one Python sender, to `udp_server.ts`, to the tutorial's
+ * server and to a Deno loop that receives and prints nothing (the ceiling,
+ * bench/udp_ceiling.ts), in alternating rounds, each flood starting at once
+ * and one second after the printer listens. Prints, for each printer and
+ * start, the medians of the share printed and of the sender's rate, and the
+ * highest peak resident memory.
  *
  *   deno task bench:udp [--rounds N] [--count N]
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { runUdp } from "./bench.ts";
+import { runUdp, UDP_PRINTERS, type UdpPrinter } from "./bench.ts";
 import { median, type UdpResult } from "./report.ts";
 
 function table(results: UdpResult[], count: number): string[] {
@@ -36,6 +37,19 @@ function table(results: UdpResult[], count: number): string[] {
   return rows;
 }
 
+const CEILING: UdpPrinter = {
+  label: "ceiling: Deno receiving only",
+  command: [
+    Deno.execPath(),
+    "run",
+    "--unstable-net",
+    "--allow-net=127.0.0.1",
+    new URL("udp_ceiling.ts", import.meta.url).pathname,
+  ],
+  signal: "SIGTERM",
+  count: (output) => Number(output.match(/^received (\d+)$/m)?.[1] ?? 0),
+};
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -52,7 +66,7 @@ async function main(): Promise<void> {
   }
   const work = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "bench-udp-" });
   try {
-    const results = await runUdp(work, count, [0, 1], rounds);
+    const results = await runUdp(work, count, [0, 1], rounds, [...UDP_PRINTERS, CEILING]);
     console.log(table(results, count).join("\n"));
   } finally {
     await Deno.remove(work, { recursive: true });
