@@ -1015,3 +1015,22 @@ Deno.test("udp_server.ts prints `printf 'hello\\n' | nc -u` and a CRLF line as p
   );
   assert.equal(server.stderr, "SIGTERM: received 4 datagrams, printed 4\n");
 });
+
+Deno.test("udp_server.ts in a terminal without --allow-net says which flag to add, rather than asking for 127.0.0.1 (needs script: bsdutils)", async () => {
+  // Its warm-up uses 127.0.0.1 only when allowed: asking would stop it at a prompt.
+  const { stdout } = await new Deno.Command("script", {
+    args: [
+      "-qec",
+      `timeout -s INT 5 "${Deno.execPath()}" run "${ROOT}udp_server.ts" --host=127.0.0.2 --port=9`,
+      "/dev/null",
+    ],
+    stdin: "null",
+    stdout: "piped",
+  }).output();
+  const said = new TextDecoder().decode(stdout);
+  assert.doesNotMatch(said, /requests net access/);
+  assert.match(
+    said,
+    /^udp_server\.ts: Cannot listen on 127\.0\.0\.2:9: .*add --allow-net=127\.0\.0\.2:9\r\n$/,
+  );
+});
