@@ -174,7 +174,7 @@ const WARM_UP_BURST = 100;
  * Runs datagrams through the receiving and printing code on a private
  * loopback socket, printing them nowhere, so that V8 has compiled that code
  * before a flood comes. Measured: a flood at once kept 95.9% against 93.6%
- * (medians of 6 alternating rounds), for about 80 ms at start. Skipped
+ * (medians of 6 alternating rounds), for about 70 ms at start. Skipped
  * without `--unstable-net` or net permission for 127.0.0.1, which it never
  * asks for.
  *
@@ -205,8 +205,8 @@ export async function warmUp(datagrams: number = WARM_UP_DATAGRAMS): Promise<num
     for (let sent = 0; sent < datagrams; burst = Promise.withResolvers()) {
       end = Math.min(sent + WARM_UP_BURST, datagrams);
       for (; sent < end; sent++) await socket.send(payload, to);
-      // Each burst waits for the one before, within the kernel's buffer; a
-      // datagram lost costs 100 ms, not a hang.
+      // Each burst is received before the next is sent, so the kernel's
+      // buffer never overflows; a datagram lost costs 100 ms, not a hang.
       await Promise.race([burst.promise, new Promise((done) => timer = setTimeout(done, 100))]);
       clearTimeout(timer);
     }
