@@ -166,14 +166,9 @@ export {
   type PrinterEnd,
   type PrinterOptions,
 } from "./lib/hand_over.ts";
-export {
-  DirectPrinter,
-  type DirectPrinterOptions,
-  writesNeverWait,
-  writeStdout,
-} from "./lib/direct_printer.ts";
+export { DirectPrinter, type DirectPrinterOptions, writesNeverWait } from "./lib/direct_printer.ts";
 export { EXTENSIONS, sniffExtension } from "./lib/images.ts";
-export { crc32OfFile, descriptorRoom } from "./lib/files.ts";
+export { crc32OfFile, descriptorRoom, writeAllSync } from "./lib/files.ts";
 
 // The receiver's folder, admission and connections.
 export {

@@ -29,8 +29,8 @@ import {
   parsePort,
   Printer,
   ScriptOutput,
+  writeAllSync,
   writesNeverWait,
-  writeStdout,
 } from "./protocol.ts";
 
 const encoder = new TextEncoder();
@@ -252,7 +252,7 @@ Datagrams up to ${MAX_DATAGRAM_SIZE} bytes are printed whole.`;
 /** Writes to stdout, which is what this server is for: it stops when it cannot. */
 function print(script: ScriptOutput, text: string): void {
   try {
-    writeStdout(encoder.encode(`${text}\n`));
+    writeAllSync(Deno.stdout, encoder.encode(`${text}\n`));
   } catch (error) {
     stopPrinting(script, error as Error);
   }

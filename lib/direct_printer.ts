@@ -7,6 +7,7 @@
  */
 import { fstatSync } from "node:fs";
 import { isatty } from "node:tty";
+import { writeAllSync } from "./files.ts";
 import type { LinePrinter, PrinterEnd } from "./hand_over.ts";
 import { LineBatch } from "./printer.ts";
 
@@ -51,27 +52,9 @@ export function writesNeverWait(fd: number): boolean {
 export interface DirectPrinterOptions {
   /**
    * Writes all of the bytes, valid only during the call, or throws.
-   * @default {writeStdout}
+   * @default {(bytes) => writeAllSync(Deno.stdout, bytes)}
    */
   write?: (bytes: Uint8Array) => void;
-}
-
-/**
- * Writes all of the bytes to stdout.
- *
- * @param bytes What to write.
- *
- * @example
- * ```ts
- * import { writeStdout } from "../protocol.ts";
- *
- * writeStdout(new Uint8Array());
- * ```
- */
-export function writeStdout(bytes: Uint8Array): void {
-  for (let offset = 0; offset < bytes.length;) {
-    offset += Deno.stdout.writeSync(bytes.subarray(offset));
-  }
 }
 
 /** How long a line may wait for the lines after it, to share their write. */
@@ -109,7 +92,7 @@ export class DirectPrinter implements LinePrinter {
 
   /** @param options Where the lines go. */
   constructor(options: DirectPrinterOptions = {}) {
-    const write = options.write ?? writeStdout;
+    const write = options.write ?? ((bytes) => writeAllSync(Deno.stdout, bytes));
     this.#ended = new Promise((resolve) => this.#end = resolve);
     this.#batch = new LineBatch((lines, count) => {
       if (this.#failed) return;

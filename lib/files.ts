@@ -38,7 +38,9 @@ export function crc32OfFile(path: string): number {
 }
 
 /**
- * Writes all of `bytes` to a file, as one `writeSync` may write less.
+ * Writes all of `bytes` to a file or to stdout, as one `writeSync` may write
+ * less. It uses nothing from outside itself: the UDP printer's Worker gets
+ * it as text.
  *
  * @example
  * ```ts
@@ -54,7 +56,10 @@ export function crc32OfFile(path: string): number {
  * Deno.removeSync(path);
  * ```
  */
-export function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
+export function writeAllSync(
+  file: { writeSync(bytes: Uint8Array): number },
+  bytes: Uint8Array,
+): void {
   for (let offset = 0; offset < bytes.length;) offset += file.writeSync(bytes.subarray(offset));
 }
 

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { writeAllSync } from "./files.ts";
 import { escapeControls, LineBatch, withoutLineEnd } from "./printer.ts";
 
 /**
@@ -221,9 +222,7 @@ function printHandOver(buffer: SharedArrayBuffer): void {
   const post = (end: PrinterEnd) =>
     (globalThis as unknown as { postMessage(end: PrinterEnd): void }).postMessage(end);
   const batch = new LineBatch((lines, count) => {
-    for (let offset = 0; offset < lines.length;) {
-      offset += Deno.stdout.writeSync(lines.subarray(offset));
-    }
+    writeAllSync(Deno.stdout, lines);
     ring.addPrinted(count);
   });
   try {
@@ -306,7 +305,14 @@ export class Printer implements LinePrinter {
     // From a blob: URL rather than a file, which would need --allow-read.
     // Each part under its own name, which a bundler may have changed: a class
     // bundled as `var LineBatch = class {` prints as `class {`.
-    const source = [withoutLineEnd, escapeControls, LineBatch, HandOver, printHandOver]
+    const source = [
+      withoutLineEnd,
+      escapeControls,
+      LineBatch,
+      HandOver,
+      writeAllSync,
+      printHandOver,
+    ]
       .map((part) => `const ${part.name} = ${part};`).join("\n");
     this.#url = URL.createObjectURL(
       new Blob([`${source}\nonmessage = (event) => ${printHandOver.name}(event.data);`], {
