@@ -870,6 +870,16 @@ for (const [script, args, flag] of missingNet) {
   });
 }
 
+Deno.test("udp_server.ts --rcvbuf without --allow-ffi names the flag to add and exits 2", async () => {
+  const args = ["--host", "127.0.0.1", "--port", "0", "--rcvbuf", "4M"];
+  await using child = denoScript("udp_server.ts", ["--allow-net=127.0.0.1"], args);
+  assert.equal((await child.wait()).code, 2, child.stderr);
+  assert.equal(
+    child.stderr,
+    "udp_server.ts: Cannot listen on 127.0.0.1:0: Setting the receive buffer goes through libc: add --allow-ffi\n",
+  );
+});
+
 Deno.test("client.ts stopped by SIGINT says a re-run sends only what is missing, and a plain re-run completes the set", async () => {
   await using temporary = new TempDirs();
   const input = await temporary.make();

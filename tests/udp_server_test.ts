@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { DirectPrinter, formatDatagram, HandOver, LineBatch } from "../protocol.ts";
-import { warmUp } from "../udp_server.ts";
+import { startUdpServer, warmUp } from "../udp_server.ts";
 import { concat, random, utf8 } from "./helpers.ts";
 
 const datagrams: [string, Uint8Array, string][] = [
@@ -191,4 +191,34 @@ console.log(String(writesNeverWait(1)));`;
 Deno.test("warmUp() runs its datagrams through a private socket and closes it", async () => {
   // The test's sanitizers fail it if a socket or a timer is left behind.
   assert.equal(await warmUp(350), 350);
+});
+
+/** The `rb` of a UDP socket bound to `port`, as `ss -uam` shows the kernel's receive buffer. */
+async function ssReceiveBuffer(port: number): Promise<number> {
+  const { stdout } = await new Deno.Command("ss", { args: ["-uamnH", `sport = :${port}`] })
+    .output();
+  return Number(new TextDecoder().decode(stdout).match(/\brb(\d+)/)![1]);
+}
+
+Deno.test("startUdpServer() gets the receive buffer asked for, doubled as Linux does, where ss sees it (needs ss: iproute2)", async () => {
+  for (const asked of [1 << 20, 3_000_000]) {
+    const server = await startUdpServer(() => {}, {
+      host: "127.0.0.1",
+      port: 0,
+      receiveBuffer: asked,
+    });
+    try {
+      assert.equal(server.receiveBuffer, 2 * asked);
+      assert.equal(await ssReceiveBuffer(server.address.port), 2 * asked);
+    } finally {
+      await server.close();
+    }
+  }
+  const plain = await startUdpServer(() => {}, { host: "127.0.0.1", port: 0 });
+  try {
+    assert.equal(plain.receiveBuffer, undefined);
+    assert.ok(await ssReceiveBuffer(plain.address.port) < 2 << 20);
+  } finally {
+    await plain.close();
+  }
 });
