@@ -24,7 +24,7 @@
  * - `lib/`: what is not the wire format: command-line values, log output,
  *   formatting, addresses, image types, files, the receiver's folder,
  *   quarantine and admission, and the UDP printer's lines, hand-over and
- *   receive buffer.
+ *   socket as the kernel sees it.
  *
  * @example Encode a frame and read it back
  * ```ts
@@ -168,7 +168,7 @@ export {
   type PrinterOptions,
 } from "./lib/hand_over.ts";
 export { DirectPrinter, type DirectPrinterOptions, writesNeverWait } from "./lib/direct_printer.ts";
-export { setReceiveBuffer } from "./lib/receive_buffer.ts";
+export { KernelSocket } from "./lib/kernel_socket.ts";
 export { EXTENSIONS, sniffExtension } from "./lib/images.ts";
 export { crc32OfFile, descriptorRoom, writeAllSync } from "./lib/files.ts";
 

@@ -22,6 +22,7 @@ import {
   formatAddress,
   formatBytes,
   inAnyCidr,
+  KernelSocket,
   type LinePrinter,
   MAX_DATAGRAM_SIZE,
   parseByteSize,
@@ -30,7 +31,6 @@ import {
   parsePort,
   Printer,
   ScriptOutput,
-  setReceiveBuffer,
   writeAllSync,
   writesNeverWait,
 } from "./protocol.ts";
@@ -58,7 +58,7 @@ export interface UdpServerOptions {
   /**
    * Bytes asked of the kernel for the socket's receive buffer, where
    * datagrams wait while the receiving thread is busy (Linux, `--allow-ffi`;
-   * see {@linkcode setReceiveBuffer}). Undefined keeps the kernel's default.
+   * see {@linkcode KernelSocket}). Undefined keeps the kernel's default.
    * @default {undefined}
    */
   receiveBuffer?: number;
@@ -70,6 +70,11 @@ export interface UdpServer {
   readonly address: { address: string; port: number };
   /** The kernel's receive buffer in bytes, when `receiveBuffer` was asked for. */
   readonly receiveBuffer: number | undefined;
+  /**
+   * Datagrams the kernel dropped so far because its receive buffer was
+   * full; undefined when it cannot be known (no `--allow-ffi`, not Linux).
+   */
+  readonly kernelDrops: number | undefined;
   /** Datagrams received so far from allowed addresses, each passed to `onDatagram`. */
   readonly received: number;
   /** Datagrams dropped so far for coming from outside the allowed blocks. */
@@ -156,7 +161,7 @@ function receiveWithNode(host: string, port: number, onDatagram: OnDatagram): Pr
  * @returns The running server.
  * @throws {Deno.errors.NotCapable} Without net permission for the address,
  * or without `--allow-ffi` for a receive buffer; what
- * {@linkcode setReceiveBuffer} throws.
+ * {@linkcode KernelSocket.find} throws.
  */
 export async function startUdpServer(
   onDatagram: (payload: Uint8Array) => void,
@@ -180,26 +185,48 @@ export async function startUdpServer(
   const socket = listenDatagram !== undefined
     ? receiveWithDeno(listenDatagram, host, port, count)
     : await receiveWithNode(host, port, count);
-  let receiveBuffer: number | undefined;
+  let kernel: KernelSocket | undefined;
+  let dropsAtClose: number | undefined;
   try {
-    if (options.receiveBuffer !== undefined) {
-      receiveBuffer = await setReceiveBuffer(socket.address.port, options.receiveBuffer);
-    }
+    kernel = await reachKernel(socket.address.port, options.receiveBuffer);
   } catch (error) {
     await socket.close();
     throw error;
   }
   return {
     address: socket.address,
-    receiveBuffer,
+    get receiveBuffer() {
+      return options.receiveBuffer === undefined ? undefined : kernel?.receiveBuffer;
+    },
+    get kernelDrops() {
+      return kernel?.drops ?? dropsAtClose;
+    },
     get received() {
       return received;
     },
     get dropped() {
       return dropped;
     },
-    close: () => socket.close(),
+    async close() {
+      // Read before the socket goes: the summary comes after.
+      dropsAtClose = kernel?.drops;
+      await socket.close();
+      kernel?.[Symbol.dispose]();
+      kernel = undefined;
+    },
   };
+}
+
+/**
+ * The socket through libc: required for a receive buffer, and otherwise
+ * only to count the kernel's drops, which go uncounted without
+ * `--allow-ffi` or off Linux.
+ */
+async function reachKernel(port: number, receiveBuffer?: number) {
+  if (receiveBuffer === undefined) return await KernelSocket.find(port).catch(() => undefined);
+  const kernel = await KernelSocket.find(port);
+  kernel.setReceiveBuffer(receiveBuffer);
+  return kernel;
 }
 
 /** Enough for V8 to compile the receiving loop: 1,000 were measured too few. */
@@ -273,6 +300,10 @@ written by the thread that receives: on a small machine that prints more.
 Before listening, it runs ${WARM_UP_DATAGRAMS} datagrams through a private socket on
 127.0.0.1 (when allowed to), so that a flood is met by compiled code.
 
+Datagrams that come while the kernel's receive buffer is full are lost
+before this server sees them. With --allow-ffi (on Linux) it counts those
+too, and says so in the same ways; --rcvbuf makes that buffer bigger.
+
 --unstable-net (set by deno.json inside the project) lets it receive through
 Deno.listenDatagram, about four times as fast as through node:dgram, which it
 falls back on without the flag.
@@ -284,8 +315,8 @@ Options:
                 repeatable (default: from anywhere)
   --rcvbuf SIZE ask the kernel for a receive buffer of SIZE, such as 4M, where
                 datagrams wait while this process is busy; its default,
-                208 KiB here, overflows in 1.4 ms of a flood. Linux only, and
-                needs --allow-ffi (default: the kernel's)
+                often 208 KiB, overflows in 1.4 ms of a loopback flood.
+                Linux only, and needs --allow-ffi (default: the kernel's)
   -h, --help    show this help
 
 Exit status: 0 after SIGINT/SIGTERM, 1 on a runtime error, 2 on a usage error.
@@ -307,16 +338,22 @@ function stopPrinting(script: ScriptOutput, error: { name: string; message: stri
   Deno.exit(1);
 }
 
-/** Says once a second how many datagrams the printer had no room for. */
-function reportDrops(script: ScriptOutput, printer: LinePrinter): ReturnType<typeof setInterval> {
-  let reported = 0;
+/** A count of dropped datagrams, and why they were dropped. */
+interface Drops {
+  count: () => number;
+  why: string;
+}
+
+/** Says once a second how many datagrams were dropped in that second, and why. */
+function reportDrops(script: ScriptOutput, drops: Drops[]): ReturnType<typeof setInterval> {
+  const reported = drops.map(() => 0);
   return setInterval(() => {
-    const dropped = printer.dropped - reported;
-    if (dropped === 0) return;
-    reported += dropped;
-    script.stderr.line(
-      `Dropped ${counted(dropped, "datagram")} in the last second: printing could not keep up`,
-    );
+    drops.forEach(({ count, why }, i) => {
+      const dropped = count() - reported[i];
+      if (dropped === 0) return;
+      reported[i] += dropped;
+      script.stderr.line(`Dropped ${counted(dropped, "datagram")} in the last second: ${why}`);
+    });
   }, 1000);
 }
 
@@ -324,8 +361,9 @@ function reportDrops(script: ScriptOutput, printer: LinePrinter): ReturnType<typ
 function summary(signal: Deno.Signal, server: UdpServer | undefined, printer: LinePrinter): string {
   const received = counted(server?.received ?? 0, "datagram");
   const late = printer.dropped > 0 ? `, dropped ${printer.dropped} for want of time` : "";
+  const kernel = server?.kernelDrops ? `, ${server.kernelDrops} dropped by the kernel` : "";
   const outside = server?.dropped ? ` (${server.dropped} dropped by --allow)` : "";
-  return `${signal}: received ${received}, printed ${printer.printed}${late}${outside}`;
+  return `${signal}: received ${received}, printed ${printer.printed}${late}${kernel}${outside}`;
 }
 
 /** Linux doubles what is asked; less than that means `net.core.rmem_max` cut it. */
@@ -384,7 +422,13 @@ async function main(): Promise<void> {
   // A file never keeps a write waiting: no second thread needed, nor its cost.
   const printer: LinePrinter = writesNeverWait(1) ? new DirectPrinter() : new Printer();
   void printer.ended.then(({ error }) => error && stopPrinting(script, error));
-  const drops = reportDrops(script, printer);
+  const drops = reportDrops(script, [
+    { count: () => printer.dropped, why: "printing could not keep up" },
+    {
+      count: () => server?.kernelDrops ?? 0,
+      why: "the kernel's receive buffer was full (--rcvbuf makes it bigger)",
+    },
+  ]);
   // Only to meet a flood with compiled code: a failure there must not stop the server.
   await warmUp().catch(() => 0);
   try {

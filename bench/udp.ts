@@ -1,7 +1,8 @@
 /**
  * The UDP printers alone under the benchmark's flood: 200,000 datagrams of
- * 16–64 bytes from one Python sender, to `udp_server.ts`, to the tutorial's
- * server and to a Deno loop that receives and prints nothing (the ceiling,
+ * 16–64 bytes from one Python sender, to `udp_server.ts` (as is, and with
+ * `--rcvbuf 4M`), to the tutorial's server and to a Deno loop that receives
+ * and prints nothing (the ceiling of the default receive buffer,
  * bench/udp_ceiling.ts), in alternating rounds, each flood starting at once
  * and one second after the printer listens. Prints, for each printer and
  * start, the medians of the share printed and of the sender's rate, and the
@@ -50,6 +51,15 @@ const CEILING: UdpPrinter = {
   count: (output) => Number(output.match(/^received (\d+)$/m)?.[1] ?? 0),
 };
 
+const [OURS] = UDP_PRINTERS;
+
+/** Ours with an 8 MiB receive buffer (4M asked, doubled by Linux): `--allow-ffi` goes after `run`. */
+const OURS_RCVBUF: UdpPrinter = {
+  ...OURS,
+  label: "udp_server.ts --rcvbuf 4M",
+  command: [...OURS.command.toSpliced(2, 0, "--allow-ffi"), "--rcvbuf=4M"],
+};
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -66,7 +76,11 @@ async function main(): Promise<void> {
   }
   const work = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "bench-udp-" });
   try {
-    const results = await runUdp(work, count, [0, 1], rounds, [...UDP_PRINTERS, CEILING]);
+    const results = await runUdp(work, count, [0, 1], rounds, [
+      ...UDP_PRINTERS,
+      OURS_RCVBUF,
+      CEILING,
+    ]);
     console.log(table(results, count).join("\n"));
   } finally {
     await Deno.remove(work, { recursive: true });

@@ -876,7 +876,32 @@ Deno.test("udp_server.ts --rcvbuf without --allow-ffi names the flag to add and 
   assert.equal((await child.wait()).code, 2, child.stderr);
   assert.equal(
     child.stderr,
-    "udp_server.ts: Cannot listen on 127.0.0.1:0: Setting the receive buffer goes through libc: add --allow-ffi\n",
+    "udp_server.ts: Cannot listen on 127.0.0.1:0: Socket options go through libc: add --allow-ffi\n",
+  );
+});
+
+Deno.test("udp_server.ts --rcvbuf past net.core.rmem_max, run by a user who may not pass it, says what it got (needs root, to run it as nobody)", async () => {
+  assert.equal(Deno.uid(), 0, "this test runs the server as nobody and so needs root");
+  // Deno reads /proc/sys only with --allow-all.
+  const cat = await new Deno.Command("cat", { args: ["/proc/sys/net/core/rmem_max"] }).output();
+  const max = Number(new TextDecoder().decode(cat.stdout));
+  await using temporary = new TempDirs();
+  const home = await temporary.make();
+  await Deno.chmod(home, 0o777);
+  await using server = new Spawned("setpriv", [
+    ...["--reuid=65534", "--regid=65534", "--clear-groups", Deno.execPath(), "run"],
+    ...["--unstable-net", "--allow-net=127.0.0.1", "--allow-ffi", `${ROOT}udp_server.ts`],
+    ...["--host=127.0.0.1", "--port=0", `--rcvbuf=${2 * max}`],
+  ], { cwd: home, env: { DENO_DIR: home } });
+  await server.waitFor(/listening on/);
+  assert.equal((await server.stop("SIGINT")).code, 0);
+  assert.match(
+    server.stderr,
+    new RegExp(
+      `^The receive buffer is ${
+        2 * max
+      } bytes: net.core.rmem_max capped --rcvbuf at ${max} \\(raise it, or run as root\\)\n`,
+    ),
   );
 });
 

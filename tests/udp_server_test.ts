@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DirectPrinter, formatDatagram, HandOver, LineBatch } from "../protocol.ts";
+import { DirectPrinter, formatDatagram, HandOver, KernelSocket, LineBatch } from "../protocol.ts";
 import { startUdpServer, warmUp } from "../udp_server.ts";
 import { concat, random, utf8 } from "./helpers.ts";
 
@@ -221,4 +221,36 @@ Deno.test("startUdpServer() gets the receive buffer asked for, doubled as Linux 
   } finally {
     await plain.close();
   }
+});
+
+Deno.test("KernelSocket counts what the kernel dropped: drops and what the buffer held add up to what was sent", async () => {
+  const target = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const sender = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const port = (target.addr as Deno.NetAddr).port;
+  try {
+    using kernel = await KernelSocket.find(port);
+    const to = { transport: "udp" as const, hostname: "127.0.0.1", port };
+    // Nobody receives meanwhile: 1,000 datagrams overflow the default buffer.
+    for (let i = 0; i < 1_000; i++) await sender.send(new Uint8Array(200), to);
+    let held = 0;
+    for (;;) {
+      const next = target.receive();
+      // The last one is still pending when the socket closes.
+      next.catch(() => {});
+      const timeout = new Promise<"empty">((done) => setTimeout(() => done("empty"), 200));
+      if (await Promise.race([next, timeout]) === "empty") break;
+      held++;
+    }
+    assert.ok(kernel.drops > 0 && held > 0, `drops ${kernel.drops}, held ${held}`);
+    assert.equal(kernel.drops + held, 1_000);
+  } finally {
+    sender.close();
+    target.close();
+  }
+});
+
+Deno.test("KernelSocket.find() takes no TCP socket for the UDP one it looks for", async () => {
+  using tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const taken = tcp.addr.port;
+  await assert.rejects(KernelSocket.find(taken), Deno.errors.NotFound);
 });
