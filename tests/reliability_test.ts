@@ -1005,19 +1005,43 @@ Deno.test("udp_server.ts keeps receiving while nobody reads what it prints, and 
   await stdout.cancel();
 });
 
-Deno.test("udp_server.ts > a file: the original client's lines and 2,000 more are there while it runs, none dropped", async () => {
-  await using temporary = new TempDirs();
-  const log = `${await temporary.make()}/datagrams.log`;
-  const server = new Deno.Command("sh", {
+/** Starts `udp_server.ts > log` on a free loopback port, with extra Deno flags and arguments. */
+function udpServerToFile(
+  log: string,
+  flags: string[] = [],
+  args: string[] = [],
+): Deno.ChildProcess {
+  return new Deno.Command("sh", {
     args: [
       "-c",
-      `exec "$0" run --allow-net=127.0.0.1 "$1" --host=127.0.0.1 --port=0 > "$2"`,
+      `exec "$0" run --allow-net=127.0.0.1 ${flags.join(" ")} "$1" --host=127.0.0.1 --port=0 ${
+        args.join(" ")
+      } > "$2"`,
       Deno.execPath(),
       `${ROOT}udp_server.ts`,
       log,
     ],
     stderr: "piped",
   }).spawn();
+}
+
+/** Types `lines` and then `exit` into the tutorial's UDP client, which sends each line to `port`. */
+async function originalUdpClient(port: number, lines: string[]): Promise<void> {
+  const client = new Deno.Command("python3", {
+    args: [`${ROOT}tests/original/udp_client.py`, String(port)],
+    stdin: "piped",
+    stdout: "null",
+  }).spawn();
+  const writer = client.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(`${lines.join("\n")}\nexit\n`));
+  await writer.close();
+  assert.equal((await client.status).code, 0);
+}
+
+Deno.test("udp_server.ts > a file: the original client's lines and 2,000 more are there while it runs, none dropped", async () => {
+  await using temporary = new TempDirs();
+  const log = `${await temporary.make()}/datagrams.log`;
+  const server = udpServerToFile(log);
   await using _server = server;
   const stderr = new Response(server.stderr).text();
   const lines = async (count: number) => {
@@ -1032,15 +1056,7 @@ Deno.test("udp_server.ts > a file: the original client's lines and 2,000 more ar
     );
   };
   const port = Number((await lines(1)).match(/listening on 127\.0\.0\.1:(\d+)/)![1]);
-  const client = new Deno.Command("python3", {
-    args: [`${ROOT}tests/original/udp_client.py`, String(port)],
-    stdin: "piped",
-    stdout: "null",
-  }).spawn();
-  const writer = client.stdin.getWriter();
-  await writer.write(new TextEncoder().encode("hello\n  数据 data  \nexit\n"));
-  await writer.close();
-  assert.equal((await client.status).code, 0);
+  await originalUdpClient(port, ["hello", "  数据 data  "]);
   // 10,000 a second at most: a server just started is not yet compiled for a flood.
   await sendPaced(port, 2_000, 200, 10);
   // Read before the server stops, as `tail -f` would.
@@ -1067,18 +1083,7 @@ const BURST = Array.from({ length: 2_000 }, (_, i) => `line ${i} `.padEnd(200, "
 async function burstWhileStopped(flags: string[], args: string[]) {
   await using temporary = new TempDirs();
   const log = `${await temporary.make()}/datagrams.log`;
-  const server = new Deno.Command("sh", {
-    args: [
-      "-c",
-      `exec "$0" run --allow-net=127.0.0.1 ${flags.join(" ")} "$1" --host=127.0.0.1 --port=0 ${
-        args.join(" ")
-      } > "$2"`,
-      Deno.execPath(),
-      `${ROOT}udp_server.ts`,
-      log,
-    ],
-    stderr: "piped",
-  }).spawn();
+  const server = udpServerToFile(log, flags, args);
   await using _server = server;
   const stderr = new Response(server.stderr).text();
   const lines = async () => (await Deno.readTextFile(log).catch(() => "")).split("\n").slice(0, -1);
@@ -1089,15 +1094,7 @@ async function burstWhileStopped(flags: string[], args: string[]) {
   const port = Number((await lines())[0].match(/listening on 127\.0\.0\.1:(\d+)/)![1]);
   // Only the kernel's buffer holds what comes meanwhile.
   Deno.kill(server.pid, "SIGSTOP");
-  const client = new Deno.Command("python3", {
-    args: [`${ROOT}tests/original/udp_client.py`, String(port)],
-    stdin: "piped",
-    stdout: "null",
-  }).spawn();
-  const writer = client.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(`${BURST.join("\n")}\nexit\n`));
-  await writer.close();
-  assert.equal((await client.status).code, 0);
+  await originalUdpClient(port, BURST);
   Deno.kill(server.pid, "SIGCONT");
   const resumed = Date.now();
   for (let last = -1, now = (await lines()).length; now !== last || Date.now() - resumed < 1_100;) {
