@@ -237,8 +237,13 @@ Deno.test("KernelSocket counts what the kernel dropped: drops and what the buffe
       const next = target.receive();
       // The last one is still pending when the socket closes.
       next.catch(() => {});
-      const timeout = new Promise<"empty">((done) => setTimeout(() => done("empty"), 200));
-      if (await Promise.race([next, timeout]) === "empty") break;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<"empty">((done) => timer = setTimeout(() => done("empty"), 200));
+      try {
+        if (await Promise.race([next, timeout]) === "empty") break;
+      } finally {
+        clearTimeout(timer);
+      }
       held++;
     }
     assert.ok(kernel.drops > 0 && held > 0, `drops ${kernel.drops}, held ${held}`);
